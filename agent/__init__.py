@@ -1,0 +1,63 @@
+"""session-agent: keeps track of work sessions for editors, IDEs and AI-coding tools.
+
+The public API is re-exported here. It is loaded lazily, so that importing
+``agent`` (as the CLI does) costs nothing until a name is used: the CLI's
+client path must never import rocksdict.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InvalidSessionIdError",
+    "Session",
+    "SessionAlreadyActiveError",
+    "SessionError",
+    "SessionIOError",
+    "SessionManager",
+    "SessionNotFoundError",
+    "SessionStatus",
+    "StorageError",
+    "StoreLockedError",
+    "__version__",
+    "open_db",
+]
+
+_HOMES = {
+    "open_db": "agent.store",
+    "SessionManager": "agent.manager",
+    "Session": "agent.session",
+    "SessionStatus": "agent.session",
+    "InvalidSessionIdError": "agent.errors",
+    "SessionAlreadyActiveError": "agent.errors",
+    "SessionError": "agent.errors",
+    "SessionIOError": "agent.errors",
+    "SessionNotFoundError": "agent.errors",
+    "StorageError": "agent.errors",
+    "StoreLockedError": "agent.errors",
+}
+
+if TYPE_CHECKING:
+    from agent.errors import (
+        InvalidSessionIdError,
+        SessionAlreadyActiveError,
+        SessionError,
+        SessionIOError,
+        SessionNotFoundError,
+        StorageError,
+        StoreLockedError,
+    )
+    from agent.manager import SessionManager
+    from agent.session import Session, SessionStatus
+    from agent.store import open_db
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

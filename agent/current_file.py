@@ -1,0 +1,321 @@
+"""The current-session file: safe reads, atomic compare-and-swap writes.
+
+The file names the active session (``<id>\\n``) or is absent. Other programs
+read it with ``cat`` and edit it to drive sessions, so this module:
+
+* reads without following a symlink or blocking on a FIFO, and never more
+  than ``MAX_CONTENT + 1`` bytes;
+* replaces the file only if it still is what the caller observed (and
+  applied): the old file is first renamed aside and compared, and the new one
+  is linked into place with ``link(2)``, which fails rather than overwrite an
+  edit that landed in the meantime. So no edit is lost to our own writes;
+* fsyncs the new file and the directory before a change counts as done;
+* identifies a file by ``(st_dev, st_ino, st_size, st_mtime_ns)`` and its
+  content, which is how the manager tells its own last write from an edit.
+
+Temporary names start with ``.current_session.`` and are cleaned up at the
+next start.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import secrets
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import faults
+from agent.errors import SessionIOError
+from agent.session import parse_session_id
+
+__all__ = [
+    "MAX_CONTENT",
+    "CurrentFile",
+    "Edit",
+    "EditKind",
+    "FileChangedError",
+    "FileKind",
+    "Observation",
+    "Stamp",
+    "parse_edit",
+]
+
+FILE_NAME = "current_session"
+MAX_CONTENT = 4096
+_TEMP_PREFIX = "." + FILE_NAME + "."
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
+class FileKind(enum.Enum):
+    MISSING = "missing"
+    REGULAR = "regular file"
+    SYMLINK = "symlink"
+    FIFO = "FIFO"
+    SOCKET = "socket"
+    DIRECTORY = "directory"
+    OTHER = "special file"
+
+
+def _kind_of(mode: int) -> FileKind:
+    if stat.S_ISREG(mode):
+        return FileKind.REGULAR
+    if stat.S_ISLNK(mode):
+        return FileKind.SYMLINK
+    if stat.S_ISFIFO(mode):
+        return FileKind.FIFO
+    if stat.S_ISSOCK(mode):
+        return FileKind.SOCKET
+    if stat.S_ISDIR(mode):
+        return FileKind.DIRECTORY
+    return FileKind.OTHER
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What was at the path at one moment. ``content`` is read for regular
+    files only, and holds at most ``MAX_CONTENT + 1`` bytes."""
+
+    kind: FileKind
+    identity: tuple[int, int, int, int] | None = None  # dev, ino, size, mtime_ns
+    content: bytes | None = None
+
+    @property
+    def mtime_ns(self) -> int | None:
+        return self.identity[3] if self.identity else None
+
+
+MISSING = Observation(FileKind.MISSING)
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """Our last completed write: which id, and the file's identity after it."""
+
+    session_id: str
+    identity: tuple[int, int, int, int]
+
+    _FORMAT = struct.Struct("<36sQQQq")
+
+    def encode(self) -> bytes:
+        return self._FORMAT.pack(self.session_id.encode("ascii"), *self.identity)
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> Stamp | None:
+        """``None`` for a missing or unreadable stamp: it only ever means
+        "we may not have finished writing", which is the safe assumption."""
+        if raw is None or len(raw) != cls._FORMAT.size:
+            return None
+        sid, dev, ino, size, mtime_ns = cls._FORMAT.unpack(raw)
+        return cls(sid.decode("ascii", "replace"), (dev, ino, size, mtime_ns))
+
+    def matches(self, observed: Observation) -> bool:
+        return observed.kind is FileKind.REGULAR and observed.identity == self.identity
+
+
+class EditKind(enum.Enum):
+    END = "end"  # empty, whitespace or `end`
+    START = "start"
+    ABANDON = "abandon"
+    NAMES = "names a session"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    kind: EditKind
+    session_id: str | None = None  # for NAMES
+    problem: str | None = None  # for INVALID: why it was rejected
+
+
+_KEYWORDS = {"end": EditKind.END, "start": EditKind.START, "abandon": EditKind.ABANDON}
+
+
+def parse_edit(content: bytes) -> Edit:
+    """What a regular file's content asks for (keywords: case-insensitive, trimmed)."""
+    if len(content) > MAX_CONTENT:
+        return Edit(EditKind.INVALID, problem=f"more than {MAX_CONTENT} bytes")
+    try:
+        text = content.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return Edit(EditKind.INVALID, problem="not valid UTF-8")
+    if not text:
+        return Edit(EditKind.END)
+    keyword = _KEYWORDS.get(text.lower())
+    if keyword is not None:
+        return Edit(keyword)
+    try:
+        return Edit(EditKind.NAMES, session_id=parse_session_id(text))
+    except ValueError:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return Edit(EditKind.INVALID, problem=f"{shown!r} is neither a keyword nor a session id")
+
+
+class FileChangedError(Exception):
+    """The file is no longer what the caller observed: observe and decide again."""
+
+
+class CurrentFile:
+    def __init__(self, data_dir: Path) -> None:
+        self.dir = Path(data_dir)
+        self.path = self.dir / FILE_NAME
+
+    # --- reading --------------------------------------------------------------
+
+    def observe(self) -> Observation:
+        """Look at the path without following a symlink or blocking."""
+        try:
+            fd = os.open(self.path, _READ_FLAGS)
+        except FileNotFoundError:
+            return MISSING
+        except OSError as exc:
+            # ELOOP: a symlink; ENXIO: a socket. Anything else is reported by lstat.
+            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EACCES, errno.EPERM):
+                raise SessionIOError(f"cannot read {self.path}: {exc.strerror}") from None
+            return self._lstat_only()
+        try:
+            return self._observe_open(fd)
+        finally:
+            os.close(fd)
+
+    def _lstat_only(self) -> Observation:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return MISSING
+        except OSError as exc:
+            raise SessionIOError(f"cannot stat {self.path}: {exc.strerror}") from None
+        return Observation(_kind_of(st.st_mode), _identity(st))
+
+    @staticmethod
+    def _observe_open(fd: int) -> Observation:
+        st = os.fstat(fd)
+        kind = _kind_of(st.st_mode)
+        if kind is not FileKind.REGULAR:
+            return Observation(kind, _identity(st))
+        chunks = []
+        remaining = MAX_CONTENT + 1
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return Observation(kind, _identity(st), b"".join(chunks))
+
+    # --- writing --------------------------------------------------------------
+
+    def replace(self, expected: Observation, session_id: str | None) -> Stamp | None:
+        """Make the file hold ``session_id`` (or be absent) if it still is ``expected``.
+
+        Returns the stamp of the new file, or ``None`` when the file was
+        removed. Raises ``FileChangedError`` (touching nothing that was not
+        ``expected``) if an edit landed since ``expected`` was observed.
+        """
+        if expected.kind is FileKind.DIRECTORY:
+            raise ValueError("a directory in place of the current file is never replaced")
+        try:
+            aside = self._move_aside(expected)
+            try:
+                stamp = self._link_new(session_id) if session_id else None
+            finally:
+                if aside is not None:
+                    os.unlink(aside)
+            self._fsync_dir()
+            return stamp
+        except OSError as exc:
+            raise SessionIOError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def _move_aside(self, expected: Observation) -> Path | None:
+        if expected.kind is FileKind.MISSING:
+            return None
+        aside = self._temp_name("old")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            raise FileChangedError from None
+        if not _same(aside, expected):
+            self._put_back(aside)
+            raise FileChangedError
+        return aside
+
+    def _put_back(self, aside: Path) -> None:
+        try:
+            if os.path.isdir(aside) and not os.path.islink(aside):
+                os.rename(aside, self.path)  # fails with ENOTDIR over a new file
+            else:
+                os.link(aside, self.path, follow_symlinks=False)
+                os.unlink(aside)
+        except OSError:
+            # A newer edit already took the name; it supersedes the one aside.
+            if not os.path.isdir(aside) or os.path.islink(aside):
+                os.unlink(aside)
+
+    def _link_new(self, session_id: str) -> Stamp:
+        temp = self._temp_name("tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                os.write(fd, f"{session_id}\n".encode("ascii"))
+                faults.point("file.before_fsync")
+                os.fsync(fd)
+                stamp = Stamp(session_id, _identity(os.fstat(fd)))
+            finally:
+                os.close(fd)
+            faults.point("file.before_rename")
+            try:
+                os.link(temp, self.path, follow_symlinks=False)
+            except FileExistsError:
+                raise FileChangedError from None
+            faults.point("file.after_rename")
+            return stamp
+        finally:
+            os.unlink(temp)
+
+    def _temp_name(self, suffix: str) -> Path:
+        return self.dir / f"{_TEMP_PREFIX}{secrets.token_hex(6)}.{suffix}"
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def remove_leftovers(self) -> int:
+        """Delete temporary files a crash left behind; returns how many."""
+        removed = 0
+        try:
+            with os.scandir(self.dir) as entries:
+                for entry in entries:
+                    ours = entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith((".tmp", ".old"))
+                    if ours and not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.path)
+                        removed += 1
+        except OSError as exc:
+            raise SessionIOError(f"cannot clean up {self.dir}: {exc.strerror}") from None
+        return removed
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _same(path: Path, expected: Observation) -> bool:
+    """Is the file at ``path`` (moved aside, so no one else writes the name)
+    the one observed: same inode, size, mtime and, if regular, content?"""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return False
+        return Observation(_kind_of(st.st_mode), _identity(st)) == expected
+    try:
+        return CurrentFile._observe_open(fd) == expected
+    finally:
+        os.close(fd)

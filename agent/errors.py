@@ -1,0 +1,78 @@
+"""The ``SessionError`` family.
+
+Each error carries the CLI exit code it maps to, so the CLI maps errors to
+exit codes in one place and nothing below it ever calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidSessionIdError",
+    "SessionAlreadyActiveError",
+    "SessionError",
+    "SessionIOError",
+    "SessionNotFoundError",
+    "StorageError",
+    "StoreLockedError",
+]
+
+
+class SessionError(Exception):
+    """Base of every error session-agent raises on purpose."""
+
+    exit_code = 5
+
+
+class InvalidSessionIdError(SessionError, ValueError):
+    """A session id from outside is not a UUID; raised before it becomes a key."""
+
+    exit_code = 2
+
+    def __init__(self, raw: str, reason: str) -> None:
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+        super().__init__(
+            f"invalid session id {shown!r}: {reason}; "
+            "a session id is a UUID, as `session-agent start` prints it"
+        )
+        self.raw = raw
+
+
+class SessionNotFoundError(SessionError):
+    exit_code = 4
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no session {session_id}; `session-agent list` shows the known ones")
+        self.session_id = session_id
+
+
+class SessionAlreadyActiveError(SessionError):
+    exit_code = 3
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} is already active; end it first with `session-agent end`")
+        self.session_id = session_id
+
+
+class StorageError(SessionError):
+    """RocksDB failed, a record is corrupt, or the store is unusable."""
+
+    exit_code = 5
+
+
+class StoreLockedError(StorageError):
+    """Another process holds the store and did not let go in time."""
+
+    exit_code = 6
+
+    def __init__(self, path: object, holder_pid: int | None) -> None:
+        holder = f"process {holder_pid}" if holder_pid else "another process"
+        super().__init__(
+            f"the store {path} is locked by {holder}; wait for it to finish, or stop it if it is hung"
+        )
+        self.holder_pid = holder_pid
+
+
+class SessionIOError(SessionError):
+    """A file-system operation on the data dir failed."""
+
+    exit_code = 5

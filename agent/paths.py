@@ -1,0 +1,109 @@
+"""Where session-agent keeps its files.
+
+Precedence for each directory: command-line option > ``SESSION_AGENT_*``
+environment variable > platform default (platformdirs). On Linux the data dir
+defaults to ``$XDG_DATA_HOME/session-agent`` (``~/.local/share/session-agent``)
+and the runtime dir to ``$XDG_RUNTIME_DIR/session-agent``. When
+``$XDG_RUNTIME_DIR`` is unset or unusable (not a directory of ours with mode
+0700), the runtime dir is ``<tmp>/session-agent-<uid>`` instead, created 0700
+and refused if someone else owns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import SessionIOError
+
+__all__ = ["APP_NAME", "DATA_DIR_ENV", "RUNTIME_DIR_ENV", "Paths", "ensure_private_dir"]
+
+APP_NAME = "session-agent"
+DATA_DIR_ENV = "SESSION_AGENT_DATA_DIR"
+RUNTIME_DIR_ENV = "SESSION_AGENT_RUNTIME_DIR"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data_dir: Path
+    runtime_dir: Path
+    default_data_dir: bool = True
+
+    @classmethod
+    def resolve(
+        cls, data_dir: str | os.PathLike[str] | None = None, runtime_dir: str | os.PathLike[str] | None = None
+    ) -> Paths:
+        default = _default_data_dir()
+        chosen = Path(data_dir or os.environ.get(DATA_DIR_ENV) or default).expanduser().absolute()
+        runtime = runtime_dir or os.environ.get(RUNTIME_DIR_ENV) or _default_runtime_dir()
+        return cls(chosen, Path(runtime).expanduser().absolute(), chosen == default)
+
+    @property
+    def db(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def current_file(self) -> Path:
+        return self.data_dir / "current_session"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Per data dir, so two daemons on two data dirs never collide.
+
+        A short hash keeps the socket path under the 107-byte ``sun_path``."""
+        if self.default_data_dir:
+            return self.runtime_dir
+        digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
+        return self.runtime_dir / f"d-{digest}"
+
+    @property
+    def socket(self) -> Path:
+        return self.socket_dir / "control.sock"
+
+
+def _default_data_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)).absolute()
+
+
+def _default_runtime_dir() -> Path:
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and _is_private_dir(Path(xdg)):
+        return Path(xdg) / APP_NAME
+    import tempfile  # only on this fallback: it is slow to import
+
+    return Path(tempfile.gettempdir()) / f"{APP_NAME}-{os.getuid()}"
+
+
+def _is_private_dir(path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700 if missing; refuse one others control.
+
+    An existing directory must be ours and not writable by group or others:
+    anyone who can write there could plant files we would read.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(path)
+    except OSError as exc:
+        raise SessionIOError(f"cannot create the directory {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise SessionIOError(f"{path} is not a directory; choose another with --data-dir")
+    if st.st_uid != os.getuid():
+        raise SessionIOError(f"{path} belongs to uid {st.st_uid}, not to you; choose another with --data-dir")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise SessionIOError(
+            f"{path} is writable by other users; run `chmod 700 {path}` or choose another directory"
+        )
+    return path
