@@ -221,9 +221,12 @@ class CurrentFile:
             aside = self._move_aside(expected)
             try:
                 stamp = self._link_new(session_id) if session_id else None
-            finally:
+            except BaseException:
                 if aside is not None:
-                    os.unlink(aside)
+                    self._put_back(aside)  # a failed write changes nothing
+                raise
+            if aside is not None:
+                os.unlink(aside)
             self._fsync_dir()
             return stamp
         except OSError as exc:

@@ -1,0 +1,88 @@
+"""Shared fixtures: a private data dir, a real manager, and the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent import SessionManager, open_db
+from agent.faults import ENV_VAR as FAULTS_ENV
+
+SESSION_AGENT = Path(sys.executable).with_name("session-agent")
+CLI_TIMEOUT = 30
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the slow stress tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow stress run: give --run-slow to include it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir(mode=0o700)
+    return path
+
+
+def open_manager(data_dir: Path) -> SessionManager:
+    return SessionManager(open_db(data_dir / "db"), data_dir)
+
+
+@pytest.fixture
+def manager(data_dir: Path) -> Iterator[SessionManager]:
+    with open_manager(data_dir) as m:
+        yield m
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user whose home and XDG dirs are in ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_AGENT_")}
+    env.pop(FAULTS_ENV, None)
+    home = tmp_path / "home"
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_RUNTIME_DIR=str(tmp_path / "no-runtime-dir"),
+        TZ="UTC",
+    )
+    env.update(extra)
+    return env
+
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, data_dir: Path) -> Cli:
+    """Run the installed ``session-agent`` on ``data_dir``; never raises on exit codes."""
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, data: Path | None = data_dir
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = clean_env(tmp_path, **(env or {}))
+        prefix = ["--data-dir", str(data)] if data is not None else []
+        result = subprocess.run(
+            [str(SESSION_AGENT), *prefix, *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        return result
+
+    return run

@@ -1,0 +1,37 @@
+"""Helpers for tests that need a second real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HOLD_STORE = """
+import sys
+from agent import open_db
+db = open_db(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+db.close()
+"""
+
+
+@contextmanager
+def store_held_by_another_process(db_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real second process holding the store open until the block ends."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_STORE, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            assert proc.stdout.readline().strip() == "holding"
+            yield proc
+        finally:
+            proc.stdin.close()
+            proc.wait(timeout=10)

@@ -1,0 +1,198 @@
+"""The model: ids, validation, transitions, record encoding."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
+from agent.session import (
+    decode_record,
+    encode_record,
+    new_session_id,
+    parse_session_id,
+    session_id_floor,
+)
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+def test_new_ids_are_uuid7_and_strictly_increasing_within_one_millisecond() -> None:
+    ids = [new_session_id(T0) for _ in range(5000)]
+    assert all(uuid.UUID(i).version == 7 for i in ids)
+    assert all(str(uuid.UUID(i)) == i for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_ids_stay_increasing_when_the_clock_steps_back() -> None:
+    later = new_session_id(T0 + timedelta(hours=1))
+    assert new_session_id(T0) > later
+
+
+def test_id_floor_sorts_before_every_id_of_its_millisecond_and_after_earlier_ones() -> None:
+    moment = datetime(2030, 1, 1, tzinfo=UTC)
+    floor = session_id_floor(moment)
+    assert session_id_floor(moment - timedelta(milliseconds=1)) < floor
+    assert floor <= new_session_id(moment + timedelta(days=3650))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        "0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B",
+        "{0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b}",
+        "urn:uuid:0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        " 0193a1b2c3d47e5f8a9b0c1d2e3f4a5b\n",
+    ],
+)
+def test_any_uuid_spelling_is_accepted_and_canonicalised(spelling: str) -> None:
+    assert parse_session_id(spelling) == "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+def test_a_version_4_uuid_is_accepted_on_lookup() -> None:
+    v4 = str(uuid.uuid4())
+    assert parse_session_id(v4) == v4
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("../x", "not a UUID"),
+        ("x" * 5000, "5000 characters"),
+        ("not-a-uuid", "not a UUID"),
+        ("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5\x00", "not a UUID"),
+        ("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/..", "not a UUID"),
+    ],
+)
+def test_malformed_ids_are_rejected_with_the_reason(raw: str, reason: str) -> None:
+    with pytest.raises(InvalidSessionIdError, match=reason):
+        parse_session_id(raw)
+
+
+def test_a_new_session_is_active_and_consistent() -> None:
+    s = Session.begin(T0)
+    assert s.status is SessionStatus.ACTIVE
+    assert s.ended_at is None
+    assert s.started_at == s.last_activity_at == T0
+    assert s.memory_count == 0
+
+
+def test_completion_and_abandonment_set_the_end() -> None:
+    s = Session.begin(T0)
+    done = s.completed(T0 + timedelta(minutes=5))
+    assert (done.status, done.ended_at) == (SessionStatus.COMPLETED, T0 + timedelta(minutes=5))
+    gone = s.abandoned(T0 + timedelta(minutes=7))
+    assert (gone.status, gone.ended_at) == (SessionStatus.ABANDONED, T0 + timedelta(minutes=7))
+
+
+def test_an_end_before_the_start_is_clamped_to_the_start() -> None:
+    done = Session.begin(T0).completed(T0 - timedelta(hours=1))
+    assert done.ended_at == T0
+
+
+@pytest.mark.parametrize("terminate", ["completed", "abandoned"])
+def test_a_terminated_session_never_changes_again(terminate: str) -> None:
+    ended = getattr(Session.begin(T0), terminate)(T0 + timedelta(seconds=1))
+    with pytest.raises(ValueError, match="already"):
+        ended.completed(T0 + timedelta(hours=1))
+    with pytest.raises(ValueError, match="already"):
+        ended.abandoned(T0 + timedelta(hours=1))
+    with pytest.raises(ValueError, match=ended.status.value):
+        ended.with_activity(T0 + timedelta(hours=1))
+
+
+def test_activity_never_moves_backwards() -> None:
+    s = Session.begin(T0).with_activity(T0 + timedelta(minutes=3))
+    assert s.with_activity(T0 + timedelta(minutes=1)).last_activity_at == T0 + timedelta(minutes=3)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"started_at": datetime(2026, 1, 1)}, "timezone-aware UTC"),
+        ({"started_at": datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=1)))}, "UTC"),
+        ({"ended_at": T0}, "status active with ended_at"),
+        ({"status": SessionStatus.COMPLETED}, "status completed with ended_at None"),
+        ({"memory_count": -1}, "not a count"),
+        ({"id": "../x"}, "not a UUID"),
+        ({"id": "0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"}, "canonical"),
+        ({"last_activity_at": T0 - timedelta(seconds=1)}, "before start"),
+    ],
+)
+def test_invalid_sessions_cannot_be_built(changes: dict[str, object], problem: str) -> None:
+    fields: dict[str, object] = {
+        "id": new_session_id(T0),
+        "started_at": T0,
+        "ended_at": None,
+        "status": SessionStatus.ACTIVE,
+        "memory_count": 0,
+        "last_activity_at": T0,
+    }
+    fields.update(changes)
+    with pytest.raises(ValueError, match=problem):
+        Session(**fields)  # type: ignore[arg-type]
+
+
+def test_json_shape() -> None:
+    s = Session.begin(T0).completed(T0 + timedelta(seconds=90))
+    assert s.to_dict() == {
+        "id": s.id,
+        "status": "completed",
+        "started_at": "2026-11-24T09:00:00Z",
+        "ended_at": "2026-11-24T09:01:30Z",
+        "memory_count": 0,
+        "last_activity_at": "2026-11-24T09:00:00Z",
+    }
+
+
+moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
+
+
+@given(
+    start=moments,
+    activity=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30)),
+    end=st.one_of(st.none(), st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30))),
+    abandon=st.booleans(),
+    count=st.integers(min_value=0, max_value=2**63),
+)
+def test_records_round_trip(
+    start: datetime, activity: timedelta, end: timedelta | None, abandon: bool, count: int
+) -> None:
+    s = Session.begin(start).with_activity(start + activity)
+    s = Session(s.id, s.started_at, None, s.status, count, s.last_activity_at)
+    if end is not None:
+        moment = s.last_activity_at + end
+        s = s.abandoned(moment) if abandon else s.completed(moment)
+    assert decode_record(s.id.encode(), encode_record(s)) == s
+
+
+@pytest.mark.parametrize(
+    ("mangle", "problem"),
+    [
+        (lambda b: b"", "empty record"),
+        (lambda b: b"\x09" + b[1:], "unknown record version 9"),
+        (lambda b: b[:-1], "bytes, expected"),
+        (lambda b: b + b"x", "bytes, expected"),
+        (lambda b: b[:1] + b"\x07" + b[2:], "unknown status code 7"),
+        (lambda b: b[:1] + b"\x02" + b[2:], "status completed with ended_at None"),
+    ],
+)
+def test_corrupt_records_raise_storage_error_naming_the_key(mangle: object, problem: str) -> None:
+    s = Session.begin(T0)
+    raw = mangle(encode_record(s))  # type: ignore[operator]
+    with pytest.raises(StorageError, match=f"session record {s.id} is corrupt: .*{problem}"):
+        decode_record(s.id.encode(), raw)
+
+
+def test_a_record_under_a_key_that_is_not_a_uuid_is_corrupt() -> None:
+    s = Session.begin(T0)
+    with pytest.raises(StorageError, match="session record junk is corrupt"):
+        decode_record(b"junk", encode_record(s))

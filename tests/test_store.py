@@ -1,0 +1,111 @@
+"""The RocksDB store: opening, locking, synced batches, ordered scans."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent import StorageError, StoreLockedError, open_db
+from agent.session import Session, session_id_floor
+from agent.store import CF_META, CF_SESSIONS, SessionStore
+
+from .helpers import store_held_by_another_process
+
+T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SessionStore:
+    return SessionStore(open_db(tmp_path / "db"))
+
+
+def test_open_db_creates_the_store_with_its_column_families_in_raw_mode(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "db")
+    try:
+        assert set(db.list_cf(str(tmp_path / "db"))) >= {"default", CF_SESSIONS, CF_META}
+        with pytest.raises(KeyError, match="raw mode"):
+            db.get_column_family(CF_SESSIONS).get("text key")
+    finally:
+        db.close()
+    config = json.loads((tmp_path / "db" / "rocksdict-config.json").read_text())
+    assert config["raw_mode"] is True
+
+
+def test_commit_writes_sessions_and_meta_and_survives_reopen(tmp_path: Path) -> None:
+    store = SessionStore(open_db(tmp_path / "db"))
+    s = Session.begin(T0)
+    store.commit((s,), {b"active": s.id.encode()})
+    store.commit(meta={b"other": b"1"})
+    store.commit(meta={b"other": None})
+    store.close()
+    reopened = SessionStore(open_db(tmp_path / "db"))
+    try:
+        assert reopened.get(s.id) == s
+        assert reopened.get_meta(b"active") == s.id.encode()
+        assert reopened.get_meta(b"other") is None
+    finally:
+        reopened.close()
+
+
+def test_a_store_held_by_another_process_raises_store_locked(tmp_path: Path) -> None:
+    open_db(tmp_path / "db").close()
+    with store_held_by_another_process(tmp_path / "db"):
+        with pytest.raises(StoreLockedError, match="locked by another process") as caught:
+            open_db(tmp_path / "db", wait=0.2)
+        assert caught.value.exit_code == 6
+        assert isinstance(caught.value, StorageError)
+    open_db(tmp_path / "db").close()  # released with the holder
+
+
+def test_opening_waits_for_the_store_to_be_released(tmp_path: Path) -> None:
+    open_db(tmp_path / "db").close()
+    with store_held_by_another_process(tmp_path / "db") as holder:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")  # let go now; our open below must wait for it
+        holder.stdin.flush()
+        open_db(tmp_path / "db", wait=10).close()
+
+
+def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    os.symlink(target, tmp_path / "db.lock")
+    with pytest.raises(StorageError, match=r"db\.lock: it is a symlink"):
+        open_db(tmp_path / "db")
+    assert target.read_text() == "keep"
+
+
+def test_a_damaged_store_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "CURRENT").write_text("MANIFEST-999999\n")
+    with pytest.raises(StorageError, match="cannot open the store"):
+        open_db(tmp_path / "db")
+
+
+def test_newest_first_lists_in_reverse_start_order_down_to_the_floor(store: SessionStore) -> None:
+    sessions = [Session.begin(T0 + timedelta(hours=h)) for h in range(5)]
+    store.commit(tuple(sessions))
+    assert [s.id for s in store.newest_first()] == [s.id for s in reversed(sessions)]
+    floor = session_id_floor(T0 + timedelta(hours=3))
+    assert [s.id for s in store.newest_first(floor=floor)] == [sessions[4].id, sessions[3].id]
+    store.close()
+
+
+def test_a_corrupt_record_is_reported_and_the_listing_goes_on(store: SessionStore, tmp_path: Path) -> None:
+    good = [Session.begin(T0), Session.begin(T0 + timedelta(hours=2))]
+    bad = Session.begin(T0 + timedelta(hours=1))
+    store.commit(tuple(good))
+    store._sessions.put(bad.id.encode(), b"\x01garbage", store._sync)
+    errors: list[StorageError] = []
+    assert [s.id for s in store.newest_first(errors=errors)] == [good[1].id, good[0].id]
+    assert len(errors) == 1
+    assert bad.id in str(errors[0])
+    with pytest.raises(StorageError, match=bad.id):
+        store.get(bad.id)
+    with pytest.raises(StorageError, match=bad.id):
+        list(store.newest_first())
+    store.close()
