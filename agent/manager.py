@@ -134,10 +134,9 @@ class SessionManager:
             active = self._active()
             fits = active is not None and (since is None or active.started_at >= since)
             return [active] if active is not None and fits else []
-        # Ids are UUIDv7: a session started at `since` has a key >= this floor.
-        # The margin covers the id's millisecond precision and a clock that
-        # stepped back between id and start time.
-        floor = session_id_floor(since - timedelta(seconds=1)) if since else None
+        # Ids are UUIDv7 and only move forward, so an id's time is never before
+        # its session's start: every session started since `since` is >= floor.
+        floor = session_id_floor(since) if since else None
         found: list[Session] = []
         for session in self._store.newest_first(floor=floor, errors=errors):
             if since is not None and session.started_at < since:

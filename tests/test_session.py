@@ -16,6 +16,7 @@ from agent.session import (
     new_session_id,
     parse_session_id,
     session_id_floor,
+    utc_now,
 )
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -35,10 +36,10 @@ def test_ids_stay_increasing_when_the_clock_steps_back() -> None:
 
 
 def test_id_floor_sorts_before_every_id_of_its_millisecond_and_after_earlier_ones() -> None:
-    moment = datetime(2030, 1, 1, tzinfo=UTC)
-    floor = session_id_floor(moment)
-    assert session_id_floor(moment - timedelta(milliseconds=1)) < floor
-    assert floor <= new_session_id(moment + timedelta(days=3650))
+    now = utc_now()
+    floor = session_id_floor(now)
+    assert session_id_floor(now - timedelta(milliseconds=1)) < floor
+    assert floor <= new_session_id(now)
 
 
 @pytest.mark.parametrize(

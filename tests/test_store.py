@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from agent import StorageError, StoreLockedError, open_db
-from agent.session import Session, session_id_floor
+from agent.session import Session, SessionStatus, session_id_floor
 from agent.store import CF_META, CF_SESSIONS, SessionStore
 
 from .helpers import store_held_by_another_process
@@ -86,8 +87,16 @@ def test_a_damaged_store_is_a_storage_error(tmp_path: Path) -> None:
         open_db(tmp_path / "db")
 
 
+def _session_at(moment: datetime) -> Session:
+    """A session whose id carries ``moment`` exactly (``Session.begin`` keeps
+    ids increasing across the process, whatever time it is given)."""
+    millis = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    sid = str(uuid.UUID(int=(millis << 80) | (0x7 << 76) | (0b10 << 62) | 1))
+    return Session(sid, moment, None, SessionStatus.ACTIVE, 0, moment)
+
+
 def test_newest_first_lists_in_reverse_start_order_down_to_the_floor(store: SessionStore) -> None:
-    sessions = [Session.begin(T0 + timedelta(hours=h)) for h in range(5)]
+    sessions = [_session_at(T0 + timedelta(hours=h)) for h in range(5)]
     store.commit(tuple(sessions))
     assert [s.id for s in store.newest_first()] == [s.id for s in reversed(sessions)]
     floor = session_id_floor(T0 + timedelta(hours=3))
