@@ -37,11 +37,13 @@ class AgentGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SessionError as error:
+        except (SessionError, OSError) as error:
             if ctx.params.get("debug"):
                 raise
+            # An OSError that no layer below turned into a SessionError is
+            # still a file-system failure: exit 5 like SessionIOError.
             click.echo(f"session-agent: error: {error}", err=True)
-            ctx.exit(error.exit_code)
+            ctx.exit(error.exit_code if isinstance(error, SessionError) else 5)
 
 
 class SessionIdType(click.ParamType[str]):

@@ -137,7 +137,6 @@ class SessionStore:
         meta: Mapping[bytes, bytes | None] | None = None,
     ) -> None:
         """Write sessions and meta keys (``None`` deletes) in one synced batch."""
-        faults.point("store.commit")
         batch = WriteBatch(raw_mode=True)
         for session in sessions:
             batch.put(session.id.encode("ascii"), encode_record(session), self._sessions_handle)
@@ -147,6 +146,7 @@ class SessionStore:
             else:
                 batch.put(key, value, self._meta_handle)
         try:
+            faults.point("store.commit")
             self._db.write(batch, self._sync)
         except Exception as exc:
             raise StorageError(f"cannot write to the store: {exc}") from None

@@ -1,0 +1,318 @@
+"""The CLI contract, through real subprocesses of the installed session-agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import agent
+from agent import open_db
+from agent.session import Session
+from agent.store import SessionStore
+
+from .conftest import SESSION_AGENT, Cli, clean_env
+from .helpers import store_held_by_another_process
+
+UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
+SESSION_KEYS = {"id", "status", "started_at", "ended_at", "memory_count", "last_activity_at"}
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+
+
+def _start(cli: Cli) -> str:
+    done = cli("start")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _assert_session_json(obj: dict[str, object]) -> None:
+    assert set(obj) == SESSION_KEYS
+    assert obj["status"] in {"active", "completed", "abandoned"}
+    for key in ("started_at", "last_activity_at"):
+        assert ISO_Z.match(str(obj[key])), obj[key]
+    assert obj["ended_at"] is None or ISO_Z.match(str(obj["ended_at"]))
+    assert isinstance(obj["memory_count"], int)
+
+
+def test_version(cli: Cli) -> None:
+    done = cli("--version", data=None)
+    assert (done.returncode, done.stdout) == (0, f"session-agent, version {agent.__version__}\n")
+
+
+def test_python_dash_m_agent_is_the_same_cli(tmp_path: Path, data_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "--data-dir", str(data_dir), "start"],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert UUID_LINE.match(done.stdout)
+
+
+def test_help_lists_every_command(cli: Cli) -> None:
+    done = cli("--help", data=None)
+    assert done.returncode == 0
+    for command in ("start", "end", "abandon", "current", "show", "list", "status"):
+        assert re.search(rf"^\s+{command}\s", done.stdout, re.MULTILINE), command
+
+
+def test_start_prints_the_new_id_and_the_file_names_it(cli: Cli, data_dir: Path) -> None:
+    done = cli("start")
+    assert done.returncode == 0
+    assert UUID_LINE.match(done.stdout)
+    assert (data_dir / "current_session").read_text() == done.stdout
+
+
+def test_start_json(cli: Cli) -> None:
+    done = cli("start", "--json")
+    assert done.returncode == 0
+    obj = json.loads(done.stdout)
+    _assert_session_json(obj)
+    assert obj["status"] == "active"
+
+
+def test_start_while_active_exits_3_naming_the_active_session(cli: Cli) -> None:
+    sid = _start(cli)
+    done = cli("start")
+    assert done.returncode == 3
+    assert done.stdout == ""
+    assert sid in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_current_prints_the_id_and_exits_1_when_none(cli: Cli) -> None:
+    none = cli("current")
+    assert (none.returncode, none.stdout) == (1, "")
+    assert "no active session" in none.stderr
+    sid = _start(cli)
+    done = cli("current")
+    assert (done.returncode, done.stdout) == (0, f"{sid}\n")
+
+
+def test_current_json(cli: Cli) -> None:
+    none = cli("current", "--json")
+    assert (none.returncode, json.loads(none.stdout)) == (1, None)
+    sid = _start(cli)
+    done = cli("current", "--json")
+    assert done.returncode == 0
+    obj = json.loads(done.stdout)
+    _assert_session_json(obj)
+    assert obj["id"] == sid
+
+
+def test_end_completes_the_current_session_and_removes_the_file(cli: Cli, data_dir: Path) -> None:
+    sid = _start(cli)
+    done = cli("end")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert not (data_dir / "current_session").exists()
+    assert json.loads(cli("show", sid, "--json").stdout)["status"] == "completed"
+
+
+def test_end_is_idempotent_and_succeeds_when_none_is_active(cli: Cli) -> None:
+    sid = _start(cli)
+    assert cli("end", sid).returncode == 0
+    ended = json.loads(cli("show", sid, "--json").stdout)
+    assert cli("end", sid).returncode == 0
+    assert cli("end").returncode == 0
+    assert json.loads(cli("show", sid, "--json").stdout) == ended
+
+
+def test_end_of_an_unknown_id_succeeds_with_a_note(cli: Cli) -> None:
+    done = cli("end", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    assert done.returncode == 0
+    assert "no session 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b" in done.stderr
+
+
+def test_abandon_by_id_and_idempotent(cli: Cli) -> None:
+    sid = _start(cli)
+    assert cli("abandon", sid.upper()).returncode == 0
+    assert json.loads(cli("show", sid, "--json").stdout)["status"] == "abandoned"
+    assert cli("abandon", sid).returncode == 0
+    assert cli("abandon").returncode == 0
+    assert cli("end", sid).returncode == 0
+    assert json.loads(cli("show", sid, "--json").stdout)["status"] == "abandoned"
+    assert cli("current").returncode == 1
+
+
+def test_show_text_and_json(cli: Cli) -> None:
+    sid = _start(cli)
+    cli("end")
+    text = cli("show", sid)
+    assert text.returncode == 0
+    assert f"id:            {sid}" in text.stdout
+    assert "status:        completed" in text.stdout
+    obj = json.loads(cli("show", sid, "--json").stdout)
+    _assert_session_json(obj)
+    assert obj["ended_at"] >= obj["started_at"]
+
+
+def test_show_unknown_exits_4(cli: Cli) -> None:
+    done = cli("show", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+    assert done.returncode == 4
+    assert "no session 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b" in done.stderr
+
+
+@pytest.mark.parametrize("bad", ["../x", "x" * 5000, "", "not-a-uuid", "0193a1b2/../../etc"])
+@pytest.mark.parametrize("command", ["show", "end", "abandon"])
+def test_malformed_ids_exit_2_with_a_clear_message(cli: Cli, data_dir: Path, command: str, bad: str) -> None:
+    done = cli(command, bad)
+    assert done.returncode == 2
+    assert "invalid session id" in done.stderr
+    assert "a session id is a UUID" in done.stderr
+    assert len(done.stderr) < 1000
+    assert not (data_dir / "x").exists()
+
+
+def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append(_start(cli))
+        cli("end")
+    table = cli("list")
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "STARTED", "DURATION"]
+    assert [line.split()[0] for line in lines[1:]] == ids[::-1]
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [s["id"] for s in listed] == ids[::-1]
+    for obj in listed:
+        _assert_session_json(obj)
+
+
+def test_list_filters(cli: Cli) -> None:
+    first = _start(cli)
+    cli("abandon")
+    second = _start(cli)
+
+    def ids(*args: str) -> list[str]:
+        done = cli("list", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return [s["id"] for s in json.loads(done.stdout)]
+
+    assert ids("--status", "active") == [second]
+    assert ids("--status", "ABANDONED") == [first]
+    assert ids("--status", "active", "--status", "abandoned") == [second, first]
+    assert ids("--status", "completed") == []
+    assert ids("--limit", "1") == [second]
+    assert ids("--limit", "0") == [second, first]
+    assert ids("--since", "1h") == [second, first]
+    assert ids("--since", "2099-01-01") == []
+    assert ids("--since", "2000-01-01T00:00:00Z") == [second, first]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "neither a duration"),
+        (["--since", "5 parsecs"], "neither a duration"),
+        (["--limit", "-1"], "-1 is not in the range"),
+        (["--status", "paused"], "'paused' is not one of"),
+    ],
+)
+def test_list_bad_options_exit_2(cli: Cli, args: list[str], message: str) -> None:
+    done = cli("list", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_status_without_a_daemon_exits_7_and_shows_paths_and_session(cli: Cli, data_dir: Path) -> None:
+    sid = _start(cli)
+    done = cli("status")
+    assert done.returncode == 7
+    assert "not running" in done.stdout
+    assert str(data_dir) in done.stdout
+    assert sid in done.stdout
+    obj = json.loads(cli("status", "--json").stdout)
+    assert obj["daemon"] == {"running": False, "pid": None}
+    assert obj["paths"]["current_file"] == str(data_dir / "current_session")
+    assert obj["current"]["id"] == sid
+
+
+def test_the_data_dir_is_created_private(cli: Cli, tmp_path: Path) -> None:
+    fresh = tmp_path / "a" / "b" / "data"
+    assert cli("start", data=fresh).returncode == 0
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(fresh / "current_session").st_mode) == 0o600
+
+
+def test_the_environment_names_the_data_dir_and_the_option_wins(cli: Cli, tmp_path: Path) -> None:
+    from_env, from_option = tmp_path / "env", tmp_path / "option"
+    env = {"SESSION_AGENT_DATA_DIR": str(from_env)}
+    assert cli("start", env=env, data=None).returncode == 0
+    assert (from_env / "current_session").exists()
+    assert cli("start", env=env, data=from_option).returncode == 0
+    assert (from_option / "current_session").exists()
+
+
+def test_the_default_data_dir_follows_xdg(cli: Cli, tmp_path: Path) -> None:
+    assert cli("start", data=None).returncode == 0
+    assert (tmp_path / "home/.local/share/session-agent/current_session").exists()
+
+
+def test_a_data_dir_others_can_write_is_refused(cli: Cli, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    done = cli("start", data=shared)
+    assert done.returncode == 5
+    assert "writable by other users" in done.stderr
+    assert "chmod 700" in done.stderr
+
+
+def test_a_store_locked_by_another_process_exits_6_in_bounded_time(cli: Cli, data_dir: Path) -> None:
+    open_db(data_dir / "db").close()
+    with store_held_by_another_process(data_dir / "db"):
+        began = time.monotonic()
+        done = cli("current")
+        waited = time.monotonic() - began
+    assert done.returncode == 6
+    assert "locked by another process" in done.stderr
+    assert waited < 10
+
+
+def test_a_corrupt_record_exits_5_on_show_and_is_skipped_by_list(cli: Cli, data_dir: Path) -> None:
+    good = _start(cli)
+    cli("end")
+    broken = Session.begin()
+    store = SessionStore(open_db(data_dir / "db"))
+    store._sessions.put(broken.id.encode(), b"\x01\x00junk", store._sync)
+    store.close()
+    shown = cli("show", broken.id)
+    assert shown.returncode == 5
+    assert f"session record {broken.id} is corrupt" in shown.stderr
+    listed = cli("list", "--json")
+    assert listed.returncode == 0
+    assert [s["id"] for s in json.loads(listed.stdout)] == [good]
+    assert broken.id in listed.stderr
+    assert _start(cli)  # the store still works
+
+
+def test_debug_shows_the_traceback_of_an_error(tmp_path: Path, data_dir: Path) -> None:
+    done = subprocess.run(
+        [
+            str(SESSION_AGENT),
+            "--debug",
+            "--data-dir",
+            str(data_dir),
+            "show",
+            "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode != 0
+    assert "Traceback" in done.stderr
+    assert "SessionNotFoundError" in done.stderr
