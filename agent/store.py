@@ -115,6 +115,7 @@ class SessionStore:
             raise StorageError(f"the store has no usable column families: {exc}") from None
         self._sync = WriteOptions()
         self._sync.sync = True
+        self._closed = False
 
     def get(self, session_id: str) -> Session | None:
         key = session_id.encode("ascii")
@@ -179,6 +180,9 @@ class SessionStore:
 
     def close(self) -> None:
         """Drop every handle first: RocksDB keeps its LOCK while any is alive."""
+        if self._closed:
+            return
+        self._closed = True
         del self._sessions, self._meta, self._sessions_handle, self._meta_handle
         try:
             self._db.close()

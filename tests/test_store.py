@@ -118,3 +118,10 @@ def test_a_corrupt_record_is_reported_and_the_listing_goes_on(store: SessionStor
     with pytest.raises(StorageError, match=bad.id):
         list(store.newest_first())
     store.close()
+
+
+def test_close_is_idempotent_and_releases_the_store(tmp_path: Path) -> None:
+    store = SessionStore(open_db(tmp_path / "db"))
+    store.close()
+    store.close()
+    open_db(tmp_path / "db").close()
