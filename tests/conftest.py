@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from agent import SessionManager, open_db
 from agent.faults import ENV_VAR as FAULTS_ENV
+from agent.session import Session
 
 SESSION_AGENT = Path(sys.executable).with_name("session-agent")
 CLI_TIMEOUT = 30
@@ -86,3 +88,20 @@ def cli(tmp_path: Path, data_dir: Path) -> Cli:
         return result
 
     return run
+
+
+def start_session(cli: Cli) -> str:
+    done = cli("start")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def backdate_active(manager: SessionManager, seconds: float) -> Session:
+    """Move the active session's start and last activity into the past, so a
+    heartbeat test needs no waiting for the one-second rate limit."""
+    active = manager.reconcile()
+    assert active is not None
+    earlier = active.started_at - timedelta(seconds=seconds)
+    moved = Session(active.id, earlier, None, active.status, 0, earlier)
+    manager._store.commit((moved,))
+    return moved

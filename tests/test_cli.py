@@ -18,18 +18,12 @@ from agent import open_db
 from agent.session import Session
 from agent.store import SessionStore
 
-from .conftest import SESSION_AGENT, Cli, clean_env
+from .conftest import SESSION_AGENT, Cli, clean_env, start_session
 from .helpers import store_held_by_another_process
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
 SESSION_KEYS = {"id", "status", "started_at", "ended_at", "memory_count", "last_activity_at"}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
-
-
-def _start(cli: Cli) -> str:
-    done = cli("start")
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def _assert_session_json(obj: dict[str, object]) -> None:
@@ -82,7 +76,7 @@ def test_start_json(cli: Cli) -> None:
 
 
 def test_start_while_active_exits_3_naming_the_active_session(cli: Cli) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     done = cli("start")
     assert done.returncode == 3
     assert done.stdout == ""
@@ -94,7 +88,7 @@ def test_current_prints_the_id_and_exits_1_when_none(cli: Cli) -> None:
     none = cli("current")
     assert (none.returncode, none.stdout) == (1, "")
     assert "no active session" in none.stderr
-    sid = _start(cli)
+    sid = start_session(cli)
     done = cli("current")
     assert (done.returncode, done.stdout) == (0, f"{sid}\n")
 
@@ -102,7 +96,7 @@ def test_current_prints_the_id_and_exits_1_when_none(cli: Cli) -> None:
 def test_current_json(cli: Cli) -> None:
     none = cli("current", "--json")
     assert (none.returncode, json.loads(none.stdout)) == (1, None)
-    sid = _start(cli)
+    sid = start_session(cli)
     done = cli("current", "--json")
     assert done.returncode == 0
     obj = json.loads(done.stdout)
@@ -111,7 +105,7 @@ def test_current_json(cli: Cli) -> None:
 
 
 def test_end_completes_the_current_session_and_removes_the_file(cli: Cli, data_dir: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     done = cli("end")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert not (data_dir / "current_session").exists()
@@ -119,7 +113,7 @@ def test_end_completes_the_current_session_and_removes_the_file(cli: Cli, data_d
 
 
 def test_end_is_idempotent_and_succeeds_when_none_is_active(cli: Cli) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     assert cli("end", sid).returncode == 0
     ended = json.loads(cli("show", sid, "--json").stdout)
     assert cli("end", sid).returncode == 0
@@ -134,7 +128,7 @@ def test_end_of_an_unknown_id_succeeds_with_a_note(cli: Cli) -> None:
 
 
 def test_abandon_by_id_and_idempotent(cli: Cli) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     assert cli("abandon", sid.upper()).returncode == 0
     assert json.loads(cli("show", sid, "--json").stdout)["status"] == "abandoned"
     assert cli("abandon", sid).returncode == 0
@@ -145,7 +139,7 @@ def test_abandon_by_id_and_idempotent(cli: Cli) -> None:
 
 
 def test_show_text_and_json(cli: Cli) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     cli("end")
     text = cli("show", sid)
     assert text.returncode == 0
@@ -176,7 +170,7 @@ def test_malformed_ids_exit_2_with_a_clear_message(cli: Cli, data_dir: Path, com
 def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
     ids = []
     for _ in range(3):
-        ids.append(_start(cli))
+        ids.append(start_session(cli))
         cli("end")
     table = cli("list")
     assert table.returncode == 0
@@ -190,9 +184,9 @@ def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
 
 
 def test_list_filters(cli: Cli) -> None:
-    first = _start(cli)
+    first = start_session(cli)
     cli("abandon")
-    second = _start(cli)
+    second = start_session(cli)
 
     def ids(*args: str) -> list[str]:
         done = cli("list", "--json", *args)
@@ -226,7 +220,7 @@ def test_list_bad_options_exit_2(cli: Cli, args: list[str], message: str) -> Non
 
 
 def test_status_without_a_daemon_exits_7_and_shows_paths_and_session(cli: Cli, data_dir: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     done = cli("status")
     assert done.returncode == 7
     assert "not running" in done.stdout
@@ -281,7 +275,7 @@ def test_a_store_locked_by_another_process_exits_6_in_bounded_time(cli: Cli, dat
 
 
 def test_a_corrupt_record_exits_5_on_show_and_is_skipped_by_list(cli: Cli, data_dir: Path) -> None:
-    good = _start(cli)
+    good = start_session(cli)
     cli("end")
     broken = Session.begin()
     store = SessionStore(open_db(data_dir / "db"))
@@ -294,7 +288,7 @@ def test_a_corrupt_record_exits_5_on_show_and_is_skipped_by_list(cli: Cli, data_
     assert listed.returncode == 0
     assert [s["id"] for s in json.loads(listed.stdout)] == [good]
     assert broken.id in listed.stderr
-    assert _start(cli)  # the store still works
+    assert start_session(cli)  # the store still works
 
 
 def test_debug_shows_the_traceback_of_an_error(tmp_path: Path, data_dir: Path) -> None:

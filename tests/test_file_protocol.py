@@ -13,19 +13,12 @@ import pytest
 
 from agent.faults import CRASH_EXIT_CODE
 
-from .conftest import Cli, open_manager
-from .test_manager import _backdate_active
+from .conftest import Cli, backdate_active, open_manager, start_session
 
 
 @pytest.fixture
 def current(data_dir: Path) -> Path:
     return data_dir / "current_session"
-
-
-def _start(cli: Cli) -> str:
-    done = cli("start")
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def _status_of(cli: Cli, sid: str) -> str:
@@ -39,7 +32,7 @@ def _active_ids(cli: Cli) -> list[str]:
 
 
 def test_deleting_the_file_completes_the_session(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.unlink()
     assert cli("current").returncode == 1
     assert _status_of(cli, sid) == "completed"
@@ -48,7 +41,7 @@ def test_deleting_the_file_completes_the_session(cli: Cli, current: Path) -> Non
 
 @pytest.mark.parametrize("content", ["", "   \n", "end", " END\n"])
 def test_empty_whitespace_or_end_completes_the_session(cli: Cli, current: Path, content: str) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.write_text(content)
     assert cli("current").returncode == 1
     assert _status_of(cli, sid) == "completed"
@@ -56,7 +49,7 @@ def test_empty_whitespace_or_end_completes_the_session(cli: Cli, current: Path, 
 
 
 def test_abandon_abandons_the_session(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.write_text("Abandon\n")
     assert cli("current").returncode == 1
     assert _status_of(cli, sid) == "abandoned"
@@ -73,31 +66,28 @@ def test_start_starts_a_session_and_the_file_holds_its_id(cli: Cli, current: Pat
 
 
 def test_start_while_active_keeps_the_session_and_restores_its_id(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.write_text("START")
     assert cli("current").stdout == f"{sid}\n"
     assert current.read_text() == f"{sid}\n"
     assert _active_ids(cli) == [sid]
 
 
-def test_touch_is_a_heartbeat(cli: Cli, current: Path, data_dir: Path) -> None:
-    sid = _start(cli)
+@pytest.mark.parametrize("edit", ["touch", "rewrite"])
+def test_a_touch_or_a_rewrite_of_the_active_id_is_a_heartbeat(
+    cli: Cli, current: Path, data_dir: Path, edit: str
+) -> None:
+    sid = start_session(cli)
     with open_manager(data_dir) as manager:
-        before = _backdate_active(manager, 3600)
-    os.utime(current)
+        before = backdate_active(manager, 3600)
+    if edit == "touch":
+        os.utime(current)
+    else:
+        current.write_text(sid.upper())
     obj = json.loads(cli("show", sid, "--json").stdout)
     after = datetime.fromisoformat(obj["last_activity_at"])
     assert after > before.last_activity_at + timedelta(minutes=59)
     assert obj["status"] == "active"
-
-
-def test_rewriting_the_active_id_is_a_heartbeat(cli: Cli, current: Path, data_dir: Path) -> None:
-    sid = _start(cli)
-    with open_manager(data_dir) as manager:
-        before = _backdate_active(manager, 3600)
-    current.write_text(sid)
-    obj = json.loads(cli("show", sid, "--json").stdout)
-    assert datetime.fromisoformat(obj["last_activity_at"]) > before.last_activity_at
     assert current.read_text() == f"{sid}\n"
 
 
@@ -115,7 +105,7 @@ def test_rewriting_the_active_id_is_a_heartbeat(cli: Cli, current: Path, data_di
 def test_anything_else_is_rejected_and_the_file_restored(
     cli: Cli, current: Path, content: bytes, reason: str, active: bool
 ) -> None:
-    sid = _start(cli) if active else None
+    sid = start_session(cli) if active else None
     current.write_bytes(content)
     done = cli("current")
     assert reason in done.stderr
@@ -131,9 +121,9 @@ def test_anything_else_is_rejected_and_the_file_restored(
 
 
 def test_the_id_of_an_ended_session_is_rejected(cli: Cli, current: Path) -> None:
-    old = _start(cli)
+    old = start_session(cli)
     cli("end")
-    new = _start(cli)
+    new = start_session(cli)
     current.write_text(old)
     done = cli("current")
     assert done.stdout == f"{new}\n"
@@ -145,7 +135,7 @@ def test_the_id_of_an_ended_session_is_rejected(cli: Cli, current: Path) -> None
 def test_a_symlink_is_replaced_by_the_truth_and_its_target_untouched(
     cli: Cli, current: Path, tmp_path: Path
 ) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     victim = tmp_path / "victim"
     victim.write_text("end\n")
     current.unlink()
@@ -159,7 +149,7 @@ def test_a_symlink_is_replaced_by_the_truth_and_its_target_untouched(
 
 
 def test_a_fifo_is_replaced_without_blocking(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.unlink()
     os.mkfifo(current)
     done = cli("current")  # the runner's timeout fails this test if the CLI blocks
@@ -169,7 +159,7 @@ def test_a_fifo_is_replaced_without_blocking(cli: Cli, current: Path) -> None:
 
 
 def test_a_socket_is_replaced(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.unlink()
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(current))
@@ -179,7 +169,7 @@ def test_a_socket_is_replaced(cli: Cli, current: Path) -> None:
 
 
 def test_a_directory_is_reported_and_left_alone(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     current.unlink()
     current.mkdir()
     (current / "keep").write_text("x")
@@ -227,7 +217,7 @@ def test_a_crash_inside_the_file_write_is_repaired(
 
 
 def test_a_crash_after_ending_in_the_store_removes_the_stale_file(cli: Cli, current: Path) -> None:
-    sid = _start(cli)
+    sid = start_session(cli)
     assert cli("end", env={"SESSION_AGENT_FAULTS": "manager.after_store=crash"}).returncode == CRASH_EXIT_CODE
     assert current.read_text() == f"{sid}\n"  # stale: the store says completed
     assert cli("current").returncode == 1

@@ -22,7 +22,7 @@ from agent import (
 from agent.manager import META_ACTIVE
 from agent.session import Session, utc_now
 
-from .conftest import open_manager
+from .conftest import backdate_active, open_manager
 
 # --- the six validation criteria of the original task, one test each --------
 
@@ -214,19 +214,9 @@ def test_a_corrupt_record_does_not_stop_the_manager(manager: SessionManager) -> 
 # --- reconciliation through the API ------------------------------------------------
 
 
-def _backdate_active(manager: SessionManager, seconds: float) -> Session:
-    """Move the active session's start and last activity into the past."""
-    active = manager.reconcile()
-    assert active is not None
-    earlier = active.started_at - timedelta(seconds=seconds)
-    moved = Session(active.id, earlier, None, active.status, 0, earlier)
-    manager._store.commit((moved,))
-    return moved
-
-
 def test_a_touch_is_a_heartbeat_recorded_at_the_touch_time(manager: SessionManager) -> None:
     sid = manager.start().id
-    before = _backdate_active(manager, 3600)
+    before = backdate_active(manager, 3600)
     os.utime(manager.current_file)
     after = manager.reconcile()
     assert after is not None
@@ -245,7 +235,7 @@ def test_heartbeats_are_rate_limited_to_one_durable_write_a_second(manager: Sess
 
 def test_rewriting_the_active_id_is_a_heartbeat_and_is_canonicalised(manager: SessionManager) -> None:
     sid = manager.start().id
-    before = _backdate_active(manager, 60)
+    before = backdate_active(manager, 60)
     manager.current_file.write_text(f"  {sid.upper()}  ")
     after = manager.reconcile()
     assert after is not None
