@@ -30,16 +30,16 @@ RUNTIME_DIR_ENV = "SESSION_AGENT_RUNTIME_DIR"
 class Paths:
     data_dir: Path
     runtime_dir: Path
-    default_data_dir: bool = True
 
     @classmethod
     def resolve(
-        cls, data_dir: str | os.PathLike[str] | None = None, runtime_dir: str | os.PathLike[str] | None = None
+        cls,
+        data_dir: str | os.PathLike[str] | None = None,
+        runtime_dir: str | os.PathLike[str] | None = None,
     ) -> Paths:
-        default = _default_data_dir()
-        chosen = Path(data_dir or os.environ.get(DATA_DIR_ENV) or default).expanduser().absolute()
+        chosen = data_dir or os.environ.get(DATA_DIR_ENV) or _default_data_dir()
         runtime = runtime_dir or os.environ.get(RUNTIME_DIR_ENV) or _default_runtime_dir()
-        return cls(chosen, Path(runtime).expanduser().absolute(), chosen == default)
+        return cls(Path(chosen).expanduser().absolute(), Path(runtime).expanduser().absolute())
 
     @property
     def db(self) -> Path:
@@ -54,7 +54,7 @@ class Paths:
         """Per data dir, so two daemons on two data dirs never collide.
 
         A short hash keeps the socket path under the 107-byte ``sun_path``."""
-        if self.default_data_dir:
+        if self.data_dir == _default_data_dir():
             return self.runtime_dir
         digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
         return self.runtime_dir / f"d-{digest}"

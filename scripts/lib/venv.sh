@@ -25,9 +25,14 @@ venv_setup() {
         fi
     fi
 
-    stamp="$venv/.session-agent-installed"
-    want="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -d' ' -f1) [$extras]"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    # One stamp per set of extras, holding a hash of what was installed from.
+    # The test extras include everything a plain run needs.
+    stamp="$venv/.installed${extras:+-$extras}"
+    want="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -d' ' -f1)"
+    if [ -z "$extras" ] && [ "$(cat "$venv/.installed-test" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         echo "==> installing session-agent${extras:+[$extras]} into $venv" >&2
         local target="$root"
         [ -n "$extras" ] && target="$root[$extras]"
