@@ -134,8 +134,14 @@ class Edit:
 _KEYWORDS = {"end": EditKind.END, "start": EditKind.START, "abandon": EditKind.ABANDON}
 
 
-def parse_edit(content: bytes) -> Edit:
-    """What a regular file's content asks for (keywords: case-insensitive, trimmed)."""
+def parse_edit(content: bytes | None) -> Edit:
+    """What a regular file's content asks for (keywords: case-insensitive, trimmed).
+
+    ``None`` is a regular file that could not be read (e.g. mode 000): it
+    asks for nothing, and must not be taken for an empty file, which ends
+    the session."""
+    if content is None:
+        return Edit(EditKind.INVALID, problem="it cannot be read")
     if len(content) > MAX_CONTENT:
         return Edit(EditKind.INVALID, problem=f"more than {MAX_CONTENT} bytes")
     try:

@@ -38,6 +38,7 @@ from agent.current_file import (
     parse_edit,
 )
 from agent.errors import SessionAlreadyActiveError, SessionIOError, StorageError
+from agent.paths import ensure_private_dir
 from agent.session import Session, SessionStatus, parse_session_id, session_id_floor, utc_now
 from agent.store import SessionStore
 
@@ -59,7 +60,7 @@ class SessionManager:
 
     def __init__(self, db: Rdict, data_dir: str | Path) -> None:
         self._store = SessionStore(db)
-        self._file = CurrentFile(Path(data_dir))
+        self._file = CurrentFile(ensure_private_dir(Path(data_dir)))
         self._lock = threading.RLock()
         self._file.remove_leftovers()
 
@@ -230,7 +231,7 @@ class SessionManager:
                 self._write_truth(observed, active)
             return active
 
-        edit = parse_edit(observed.content or b"")
+        edit = parse_edit(observed.content)
         if edit.kind is EditKind.INVALID:
             log.warning("ignored an edit of %s: %s; restored it", path, edit.problem)
         elif edit.kind is EditKind.START:

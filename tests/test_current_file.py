@@ -177,9 +177,10 @@ def test_parse_edit_understands_the_protocol(content: bytes, kind: EditKind, ses
         (b"restart", "neither a keyword nor a session id"),
         (b"start\nend\n", "neither a keyword"),
         (b"../../etc/passwd", "neither a keyword"),
+        (None, "cannot be read"),
     ],
 )
-def test_parse_edit_rejects_everything_else_with_a_reason(content: bytes, problem: str) -> None:
+def test_parse_edit_rejects_everything_else_with_a_reason(content: bytes | None, problem: str) -> None:
     edit = parse_edit(content)
     assert edit.kind is EditKind.INVALID
     assert edit.problem is not None

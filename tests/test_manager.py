@@ -255,3 +255,14 @@ def test_a_restart_after_a_clean_stop_keeps_the_session_and_the_file(data_dir: P
         s = m.get(sid)
         assert s is not None
         assert s.status is SessionStatus.COMPLETED
+
+
+def test_the_manager_creates_a_missing_data_dir_privately(tmp_path: Path) -> None:
+    from agent import open_db
+
+    data = tmp_path / "new" / "data"
+    (tmp_path / "db-elsewhere").mkdir()
+    with SessionManager(open_db(tmp_path / "db-elsewhere" / "db"), data) as manager:
+        sid = manager.start().id
+    assert (data / "current_session").read_text() == f"{sid}\n"
+    assert data.stat().st_mode & 0o777 == 0o700
