@@ -24,11 +24,13 @@ __all__ = [
     "StorageError",
     "StoreLockedError",
     "__version__",
+    "close_db",
     "open_db",
 ]
 
 _HOMES = {
     "open_db": "agent.store",
+    "close_db": "agent.store",
     "SessionManager": "agent.manager",
     "Session": "agent.session",
     "SessionStatus": "agent.session",
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     )
     from agent.manager import SessionManager
     from agent.session import Session, SessionStatus
-    from agent.store import open_db
+    from agent.store import close_db, open_db
 
 
 def __getattr__(name: str) -> Any:

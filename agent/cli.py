@@ -87,14 +87,14 @@ class Agent:
         """The embedded manager, with the current file already applied."""
         if self._manager is None:
             from agent.manager import SessionManager
-            from agent.store import open_db
+            from agent.store import close_db, open_db
 
             ensure_private_dir(self.paths.data_dir)
             db = open_db(self.paths.db, wait=STORE_LOCK_WAIT)
             try:
                 manager = SessionManager(db, self.paths.data_dir)
             except BaseException:
-                db.close()
+                close_db(db)
                 raise
             self.ctx.call_on_close(manager.close)
             manager.reconcile()

@@ -7,8 +7,9 @@ so the newest sessions are at the end of ``sessions`` and listing recent
 ones never touches older history.
 
 Every open uses the same raw-mode options (a single open with other options
-rewrites ``rocksdict-config.json`` and breaks later opens), and every
-acknowledged change is one synced write batch.
+rewrites ``rocksdict-config.json`` and breaks later opens), one process at a
+time has the store open (see ``open_db``), and every acknowledged change is
+one synced write batch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from agent import faults
 from agent.errors import StorageError, StoreLockedError
 from agent.session import Session, decode_record, encode_record
 
-__all__ = ["CF_META", "CF_SESSIONS", "SessionStore", "open_db"]
+__all__ = ["CF_META", "CF_SESSIONS", "SessionStore", "close_db", "open_db"]
 
 CF_SESSIONS = "sessions"
 CF_META = "meta"
@@ -41,64 +42,84 @@ def _options() -> Options:
     return options
 
 
-def _is_lock_error(exc: Exception) -> bool:
-    text = str(exc)
-    return "LOCK" in text or "lock hold" in text
-
-
 def open_db(path: str | os.PathLike[str], *, wait: float = 0.0) -> Rdict:
     """Open (creating if missing) the store at ``path``.
 
-    If another process holds it, retry for up to ``wait`` seconds, then raise
-    ``StoreLockedError``. Opens are serialized by a ``flock`` on a file beside
-    the store, because rocksdict rewrites its config file before RocksDB
-    takes its own lock, and two opens racing on that file could tear it.
+    One process at a time has a store open: a ``flock`` on ``<path>.lock``
+    (holding the holder's pid, for error messages) is taken before RocksDB
+    opens and kept until ``close_db``. If another process holds it, retry
+    for up to ``wait`` seconds, then raise ``StoreLockedError``. RocksDB's
+    own LOCK alone is not enough: rocksdict rewrites its config file and
+    RocksDB rotates its info log *before* taking that lock, so two processes
+    opening at once would step on each other's files.
     """
-    db_path = Path(path)
+    db_path = Path(path).absolute()
+    ours = db_path in _held_locks  # reopened in this process without close_db
+    if not ours:
+        _held_locks[db_path] = _take_lock(db_path, wait)
+    try:
+        return Rdict(
+            str(db_path),
+            _options(),
+            column_families={CF_SESSIONS: Options(raw_mode=True), CF_META: Options(raw_mode=True)},
+        )
+    except Exception as exc:
+        if not ours:
+            os.close(_held_locks.pop(db_path))
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(db_path, holder_pid=None) from None
+        raise StorageError(f"cannot open the store {db_path}: {exc}") from None
+
+
+def close_db(db: Rdict) -> None:
+    """Close ``db`` and let other processes open it."""
+    try:
+        path = Path(db.path())
+        db.close()
+    except Exception as exc:
+        raise StorageError(f"cannot close the store: {exc}") from None
+    fd = _held_locks.pop(path, None)
+    if fd is not None:
+        os.close(fd)  # releases the flock
+
+
+_held_locks: dict[Path, int] = {}  # store path -> fd holding its flock
+
+
+def _take_lock(db_path: Path, wait: float) -> int:
+    lock_path = db_path.with_name(db_path.name + ".lock")
+    try:
+        db_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        reason = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise StorageError(f"cannot lock {lock_path}: {reason}") from None
     deadline = time.monotonic() + wait
-    pause = 0.002
+    pause = 0.001
     while True:
         try:
-            with _opening_lock(db_path):
-                return Rdict(
-                    str(db_path),
-                    _options(),
-                    column_families={
-                        CF_SESSIONS: Options(raw_mode=True),
-                        CF_META: Options(raw_mode=True),
-                    },
-                )
-        except StorageError:
-            raise
-        except Exception as exc:
-            if not _is_lock_error(exc):
-                raise StorageError(f"cannot open the store {db_path}: {exc}") from None
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
             if time.monotonic() >= deadline:
-                raise StoreLockedError(db_path, holder_pid=None) from None
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, 0.05)
-
-
-class _opening_lock:
-    """Holds ``<db>.lock`` (flock) while RocksDB opens; never follows a symlink."""
-
-    def __init__(self, db_path: Path) -> None:
-        self._path = db_path.with_name(db_path.name + ".lock")
-        self._fd = -1
-
-    def __enter__(self) -> None:
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            self._fd = os.open(self._path, flags, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+                holder = _read_pid(fd)
+                os.close(fd)
+                raise StoreLockedError(db_path, holder) from None
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.02)
         except OSError as exc:
-            if self._fd >= 0:
-                os.close(self._fd)
-            reason = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror
-            raise StorageError(f"cannot lock {self._path}: {reason}") from None
+            os.close(fd)
+            raise StorageError(f"cannot lock {lock_path}: {exc.strerror}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
-    def __exit__(self, *exc_info: object) -> None:
-        os.close(self._fd)  # closing releases the flock
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        return int(os.pread(fd, 32, 0).decode().strip())
+    except (OSError, ValueError):
+        return None
 
 
 class SessionStore:
@@ -184,7 +205,4 @@ class SessionStore:
             return
         self._closed = True
         del self._sessions, self._meta, self._sessions_handle, self._meta_handle
-        try:
-            self._db.close()
-        except Exception as exc:
-            raise StorageError(f"cannot close the store: {exc}") from None
+        close_db(self._db)

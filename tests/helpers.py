@@ -10,11 +10,11 @@ from pathlib import Path
 
 HOLD_STORE = """
 import sys
-from agent import open_db
+from agent import close_db, open_db
 db = open_db(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.readline()
-db.close()
+close_db(db)
 """
 
 

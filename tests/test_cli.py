@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import agent
-from agent import open_db
+from agent import close_db, open_db
 from agent.session import Session
 from agent.store import SessionStore
 
@@ -264,13 +264,13 @@ def test_a_data_dir_others_can_write_is_refused(cli: Cli, tmp_path: Path) -> Non
 
 
 def test_a_store_locked_by_another_process_exits_6_in_bounded_time(cli: Cli, data_dir: Path) -> None:
-    open_db(data_dir / "db").close()
-    with store_held_by_another_process(data_dir / "db"):
+    close_db(open_db(data_dir / "db"))
+    with store_held_by_another_process(data_dir / "db") as holder:
         began = time.monotonic()
         done = cli("current")
         waited = time.monotonic() - began
     assert done.returncode == 6
-    assert "locked by another process" in done.stderr
+    assert f"locked by process {holder.pid}" in done.stderr
     assert waited < 10
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import StorageError, StoreLockedError, open_db
+from agent import StorageError, StoreLockedError, close_db, open_db
 from agent.session import Session, SessionStatus, session_id_floor
 from agent.store import CF_META, CF_SESSIONS, SessionStore
 
@@ -31,7 +31,7 @@ def test_open_db_creates_the_store_with_its_column_families_in_raw_mode(tmp_path
         with pytest.raises(KeyError, match="raw mode"):
             db.get_column_family(CF_SESSIONS).get("text key")
     finally:
-        db.close()
+        close_db(db)
     config = json.loads((tmp_path / "db" / "rocksdict-config.json").read_text())
     assert config["raw_mode"] is True
 
@@ -53,22 +53,23 @@ def test_commit_writes_sessions_and_meta_and_survives_reopen(tmp_path: Path) -> 
 
 
 def test_a_store_held_by_another_process_raises_store_locked(tmp_path: Path) -> None:
-    open_db(tmp_path / "db").close()
-    with store_held_by_another_process(tmp_path / "db"):
-        with pytest.raises(StoreLockedError, match="locked by another process") as caught:
+    close_db(open_db(tmp_path / "db"))
+    with store_held_by_another_process(tmp_path / "db") as holder:
+        with pytest.raises(StoreLockedError, match=f"locked by process {holder.pid}") as caught:
             open_db(tmp_path / "db", wait=0.2)
         assert caught.value.exit_code == 6
+        assert caught.value.holder_pid == holder.pid
         assert isinstance(caught.value, StorageError)
-    open_db(tmp_path / "db").close()  # released with the holder
+    close_db(open_db(tmp_path / "db"))  # released with the holder
 
 
 def test_opening_waits_for_the_store_to_be_released(tmp_path: Path) -> None:
-    open_db(tmp_path / "db").close()
+    close_db(open_db(tmp_path / "db"))
     with store_held_by_another_process(tmp_path / "db") as holder:
         assert holder.stdin is not None
         holder.stdin.write("\n")  # let go now; our open below must wait for it
         holder.stdin.flush()
-        open_db(tmp_path / "db", wait=10).close()
+        close_db(open_db(tmp_path / "db", wait=10))
 
 
 def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
@@ -124,4 +125,24 @@ def test_close_is_idempotent_and_releases_the_store(tmp_path: Path) -> None:
     store = SessionStore(open_db(tmp_path / "db"))
     store.close()
     store.close()
+    close_db(open_db(tmp_path / "db"))
+
+
+def test_a_store_closed_without_close_db_can_be_reopened_in_the_same_process(tmp_path: Path) -> None:
     open_db(tmp_path / "db").close()
+    close_db(open_db(tmp_path / "db"))
+
+
+def test_a_second_open_in_the_same_process_is_refused_while_the_first_is_open(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "db")
+    try:
+        with pytest.raises(StoreLockedError):
+            open_db(tmp_path / "db")
+        assert db.get_column_family(CF_META).get(b"x") is None  # the first is unharmed
+    finally:
+        close_db(db)
+
+
+def test_open_db_creates_missing_parent_directories(tmp_path: Path) -> None:
+    close_db(open_db(tmp_path / "a" / "b" / "db"))
+    assert (tmp_path / "a" / "b" / "db" / "CURRENT").exists()
