@@ -24,6 +24,7 @@ from agent.session import SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
     from agent.manager import SessionManager
+    from agent.session import Session
 
 __all__ = ["cli", "main"]
 
@@ -82,6 +83,7 @@ class Agent:
         self.ctx = ctx
         self.paths = paths
         self._manager: SessionManager | None = None
+        self._active: Session | None = None
 
     def manager(self) -> SessionManager:
         """The embedded manager, with the current file already applied."""
@@ -97,9 +99,13 @@ class Agent:
                 close_db(db)
                 raise
             self.ctx.call_on_close(manager.close)
-            manager.reconcile()
+            self._active = manager.reconcile()
             self._manager = manager
         return self._manager
+
+    def active_session(self) -> Session | None:
+        self.manager()
+        return self._active
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -208,7 +214,7 @@ def current(agent: Agent, as_json: bool) -> None:
 
     With --json, print the whole session, or `null` when none is active.
     """
-    active = agent.manager().reconcile()
+    active = agent.active_session()
     if as_json:
         _echo_json(active.to_dict() if active else None)
     elif active:
@@ -293,7 +299,7 @@ def status(agent: Agent, as_json: bool) -> None:
     from agent.timespec import format_duration
 
     paths = agent.paths
-    active = agent.manager().reconcile()
+    active = agent.active_session()
     now = datetime.now(UTC)
     if as_json:
         _echo_json(
