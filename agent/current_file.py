@@ -174,43 +174,9 @@ class CurrentFile:
     def observe(self) -> Observation:
         """Look at the path without following a symlink or blocking."""
         try:
-            fd = os.open(self.path, _READ_FLAGS)
-        except FileNotFoundError:
-            return MISSING
+            return _observe(self.path)
         except OSError as exc:
-            # ELOOP: a symlink; ENXIO: a socket. Anything else is reported by lstat.
-            if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EACCES, errno.EPERM):
-                raise SessionIOError(f"cannot read {self.path}: {exc.strerror}") from None
-            return self._lstat_only()
-        try:
-            return self._observe_open(fd)
-        finally:
-            os.close(fd)
-
-    def _lstat_only(self) -> Observation:
-        try:
-            st = os.lstat(self.path)
-        except FileNotFoundError:
-            return MISSING
-        except OSError as exc:
-            raise SessionIOError(f"cannot stat {self.path}: {exc.strerror}") from None
-        return Observation(_kind_of(st.st_mode), _identity(st))
-
-    @staticmethod
-    def _observe_open(fd: int) -> Observation:
-        st = os.fstat(fd)
-        kind = _kind_of(st.st_mode)
-        if kind is not FileKind.REGULAR:
-            return Observation(kind, _identity(st))
-        chunks = []
-        remaining = MAX_CONTENT + 1
-        while remaining > 0:
-            chunk = os.read(fd, remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return Observation(kind, _identity(st), b"".join(chunks))
+            raise SessionIOError(f"cannot read {self.path}: {exc.strerror}") from None
 
     # --- writing --------------------------------------------------------------
 
@@ -313,18 +279,42 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def _observe(path: Path) -> Observation:
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        return MISSING
+    except OSError as exc:
+        # ELOOP: a symlink; ENXIO: a socket; EACCES/EPERM: unreadable. lstat tells.
+        if exc.errno not in (errno.ELOOP, errno.ENXIO, errno.EACCES, errno.EPERM):
+            raise
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return MISSING
+        return Observation(_kind_of(st.st_mode), _identity(st))
+    try:
+        st = os.fstat(fd)
+        kind = _kind_of(st.st_mode)
+        if kind is not FileKind.REGULAR:
+            return Observation(kind, _identity(st))
+        chunks = []
+        remaining = MAX_CONTENT + 1
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return Observation(kind, _identity(st), b"".join(chunks))
+    finally:
+        os.close(fd)
+
+
 def _same(path: Path, expected: Observation) -> bool:
     """Is the file at ``path`` (moved aside, so no one else writes the name)
     the one observed: same inode, size, mtime and, if regular, content?"""
     try:
-        fd = os.open(path, _READ_FLAGS)
+        return _observe(path) == expected
     except OSError:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            return False
-        return Observation(_kind_of(st.st_mode), _identity(st)) == expected
-    try:
-        return CurrentFile._observe_open(fd) == expected
-    finally:
-        os.close(fd)
+        return False

@@ -50,6 +50,7 @@ META_ACTIVE = b"active"  # id of the active session, absent when none
 META_STAMP = b"file_stamp"  # Stamp of our last completed write of the file
 HEARTBEAT_INTERVAL = timedelta(seconds=1)
 _SETTLE_ATTEMPTS = 8
+_ENDS_AS = {EditKind.END: SessionStatus.COMPLETED, EditKind.ABANDON: SessionStatus.ABANDONED}
 
 
 class SessionManager:
@@ -95,8 +96,7 @@ class SessionManager:
             if active is not None:
                 raise SessionAlreadyActiveError(active.id)
             session = Session.begin()
-            self._store.commit((session,), {META_ACTIVE: session.id.encode("ascii")})
-            faults.point("manager.after_store")
+            self._record(session, moves_pointer=True)
             self._settle()
             return session
 
@@ -131,10 +131,11 @@ class SessionManager:
         """Sessions newest first; corrupt records go to ``errors`` if given."""
         if limit is not None and limit <= 0:
             return []
-        if statuses == frozenset({SessionStatus.ACTIVE}):
+        if statuses == frozenset({SessionStatus.ACTIVE}):  # no scan: the pointer knows
             active = self._active()
-            fits = active is not None and (since is None or active.started_at >= since)
-            return [active] if active is not None and fits else []
+            if active is None or (since is not None and active.started_at < since):
+                return []
+            return [active]
         # Ids are UUIDv7 and only move forward, so an id's time is never before
         # its session's start: every session started since `since` is >= floor.
         floor = session_id_floor(since) if since else None
@@ -174,10 +175,8 @@ class SessionManager:
                 target = self._store.get(wanted)
             if target is None or not target.is_active:
                 return None
-            ended = target.completed() if status is SessionStatus.COMPLETED else target.abandoned()
-            clears_pointer = active is not None and active.id == ended.id
-            self._store.commit((ended,), {META_ACTIVE: None} if clears_pointer else None)
-            faults.point("manager.after_store")
+            ended = target.terminated(status)
+            self._record(ended, moves_pointer=active is not None and active.id == ended.id)
             self._settle()
             return ended
 
@@ -242,7 +241,7 @@ class SessionManager:
             log.info("current file says start, but session %s is already active", active.id)
         elif edit.kind in (EditKind.END, EditKind.ABANDON):
             if active is not None:
-                ended = active.completed() if edit.kind is EditKind.END else active.abandoned()
+                ended = active.terminated(_ENDS_AS[edit.kind])
                 log.info(
                     "current file says %s: %s session %s", edit.kind.value, ended.status.value, active.id
                 )
@@ -258,32 +257,34 @@ class SessionManager:
 
     def _transition(self, observed: Observation, session: Session) -> Session | None:
         """Commit a change decided from ``observed``, then mirror it in the file."""
+        self._record(session, moves_pointer=True)
         active = session if session.is_active else None
-        pointer = session.id.encode("ascii") if active else None
-        self._store.commit((session,), {META_ACTIVE: pointer})
-        faults.point("manager.after_store")
         self._write_truth(observed, active)
         return active
 
+    def _record(self, session: Session, *, moves_pointer: bool) -> None:
+        """One synced batch: the session and, if it is or was the active one,
+        the pointer to it (set when it starts, cleared when it ends)."""
+        pointer = session.id.encode("ascii") if session.is_active else None
+        self._store.commit((session,), {META_ACTIVE: pointer} if moves_pointer else None)
+        faults.point("manager.after_store")
+
     def _heartbeat(self, observed: Observation, active: Session, stamp: Stamp | None) -> Session:
-        canonical = f"{active.id}\n".encode("ascii")
+        identity = observed.identity
+        canonical = identity is not None and observed.content == f"{active.id}\n".encode("ascii")
+        meta = {META_STAMP: Stamp(active.id, identity).encode()} if identity and canonical else {}
         if stamp is None or stamp.session_id != active.id:
             # We wrote this id but crashed before stamping it: adopt, no heartbeat.
-            if observed.content == canonical and observed.identity:
-                self._store.commit(meta={META_STAMP: Stamp(active.id, observed.identity).encode()})
-            else:
-                self._write_truth(observed, active)
-            return active
-        now = utc_now()
-        touched = _from_ns(observed.mtime_ns) if observed.mtime_ns is not None else now
-        moment = min(max(touched, active.last_activity_at), now)
-        if moment - active.last_activity_at >= HEARTBEAT_INTERVAL:
-            active = active.with_activity(moment)
-            meta = {}
-            if observed.content == canonical and observed.identity:
-                meta[META_STAMP] = Stamp(active.id, observed.identity).encode()
-            self._store.commit((active,), meta)
-        if observed.content != canonical:
+            if meta:
+                self._store.commit(meta=meta)
+        else:
+            now = utc_now()
+            touched = _from_ns(observed.mtime_ns) if observed.mtime_ns is not None else now
+            moment = min(max(touched, active.last_activity_at), now)
+            if moment - active.last_activity_at >= HEARTBEAT_INTERVAL:
+                active = active.with_activity(moment)
+                self._store.commit((active,), meta)
+        if not canonical:
             self._write_truth(observed, active)
         return active
 

@@ -11,7 +11,6 @@ and refused if someone else owns it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -56,6 +55,8 @@ class Paths:
         A short hash keeps the socket path under the 107-byte ``sun_path``."""
         if self.data_dir == _default_data_dir():
             return self.runtime_dir
+        import hashlib  # only here: the CLI's hot path never needs it
+
         digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
         return self.runtime_dir / f"d-{digest}"
 

@@ -179,12 +179,14 @@ class Session:
         return self.status is SessionStatus.ACTIVE
 
     def completed(self, at: datetime | None = None) -> Session:
-        return self._terminated(SessionStatus.COMPLETED, at)
+        return self.terminated(SessionStatus.COMPLETED, at)
 
     def abandoned(self, at: datetime | None = None) -> Session:
-        return self._terminated(SessionStatus.ABANDONED, at)
+        return self.terminated(SessionStatus.ABANDONED, at)
 
-    def _terminated(self, status: SessionStatus, at: datetime | None) -> Session:
+    def terminated(self, status: SessionStatus, at: datetime | None = None) -> Session:
+        if not status.is_terminated:
+            raise ValueError("a session can only be terminated as completed or abandoned")
         if not self.is_active:
             raise ValueError(f"session {self.id} is already {self.status.value}")
         # A clock that stepped back must not produce an end before the start.

@@ -32,6 +32,8 @@ __all__ = ["CF_META", "CF_SESSIONS", "SessionStore", "close_db", "open_db"]
 CF_SESSIONS = "sessions"
 CF_META = "meta"
 
+_held_locks: dict[Path, int] = {}  # store path -> fd holding its flock, while open here
+
 
 def _options() -> Options:
     options = Options(raw_mode=True)
@@ -81,9 +83,6 @@ def close_db(db: Rdict) -> None:
     fd = _held_locks.pop(path, None)
     if fd is not None:
         os.close(fd)  # releases the flock
-
-
-_held_locks: dict[Path, int] = {}  # store path -> fd holding its flock
 
 
 def _take_lock(db_path: Path, wait: float) -> int:
