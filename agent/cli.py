@@ -1,35 +1,33 @@
 """The ``session-agent`` command line.
 
 Errors of the ``SessionError`` family are turned into one line on stderr and
-their exit code in one place (``AgentGroup.invoke``). Without a daemon, every
-command opens the store itself (embedded mode) and first applies any edit
-made to the current-session file.
+their exit code in one place (``AgentGroup.invoke``). Commands go through the
+daemon when one answers on the control socket; without one, they open the
+store themselves (embedded mode) and first apply any edit made to the
+current-session file (see ``agent.backend``). Each command imports what it
+needs only when it runs: the client path never loads rocksdict, watchfiles,
+psutil or asyncio.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from agent import __version__
 from agent.errors import SessionError, SessionNotFoundError
-from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths, ensure_private_dir
+from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths
 from agent.session import SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
-    from agent.manager import SessionManager
+    from agent.backend import Backend
     from agent.session import Session
 
 __all__ = ["cli", "main"]
-
-# How long an embedded command waits for another one to release the store.
-STORE_LOCK_WAIT = 4.0
 
 
 class AgentGroup(click.Group):
@@ -74,38 +72,41 @@ class SinceType(click.ParamType[datetime]):
 
 
 SESSION_ID = SessionIdType()
+T = TypeVar("T")
 
 
 class Agent:
-    """What every command needs: the paths, and the store opened on first use."""
+    """What every command needs: the paths, and a backend opened on first use
+    (the daemon if one answers, else the store opened here)."""
 
     def __init__(self, ctx: click.Context, paths: Paths) -> None:
         self.ctx = ctx
         self.paths = paths
-        self._manager: SessionManager | None = None
-        self._active: Session | None = None
+        self._backend: Backend | None = None
 
-    def manager(self) -> SessionManager:
-        """The embedded manager, with the current file already applied."""
-        if self._manager is None:
-            from agent.manager import SessionManager
-            from agent.store import close_db, open_db
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from agent.backend import open_backend
 
-            ensure_private_dir(self.paths.data_dir)
-            db = open_db(self.paths.db, wait=STORE_LOCK_WAIT)
-            try:
-                manager = SessionManager(db, self.paths.data_dir)
-            except BaseException:
-                close_db(db)
-                raise
-            self.ctx.call_on_close(manager.close)
-            self._active = manager.reconcile()
-            self._manager = manager
-        return self._manager
+            self._backend = open_backend(self.paths)
+            self.ctx.call_on_close(self._close)
+        return self._backend
 
-    def active_session(self) -> Session | None:
-        self.manager()
-        return self._active
+    def read(self, query: Callable[[Backend], T]) -> T:
+        """Run a read-only query; if the daemon went away mid-request (it was
+        stopping), ask again, embedded or through its successor."""
+        from agent.control.client import ConnectionLostError
+
+        try:
+            return query(self.backend())
+        except ConnectionLostError:
+            self._close()
+            return query(self.backend())
+
+    def _close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,11 +136,14 @@ def _exit(code: int) -> NoReturn:
     type=click.Path(file_okay=False, path_type=Path),
     help=f"Where the daemon's control socket lives [env: {RUNTIME_DIR_ENV}].",
 )
-@click.option("--debug", is_flag=True, help="Show tracebacks and informational logs.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(__version__, "--version", prog_name="session-agent")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, debug: bool) -> None:
     """Keep track of work sessions for editors, IDEs and AI-coding tools.
+
+    Commands go through the daemon when one runs, and open the store
+    directly when none does.
 
     The current session's id is in DATA_DIR/current_session; editors may
     write `start`, `end` or `abandon` into that file, delete it to end the
@@ -152,17 +156,49 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
       session-agent end              # completes it
       session-agent list --since 7d --status completed
     """
-    _configure_logging(debug)
     ctx.obj = Agent(ctx, Paths.resolve(data_dir, runtime_dir))
+    if ctx.invoked_subcommand != "daemon":
+        from agent.logs import configure_cli_logging
+
+        configure_cli_logging(debug)
 
 
-def _configure_logging(debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("session-agent: %(message)s"))
-    root = logging.getLogger("agent")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
-    root.propagate = False
+@cli.command()
+@click.option(
+    "--watch-step",
+    "step_ms",
+    type=click.IntRange(1, 1000),
+    help="How often, in ms, the file watcher wakes to look for events "
+    "[env: SESSION_AGENT_WATCH_STEP_MS; default 30]. Smaller: faster reactions, more idle CPU.",
+)
+@click.option(
+    "--watch-debounce",
+    "debounce_ms",
+    type=click.IntRange(0, 10_000),
+    help="The longest, in ms, a burst of file events is collected before it is acted on "
+    "[env: SESSION_AGENT_WATCH_DEBOUNCE_MS; default 200].",
+)
+@click.pass_context
+def daemon(ctx: click.Context, step_ms: int | None, debounce_ms: int | None) -> None:
+    """Run the agent in the foreground until SIGTERM or Ctrl-C (exit 0).
+
+    This is what the systemd unit runs. Logs go to stderr. Signals: SIGHUP
+    re-reads the current file, SIGUSR1 starts a session if none is active,
+    SIGUSR2 ends the active one. Exits 6 if a daemon already runs on the
+    data dir.
+    """
+    from agent.daemon import Daemon, DaemonConfig
+    from agent.logs import configure_daemon_logging
+    from agent.systemd import under_journal
+    from agent.watcher import WatchSettings
+
+    agent: Agent = ctx.obj
+    configure_daemon_logging(bool(ctx.parent and ctx.parent.params.get("debug")), journal=under_journal())
+    try:
+        settings = WatchSettings.resolve(step_ms=step_ms, debounce_ms=debounce_ms)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _exit(Daemon(DaemonConfig(agent.paths, settings)).run())
 
 
 @cli.command()
@@ -173,7 +209,7 @@ def start(agent: Agent, as_json: bool) -> None:
 
     Exits 3, naming the active session, if one is already active.
     """
-    session = agent.manager().start()
+    session = agent.backend().start()
     if as_json:
         _echo_json(session.to_dict())
     else:
@@ -181,9 +217,9 @@ def start(agent: Agent, as_json: bool) -> None:
 
 
 def _terminate(agent: Agent, session_id: str | None, abandon: bool) -> None:
-    manager = agent.manager()
-    ended = manager.abandon(session_id) if abandon else manager.end(session_id)
-    if ended is None and session_id is not None and manager.get(session_id) is None:
+    backend = agent.backend()
+    ended = backend.abandon(session_id) if abandon else backend.end(session_id)
+    if ended is None and session_id is not None and backend.get(session_id) is None:
         click.echo(f"session-agent: no session {session_id}; nothing to do", err=True)
 
 
@@ -214,7 +250,7 @@ def current(agent: Agent, as_json: bool) -> None:
 
     With --json, print the whole session, or `null` when none is active.
     """
-    active = agent.active_session()
+    active = agent.read(lambda backend: backend.current())
     if as_json:
         _echo_json(active.to_dict() if active else None)
     elif active:
@@ -233,7 +269,7 @@ def show(agent: Agent, session_id: str, as_json: bool) -> None:
     """Show one session; exit 4 if there is no such session."""
     from agent.render import session_detail
 
-    session = agent.manager().get(session_id)
+    session = agent.read(lambda backend: backend.get(session_id))
     if session is None:
         raise SessionNotFoundError(session_id)
     if as_json:
@@ -270,16 +306,19 @@ def list_(agent: Agent, statuses: tuple[str, ...], since: datetime | None, limit
       session-agent list --since 2h
       session-agent list --status abandoned --limit 0 --json
     """
-    from agent.errors import StorageError
     from agent.render import session_table
 
-    errors: list[StorageError] = []
-    sessions = agent.manager().list_sessions(
-        statuses=frozenset(SessionStatus(s.lower()) for s in statuses) or None,
-        since=since,
-        limit=limit or None,
-        errors=errors,
-    )
+    def query(backend: Backend) -> tuple[list[Session], list[str]]:
+        errors: list[str] = []
+        sessions = backend.list_sessions(
+            statuses=frozenset(SessionStatus(s.lower()) for s in statuses) or None,
+            since=since,
+            limit=limit or None,
+            errors=errors,
+        )
+        return sessions, errors
+
+    sessions, errors = agent.read(query)
     for error in errors:
         click.echo(f"session-agent: warning: skipped: {error}", err=True)
     if as_json:
@@ -292,41 +331,64 @@ def list_(agent: Agent, statuses: tuple[str, ...], since: datetime | None, limit
 @_json_option
 @click.pass_obj
 def status(agent: Agent, as_json: bool) -> None:
-    """Show whether the daemon runs, where files live and the current session.
+    """Show whether the daemon runs, its resources, where files live and
+    the current session.
 
     Exits 0 when the daemon is running, 7 when it is not.
     """
-    from agent.timespec import format_duration
+    from agent.render import status_text
 
-    paths = agent.paths
-    active = agent.active_session()
-    now = datetime.now(UTC)
+    report = agent.read(lambda backend: backend.status())
     if as_json:
-        _echo_json(
-            {
-                "daemon": {"running": False, "pid": None},
-                "paths": {
-                    "data_dir": str(paths.data_dir),
-                    "store": str(paths.db),
-                    "current_file": str(paths.current_file),
-                    "socket": str(paths.socket),
-                },
-                "current": active.to_dict() if active else None,
-            }
-        )
+        _echo_json(report)
     else:
-        age = format_duration(now - active.started_at) if active else ""
-        shown = f"{active.id} (active for {age})" if active else "none"
-        rows = [
-            ("daemon", "not running (commands open the store directly)"),
-            ("data dir", str(paths.data_dir)),
-            ("store", str(paths.db)),
-            ("current file", str(paths.current_file)),
-            ("socket", str(paths.socket)),
-            ("current", shown),
-        ]
-        click.echo("\n".join(f"{name + ':':<14}{value}" for name, value in rows))
-    _exit(7)
+        click.echo(status_text(report, datetime.now(UTC)))
+    if not report.get("daemon", {}).get("running"):
+        _exit(7)
+
+
+@cli.group()
+def service() -> None:
+    """Install or remove the systemd user service."""
+
+
+@service.command("install")
+@click.option(
+    "--socket-activation/--no-socket-activation",
+    "socket_activation",
+    default=False,
+    help="Also install session-agent.socket: systemd holds the control socket and starts the daemon "
+    "on first use.",
+)
+@click.option("--no-enable", is_flag=True, help="Only write the unit files; do not enable or start them.")
+@click.pass_context
+def service_install(ctx: click.Context, socket_activation: bool, no_enable: bool) -> None:
+    """Write the user units (for this Python and data dir) and enable them.
+
+    Without systemctl, says what to run once systemd manages your session.
+    """
+    from agent.service import DEFAULT_LISTEN, ServicePlan, install
+
+    agent: Agent = ctx.obj
+    root = ctx.find_root()
+    global_args: list[str] = []
+    for name in ("data_dir", "runtime_dir"):
+        source = root.get_parameter_source(name)
+        if root.params.get(name) is not None and source is not click.core.ParameterSource.DEFAULT:
+            value = getattr(agent.paths, name)
+            global_args += [f"--{name.replace('_', '-')}", str(value)]
+    listen = (str(agent.paths.socket) if global_args else DEFAULT_LISTEN) if socket_activation else None
+    for line in install(ServicePlan.for_this_python(global_args, listen), enable=not no_enable):
+        click.echo(line)
+
+
+@service.command("uninstall")
+def service_uninstall() -> None:
+    """Stop, disable and remove the user units."""
+    from agent.service import uninstall
+
+    for line in uninstall():
+        click.echo(line)
 
 
 def main() -> None:

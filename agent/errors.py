@@ -7,6 +7,9 @@ exit codes in one place and nothing below it ever calls ``sys.exit``.
 from __future__ import annotations
 
 __all__ = [
+    "DaemonError",
+    "DaemonNotAnsweringError",
+    "DaemonRunningError",
     "InvalidSessionIdError",
     "SessionAlreadyActiveError",
     "SessionError",
@@ -76,3 +79,42 @@ class SessionIOError(SessionError):
     """A file-system operation on the data dir failed."""
 
     exit_code = 5
+
+
+class DaemonError(SessionError):
+    """The daemon failed a request or broke the protocol; carries its exit code.
+
+    Errors the daemon reports are re-raised on the client side as this class
+    with the original message and exit code, so the CLI prints the same line
+    whether it ran embedded or through the daemon.
+    """
+
+    def __init__(self, message: str, exit_code: int = 5) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class DaemonRunningError(SessionError):
+    """A second daemon was started on a data dir that already has one."""
+
+    exit_code = 6
+
+    def __init__(self, data_dir: object, pid: int | None) -> None:
+        holder = f"pid {pid}" if pid else "another process"
+        super().__init__(
+            f"a daemon ({holder}) already runs on {data_dir}; stop it first, "
+            "or give this one another --data-dir"
+        )
+        self.pid = pid
+
+
+class DaemonNotAnsweringError(SessionError):
+    """A daemon holds the store but did not answer in time (stopped or hung)."""
+
+    exit_code = 6
+
+    def __init__(self, pid: int | None, waited: float) -> None:
+        who = f"the daemon (pid {pid})" if pid else "the daemon"
+        hint = f"`kill -CONT {pid}` if it was stopped, or `kill {pid}`" if pid else "restart it"
+        super().__init__(f"{who} did not answer within {waited:g} s; it may be stopped or hung: {hint}")
+        self.pid = pid

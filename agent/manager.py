@@ -97,7 +97,7 @@ class SessionManager:
                 raise SessionAlreadyActiveError(active.id)
             session = Session.begin()
             self._record(session, moves_pointer=True)
-            self._settle()
+            self._settle(mirroring=True)
             return session
 
     def end(self, session_id: str | None = None) -> Session | None:
@@ -115,6 +115,11 @@ class SessionManager:
     def get(self, session_id: str) -> Session | None:
         return self._store.get(parse_session_id(session_id))
 
+    def active(self) -> Session | None:
+        """The active session as the store has it, without looking at the file."""
+        with self._lock:
+            return self._active()
+
     def reconcile(self) -> Session | None:
         """Apply whatever the current file holds now; return the active session."""
         with self._lock:
@@ -126,21 +131,27 @@ class SessionManager:
         statuses: frozenset[SessionStatus] | None = None,
         since: datetime | None = None,
         limit: int | None = None,
+        before: str | None = None,
         errors: list[StorageError] | None = None,
     ) -> list[Session]:
-        """Sessions newest first; corrupt records go to ``errors`` if given."""
+        """Sessions newest first; corrupt records go to ``errors`` if given.
+
+        ``before`` (a session id) continues a listing after its last page."""
         if limit is not None and limit <= 0:
             return []
         if statuses == frozenset({SessionStatus.ACTIVE}):  # no scan: the pointer knows
             active = self._active()
             if active is None or (since is not None and active.started_at < since):
                 return []
+            if before is not None and active.id >= before:
+                return []
             return [active]
         # Ids are UUIDv7 and only move forward, so an id's time is never before
         # its session's start: every session started since `since` is >= floor.
         floor = session_id_floor(since) if since else None
         found: list[Session] = []
-        for session in self._store.newest_first(floor=floor, errors=errors):
+        ceiling = parse_session_id(before) if before is not None else None
+        for session in self._store.newest_first(floor=floor, before=ceiling, errors=errors):
             if since is not None and session.started_at < since:
                 continue
             if statuses is not None and session.status not in statuses:
@@ -177,7 +188,7 @@ class SessionManager:
                 return None
             ended = target.terminated(status)
             self._record(ended, moves_pointer=active is not None and active.id == ended.id)
-            self._settle()
+            self._settle(mirroring=True)
             return ended
 
     def _active(self) -> Session | None:
@@ -191,13 +202,15 @@ class SessionManager:
             return None
         return session
 
-    def _settle(self) -> Session | None:
+    def _settle(self, *, mirroring: bool = False) -> Session | None:
+        """Apply the file, then make it match the store. ``mirroring``: we
+        just committed a change, so a stale file is expected, not repaired."""
         for _ in range(_SETTLE_ATTEMPTS):
             observed = self._file.observe()
             active = self._active()
             stamp = Stamp.decode(self._store.get_meta(META_STAMP))
             try:
-                return self._apply(observed, active, stamp)
+                return self._apply(observed, active, stamp, mirroring=mirroring)
             except FileChangedError:
                 continue  # an edit landed while we worked: apply it too
         raise SessionIOError(
@@ -205,7 +218,9 @@ class SessionManager:
             "try again once the program writing it has finished"
         )
 
-    def _apply(self, observed: Observation, active: Session | None, stamp: Stamp | None) -> Session | None:
+    def _apply(
+        self, observed: Observation, active: Session | None, stamp: Stamp | None, *, mirroring: bool = False
+    ) -> Session | None:
         """The file-protocol table: one observation against the truth."""
         path = self._file.path
         kind = observed.kind
@@ -222,7 +237,8 @@ class SessionManager:
             if stamp is not None and stamp.session_id == active.id:
                 log.info("current file deleted: completing session %s", active.id)
                 return self._transition(observed, active.completed())
-            log.info("restoring the current file for session %s (its write was interrupted)", active.id)
+            if not mirroring:
+                log.info("restoring the current file for session %s (its write was interrupted)", active.id)
             self._write_truth(observed, active)
             return active
         if stamp is not None and stamp.matches(observed):  # our own write, untouched

@@ -64,6 +64,15 @@ class Paths:
     def socket(self) -> Path:
         return self.socket_dir / "control.sock"
 
+    def describe(self) -> dict[str, str]:
+        """Where everything is, for ``status``."""
+        return {
+            "data_dir": str(self.data_dir),
+            "store": str(self.db),
+            "current_file": str(self.current_file),
+            "socket": str(self.socket),
+        }
+
 
 def _default_data_dir() -> Path:
     import platformdirs

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from agent.session import Session
 from agent.timespec import format_duration, format_local
 
-__all__ = ["session_detail", "session_table", "to_json"]
+__all__ = ["session_detail", "session_table", "status_text", "to_json"]
 
 
 def to_json(value: object) -> str:
@@ -32,7 +33,7 @@ def session_detail(session: Session, now: datetime) -> str:
         ("last activity", format_local(session.last_activity_at)),
         ("memories", str(session.memory_count)),
     ]
-    return "\n".join(f"{name + ':':<15}{value}" for name, value in rows)
+    return _rows(rows, 15)
 
 
 def session_table(sessions: Iterable[Session], now: datetime) -> str:
@@ -42,3 +43,43 @@ def session_table(sessions: Iterable[Session], now: datetime) -> str:
             f"{s.id:<36}  {s.status.value:<9}  {format_local(s.started_at):<19}  {_duration(s, now)}"
         )
     return "\n".join(lines)
+
+
+def _rows(rows: Iterable[tuple[str, str]], width: int) -> str:
+    return "\n".join(f"{name + ':':<{width}}{value}" for name, value in rows)
+
+
+def status_text(report: dict[str, Any], now: datetime) -> str:
+    """The ``status`` report (as the daemon or the embedded backend made it) for people."""
+    daemon = report.get("daemon") or {}
+    paths = report.get("paths") or {}
+    if daemon.get("running"):
+        uptime = format_duration(timedelta(seconds=float(daemon.get("uptime_seconds", 0))))
+        mib = int(daemon.get("rss_bytes", 0)) / (1 << 20)
+        state = (
+            f"running (pid {daemon.get('pid')}, up {uptime}, {mib:.1f} MiB RSS, "
+            f"{daemon.get('cpu_percent', 0):.2f}% CPU on average)"
+        )
+    else:
+        state = "not running (commands open the store directly)"
+    rows = [("daemon", state)]
+    if daemon.get("running"):
+        rows.append(("version", str(daemon.get("version"))))
+    rows += [
+        ("data dir", str(paths.get("data_dir"))),
+        ("store", str(paths.get("store"))),
+        ("current file", str(paths.get("current_file"))),
+    ]
+    socket = str(paths.get("socket"))
+    rows.append(("socket", socket + (" (from systemd)" if daemon.get("socket_activated") else "")))
+    watcher = report.get("watcher")
+    if watcher:
+        step, debounce = watcher.get("step_ms"), watcher.get("debounce_ms")
+        rows.append(("watcher", f"step {step} ms, debounce {debounce} ms"))
+    current = report.get("current")
+    if current:
+        started = datetime.fromisoformat(current["started_at"])
+        rows.append(("current", f"{current['id']} (active for {format_duration(now - started)})"))
+    else:
+        rows.append(("current", "none"))
+    return _rows(rows, 14)

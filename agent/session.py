@@ -209,6 +209,33 @@ class Session:
             "last_activity_at": format_time(self.last_activity_at),
         }
 
+    @classmethod
+    def from_dict(cls, data: object) -> Session:
+        """The inverse of ``to_dict``, for sessions that arrive as JSON (the
+        daemon's replies). ``ValueError`` names what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a session is a JSON object, not {type(data).__name__}")
+        try:
+            ended = data["ended_at"]
+            return cls(
+                id=data["id"],
+                started_at=_parse_time(data["started_at"]),
+                ended_at=None if ended is None else _parse_time(ended),
+                status=SessionStatus(data["status"]),
+                memory_count=data["memory_count"],
+                last_activity_at=_parse_time(data["last_activity_at"]),
+            )
+        except KeyError as exc:
+            raise ValueError(f"a session lacks the field {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise ValueError(f"a session has a field of the wrong type: {exc}") from None
+
+
+def _parse_time(text: object) -> datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"time {text!r} is not a string")
+    return datetime.fromisoformat(text).astimezone(UTC)
+
 
 # --- record encoding ----------------------------------------------------------
 

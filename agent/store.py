@@ -173,18 +173,26 @@ class SessionStore:
             raise StorageError(f"cannot write to the store: {exc}") from None
 
     def newest_first(
-        self, *, floor: str | None = None, errors: list[StorageError] | None = None
+        self,
+        *,
+        floor: str | None = None,
+        before: str | None = None,
+        errors: list[StorageError] | None = None,
     ) -> Iterator[Session]:
-        """Sessions from the newest back to the key ``floor`` (inclusive).
+        """Sessions from the newest (or the newest before the key ``before``)
+        back to the key ``floor`` (inclusive).
 
         A corrupt record is appended to ``errors`` when given (the listing
         goes on), and raised otherwise.
         """
         floor_key = floor.encode("ascii") if floor else b""
+        ceiling = before.encode("ascii") if before else None
         try:
-            for key, value in self._sessions.items(backwards=True):
+            for key, value in self._sessions.items(backwards=True, from_key=ceiling):
                 if not isinstance(key, bytes) or not isinstance(value, bytes):
                     raise StorageError("the sessions column family holds non-bytes data")
+                if key == ceiling:
+                    continue
                 if key < floor_key:
                     return
                 try:

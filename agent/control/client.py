@@ -1,0 +1,112 @@
+"""The CLI's side of the control socket: small, blocking, no asyncio.
+
+``DaemonClient.connect`` returns ``None`` when no daemon listens (no socket
+file, or a stale one), which is the CLI's cue to work embedded. Once
+connected, every request must be answered within ``ANSWER_TIMEOUT``
+seconds: a daemon that is stopped (SIGSTOP) or hung still accepts
+connections (the kernel queues them), so only a deadline protects the
+editor hook that called us.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.control.protocol import MAX_REPLY, decode_reply, encode_request
+from agent.errors import DaemonError, DaemonNotAnsweringError, SessionIOError
+
+__all__ = ["ANSWER_TIMEOUT", "ConnectionLostError", "DaemonClient"]
+
+ANSWER_TIMEOUT = 4.0
+_PEERCRED = struct.Struct("3i")
+_NO_LISTENER = (errno.ENOENT, errno.ECONNREFUSED)
+
+
+class ConnectionLostError(DaemonError):
+    """The daemon closed the connection before answering: the request may or
+    may not have been carried out (the daemon was stopped or crashed)."""
+
+    def __init__(self, op: str) -> None:
+        super().__init__(
+            f"the daemon closed the connection before answering {op!r}; it may have stopped or "
+            "crashed, so check the outcome with `session-agent current` or `session-agent status`",
+            exit_code=5,
+        )
+
+
+class DaemonClient:
+    def __init__(self, sock: socket.socket, data_dir: Path) -> None:
+        self._sock = sock
+        self._data_dir = data_dir
+        self._buffer = b""
+
+    @classmethod
+    def connect(cls, socket_path: Path, data_dir: Path) -> DaemonClient | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(ANSWER_TIMEOUT)
+        try:
+            sock.connect(os.fspath(socket_path))
+            _check_owner(sock, socket_path)
+        except OSError as exc:
+            sock.close()
+            if exc.errno in _NO_LISTENER:
+                return None
+            if isinstance(exc, TimeoutError):
+                raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
+            raise SessionIOError(f"cannot connect to the daemon at {socket_path}: {exc.strerror}") from None
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, data_dir)
+
+    def request(self, op: str, **args: Any) -> Any:
+        """Send one request and return its result, or raise the error it carries."""
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        try:
+            self._sock.sendall(encode_request(op, **args))
+            line = self._read_line(deadline)
+        except TimeoutError:
+            raise DaemonNotAnsweringError(_daemon_pid(self._data_dir), ANSWER_TIMEOUT) from None
+        except (ConnectionError, EOFError):
+            raise ConnectionLostError(op) from None
+        return decode_reply(line)
+
+    def _read_line(self, deadline: float) -> bytes:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                return line
+            if len(self._buffer) > MAX_REPLY:
+                raise DaemonError(f"the daemon's reply is longer than {MAX_REPLY} bytes")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self._sock.settimeout(remaining)
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self._buffer += chunk
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _check_owner(sock: socket.socket, socket_path: Path) -> None:
+    """Talk only to a daemon of our own user (the socket's directory is
+    private, so anything else means a misconfigured runtime dir)."""
+    _, uid, _ = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    if uid != os.getuid():
+        raise SessionIOError(f"{socket_path} is served by uid {uid}, not by you; refusing to use it")
+
+
+def _daemon_pid(data_dir: Path) -> int | None:
+    from agent.instance import live_daemon_pid, read_pid
+
+    return live_daemon_pid(data_dir) or read_pid(data_dir)

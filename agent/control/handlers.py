@@ -1,0 +1,104 @@
+"""What each control request does: validate its arguments, call the manager.
+
+Arguments from the socket are untrusted: ids go through ``parse_session_id``
+before they become keys, and every other argument is type-checked here, so a
+malformed request gets a specific error (exit code 2) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import __version__
+from agent.control.protocol import MAX_PAGE, ProtocolError
+from agent.errors import StorageError
+from agent.manager import SessionManager
+from agent.session import Session, SessionStatus, parse_session_id
+
+__all__ = ["RequestHandler"]
+
+
+def _dump(session: Session | None) -> dict[str, object] | None:
+    return session.to_dict() if session is not None else None
+
+
+class RequestHandler:
+    """Callable as ``handler(op, args)``; returns the JSON-ready result."""
+
+    def __init__(self, manager: SessionManager, status: Callable[[], dict[str, Any]], pid: int) -> None:
+        self._manager = manager
+        self._status = status
+        self._pid = pid
+        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "ping": lambda _: {"pid": self._pid, "version": __version__},
+            "start": lambda _: self._manager.start().to_dict(),
+            "end": lambda args: _dump(self._manager.end(_optional_id(args))),
+            "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
+            "current": lambda _: _dump(self._manager.reconcile()),
+            "get": lambda args: _dump(self._manager.get(_required_id(args))),
+            "list": self._list,
+            "status": lambda _: self._status(),
+        }
+
+    def __call__(self, op: str, args: dict[str, Any]) -> Any:
+        return self._ops[op](args)
+
+    def _list(self, args: dict[str, Any]) -> dict[str, Any]:
+        errors: list[StorageError] = []
+        sessions = self._manager.list_sessions(
+            statuses=_statuses(args.get("statuses")),
+            since=_since(args.get("since")),
+            limit=_limit(args.get("limit", MAX_PAGE)),
+            before=_optional_id(args, "before"),
+            errors=errors,
+        )
+        return {"sessions": [s.to_dict() for s in sessions], "errors": [str(e) for e in errors]}
+
+
+def _optional_id(args: dict[str, Any], key: str = "id") -> str | None:
+    raw = args.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ProtocolError(f"{key} must be a string")
+    return parse_session_id(raw)
+
+
+def _required_id(args: dict[str, Any]) -> str:
+    session_id = _optional_id(args)
+    if session_id is None:
+        raise ProtocolError("this op needs an id")
+    return session_id
+
+
+def _statuses(raw: object) -> frozenset[SessionStatus] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
+        raise ProtocolError("statuses must be a list of strings")
+    try:
+        return frozenset(SessionStatus(s) for s in raw) or None
+    except ValueError:
+        raise ProtocolError(f"statuses must be among {', '.join(SessionStatus)}") from None
+
+
+def _since(raw: object) -> datetime | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise ProtocolError("since must be an ISO 8601 time")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ProtocolError(f"since {raw!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ProtocolError("since must carry a UTC offset or Z")
+    return moment.astimezone(UTC)
+
+
+def _limit(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_PAGE:
+        raise ProtocolError(f"limit must be a whole number from 1 to {MAX_PAGE}")
+    return raw

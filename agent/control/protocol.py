@@ -1,0 +1,150 @@
+"""The control protocol between the CLI and the daemon.
+
+Wire format, version 1
+----------------------
+
+The daemon listens on a Unix stream socket (``<runtime_dir>/control.sock``,
+mode 0600, in a 0700 directory). Messages are JSON lines: one UTF-8 JSON
+object, then ``\\n``. A client sends a request and reads one reply; it may
+send further requests on the same connection, one at a time.
+
+Request::
+
+    {"v": 1, "op": "start", "args": {}}
+
+Reply::
+
+    {"v": 1, "ok": true, "result": <value>}
+    {"v": 1, "ok": false, "error": {"type": "SessionAlreadyActiveError",
+                                    "message": "session ... is already active; ...",
+                                    "exit_code": 3}}
+
+``exit_code`` is the CLI exit code of the error (see the README), so a
+client can exit as the embedded CLI would.
+
+Operations (``args`` in braces; sessions as in ``session-agent show --json``):
+
+============  =========================================  ===========================
+op            args                                       result
+============  =========================================  ===========================
+``ping``      --                                         ``{"pid": int, "version": str}``
+``start``     --                                         the new session
+``end``       ``{"id"?: str}``                           the ended session or null
+``abandon``   ``{"id"?: str}``                           the abandoned session or null
+``current``   --                                         the active session or null
+``get``       ``{"id": str}``                            the session or null
+``list``      ``{"statuses"?: [str], "since"?: time,     ``{"sessions": [...],
+              "limit": int, "before"?: id}``              "errors": [str]}``
+``status``    --                                         daemon, paths, watcher, current
+============  =========================================  ===========================
+
+``list`` answers at most ``MAX_PAGE`` sessions; a client pages through more
+by sending the last id it got as ``before``.
+
+Limits: a request line is at most ``MAX_REQUEST`` bytes (a longer one gets
+an error reply and the connection is closed); a connection idle for
+``IDLE_TIMEOUT`` seconds, or slower than that to send a request or read a
+reply, is closed; the daemon serves at most ``MAX_CONNECTIONS`` at once and
+drops the longest-idle one to admit a new one. Peers of another uid are
+refused. A request with another ``v`` gets an error naming the version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agent.errors import DaemonError, SessionError
+
+__all__ = [
+    "IDLE_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MAX_PAGE",
+    "MAX_REPLY",
+    "MAX_REQUEST",
+    "OPS",
+    "VERSION",
+    "ProtocolError",
+    "decode_reply",
+    "decode_request",
+    "encode_error",
+    "encode_reply",
+    "encode_request",
+]
+
+VERSION = 1
+MAX_REQUEST = 64 * 1024
+MAX_REPLY = 16 * 1024 * 1024
+MAX_PAGE = 500
+MAX_CONNECTIONS = 64
+IDLE_TIMEOUT = 10.0
+OPS = frozenset({"ping", "start", "end", "abandon", "current", "get", "list", "status"})
+
+
+class ProtocolError(DaemonError):
+    """A message that is not valid in this protocol; exit code 2 (bad request)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=2)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def encode_request(op: str, **args: Any) -> bytes:
+    return _line({"v": VERSION, "op": op, "args": args})
+
+
+def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:
+    """``(op, args)`` of a request line; ``ProtocolError`` says what is wrong."""
+    message = _decode(line, "request")
+    if message.get("v") != VERSION:
+        version = message.get("v")
+        raise ProtocolError(f"unsupported protocol version {version!r}; this daemon speaks {VERSION}")
+    op = message.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        shown = op if not isinstance(op, str) or len(op) <= 40 else op[:37] + "..."
+        raise ProtocolError(f"unknown op {shown!r}; known: {', '.join(sorted(OPS))}")
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("args must be a JSON object")
+    return op, args
+
+
+def encode_reply(result: Any) -> bytes:
+    return _line({"v": VERSION, "ok": True, "result": result})
+
+
+def encode_error(error: SessionError) -> bytes:
+    return _line(
+        {
+            "v": VERSION,
+            "ok": False,
+            "error": {"type": type(error).__name__, "message": str(error), "exit_code": error.exit_code},
+        }
+    )
+
+
+def decode_reply(line: bytes) -> Any:
+    """The result of a reply line, or raise the error it carries as ``DaemonError``."""
+    message = _decode(line, "reply")
+    if message.get("ok") is True:
+        return message.get("result")
+    error = message.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        raise DaemonError("the daemon sent a malformed error reply")
+    code = error.get("exit_code")
+    raise DaemonError(error["message"], code if isinstance(code, int) and 1 <= code <= 125 else 5)
+
+
+def _decode(line: bytes, what: str) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except UnicodeDecodeError:
+        raise ProtocolError(f"the {what} is not valid UTF-8") from None
+    except ValueError as exc:
+        raise ProtocolError(f"the {what} is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"the {what} must be a JSON object")
+    return message

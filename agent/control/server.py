@@ -1,0 +1,185 @@
+"""The daemon's side of the control socket (asyncio).
+
+Each connection is served by one task: read a request line, dispatch it to
+the handler (synchronous and short: the manager's work is a few synced
+writes), write the reply, repeat. What keeps a hostile or broken peer from
+hurting anyone else:
+
+* peers of another uid are refused (``SO_PEERCRED``);
+* a request line is capped (``MAX_REQUEST``), so a connection buffers at
+  most that much;
+* reading a request, and writing a reply, must each finish within
+  ``IDLE_TIMEOUT``, and an idle connection is closed after it too;
+* at most ``MAX_CONNECTIONS`` are open; a new one pushes out the connection
+  that has gone longest without progress, so an honest client is served
+  promptly even when hundreds of idle or stuck peers are connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from agent.control.protocol import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_REQUEST,
+    ProtocolError,
+    decode_request,
+    encode_error,
+    encode_reply,
+)
+from agent.errors import DaemonError, SessionError
+
+__all__ = ["ControlServer", "Handler", "bind_unix_socket"]
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, dict[str, Any]], Any]
+_PEERCRED = struct.Struct("3i")
+
+
+class _Connection:
+    __slots__ = ("progress_at", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
+        self.writer = writer
+        self.progress_at = now
+
+
+class ControlServer:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self._handler = handler
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._server: asyncio.Server | None = None
+        self._uid = os.getuid()
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve on a listening socket (bound by us, or passed by systemd)."""
+        sock.setblocking(False)
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST)
+
+    async def close(self, grace: float) -> int:
+        """Stop accepting; give connections ``grace`` seconds to finish, then
+        cut them. Returns how many had to be cut."""
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._connections)
+        for task in tasks:  # idle ones are waiting for a request that may never come
+            connection = self._connections.get(task)
+            if connection is not None:
+                connection.writer.transport.abort()
+        if not tasks:
+            return 0
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        peer = _peer_credentials(writer)
+        if peer is None or peer[1] != self._uid:
+            log.warning("refused a control connection from uid %s", peer[1] if peer else "unknown")
+            refusal = DaemonError("this daemon serves only its own user", exit_code=5)
+            await self._finish(writer, encode_error(refusal))
+            return
+        self._make_room()
+        connection = _Connection(writer, loop.time())
+        self._connections[task] = connection
+        try:
+            while True:
+                connection.progress_at = loop.time()
+                try:
+                    line = await asyncio.wait_for(reader.readuntil(b"\n"), self._idle_timeout)
+                except asyncio.IncompleteReadError:
+                    return  # the client hung up
+                except asyncio.LimitOverrunError:
+                    too_big = ProtocolError(f"the request is longer than {MAX_REQUEST} bytes")
+                    await self._finish(writer, encode_error(too_big))
+                    return
+                connection.progress_at = loop.time()
+                writer.write(self._dispatch(line))
+                await asyncio.wait_for(writer.drain(), self._idle_timeout)
+        except (TimeoutError, ConnectionError):
+            return
+        finally:
+            del self._connections[task]
+            writer.transport.abort()
+
+    def _dispatch(self, line: bytes) -> bytes:
+        try:
+            op, args = decode_request(line)
+            return encode_reply(self._handler(op, args))
+        except SessionError as error:
+            return encode_error(error)
+        except Exception as exc:  # a bug: report it, keep serving
+            log.exception("internal error while handling a control request")
+            return encode_error(DaemonError(f"internal error in the daemon: {exc}; see its log", 5))
+
+    def _make_room(self) -> None:
+        """At the cap, cut the connection that has gone longest without progress."""
+        if len(self._connections) < self._max_connections:
+            return
+        oldest = min(self._connections.values(), key=lambda c: c.progress_at)
+        log.debug("connection cap reached: dropping the longest-idle connection")
+        oldest.writer.transport.abort()
+
+    async def _finish(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        try:
+            writer.write(reply)
+            await asyncio.wait_for(writer.drain(), self._idle_timeout)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.transport.abort()
+
+
+def _peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int, int] | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def bind_unix_socket(path: str) -> socket.socket:
+    """A listening socket at ``path``, mode 0600 (in a directory that must
+    already be private). Whatever is at ``path`` is removed first: the
+    caller holds the daemon's instance lock, so it can only be stale."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)  # bind honours the umask, which is process-wide
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,350 @@
+"""The daemon: start-up, main loop, shutdown.
+
+``Daemon.serve`` reads as its life:
+
+* **start-up** -- take the data dir's instance lock (before anything else,
+  so a second daemon changes nothing), open the store, apply what happened
+  to the current file while no daemon ran, bind the control socket (or take
+  the one systemd passed), start watching the file, then tell systemd
+  ``READY=1``: from then on the CLI goes through us;
+* **main loop** -- wait for a signal or a periodic duty (the systemd
+  watchdog, a retry after a failed reconcile); act on it;
+* **shutdown** -- in ``finally``, each step bounded: ``STOPPING=1``, stop
+  watching, close the socket (connections get ``SHUTDOWN_GRACE`` seconds),
+  unlink it, close the store, drop the lock. The active session stays
+  active; the next start-up restores it.
+
+Requests and file events are handled on the event loop's thread, one at a
+time: each is a few synced writes, well under the latency goals, and no two
+can interleave.
+
+Signals (handlers only record; the loop acts): SIGTERM/SIGINT stop (a second
+one cuts the shutdown grace short); SIGHUP applies the current file now;
+SIGUSR1 starts a session if none is active; SIGUSR2 ends the active one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import __version__
+from agent.control.handlers import RequestHandler
+from agent.control.server import ControlServer, bind_unix_socket
+from agent.errors import SessionError, SessionIOError
+from agent.instance import InstanceLock
+from agent.manager import SessionManager
+from agent.paths import Paths, ensure_private_dir
+from agent.session import Session, format_time
+from agent.store import close_db, open_db
+from agent.systemd import Notifier, listen_fds
+from agent.watcher import FileWatcher, WatchSettings, dir_identity
+
+__all__ = ["EXIT_DATA_DIR_REPLACED", "Daemon", "DaemonConfig"]
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 2.0
+STORE_WAIT = 5.0  # an embedded CLI command may hold the store for a moment
+EXIT_DATA_DIR_REPLACED = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us on the new one
+_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a failed reconcile (disk full, ...)
+_MAX_SOCKET_PATH = 107
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+_UNGUARDED_OPS = frozenset({"ping", "status"})
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    paths: Paths
+    watch: WatchSettings = field(default_factory=WatchSettings)
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.should_exit = False
+        self.force_exit = False
+        self.exit_code = 0
+        self._signals: deque[signal.Signals] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._notifier = Notifier()
+        self._lock: InstanceLock | None = None
+        self._manager: SessionManager | None = None
+        self._server: ControlServer | None = None
+        self._socket_path: str | None = None  # ours to unlink (None when systemd owns it)
+        self._socket_activated = False
+        self._handler: RequestHandler | None = None
+        self._watcher_task: asyncio.Task[None] | None = None
+        self._dir_identity = dir_identity(self.paths.data_dir)
+        self._started_at = datetime.now(UTC)
+        self._started_monotonic = time.monotonic()
+        self._failed_reconciles = 0
+        self._retry: asyncio.TimerHandle | None = None
+        self._shown_status: str | None = None
+
+    # --- the story ---------------------------------------------------------------
+
+    def run(self) -> int:
+        return asyncio.run(self.serve())
+
+    async def serve(self) -> int:
+        self._wakeup = asyncio.Event()
+        with self._capture_signals():
+            try:
+                await self._startup()
+                if not self.should_exit:
+                    log.info("ready: %s; control socket %s", self._status_line(), self.paths.socket)
+                    self._notifier.ready(self._status_line())
+                    await self._main_loop()
+            finally:
+                await self._shutdown()
+        return self.exit_code
+
+    async def _startup(self) -> None:
+        paths = self.paths
+        log.info("session-agent %s starting (pid %d) on %s", __version__, os.getpid(), paths.data_dir)
+        os.umask(0o077)  # the store's files too: RocksDB creates them with the umask
+        ensure_private_dir(paths.data_dir)
+        self._dir_identity = dir_identity(paths.data_dir)
+        self._lock = InstanceLock.acquire(paths.data_dir)
+        db = open_db(paths.db, wait=STORE_WAIT)
+        try:
+            self._manager = SessionManager(db, paths.data_dir)
+        except BaseException:
+            close_db(db)
+            raise
+        active = self._manager.reconcile()
+        log.info("restored session %s" if active else "no active session%s", active.id if active else "")
+        sock = self._control_socket()
+        self._handler = RequestHandler(self._manager, self.status, os.getpid())
+        self._server = ControlServer(self._handle)
+        await self._server.start(sock)
+        watcher = FileWatcher(
+            paths.current_file,
+            self.config.watch,
+            on_change=lambda: self._reconcile("the current file changed"),
+            on_dir_replaced=self._data_dir_replaced,
+        )
+        self._watcher_task = asyncio.create_task(watcher.run(), name="watcher")
+        await watcher.established.wait()
+
+    async def _main_loop(self) -> None:
+        assert self._wakeup is not None
+        interval = self._notifier.watchdog_interval
+        if interval is not None:
+            self._notifier.watchdog()
+        while not self.should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), interval)
+            self._wakeup.clear()
+            if interval is not None:
+                self._notifier.watchdog()
+            while self._signals and not self.should_exit:
+                self._act_on(self._signals.popleft())
+            if self._watcher_task is not None and self._watcher_task.done():
+                log.error("the file watcher stopped unexpectedly: %s", self._watcher_task.exception())
+                self.exit_code = 1
+                self.should_exit = True
+
+    async def _shutdown(self) -> None:
+        log.info("stopping")
+        self._notifier.stopping()
+        if self._retry is not None:
+            self._retry.cancel()
+        if self._watcher_task is not None:
+            self._watcher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._watcher_task, SHUTDOWN_GRACE)
+        if self._server is not None:
+            cut = await self._server.close(0.0 if self.force_exit else SHUTDOWN_GRACE)
+            if cut:
+                log.warning("cut %d control connection(s) that did not finish in time", cut)
+        if self._socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._socket_path)
+        if self._manager is not None:
+            self._manager.close()
+        if self._lock is not None:
+            self._lock.release()
+        log.info("stopped")
+
+    # --- start-up details --------------------------------------------------------
+
+    def _control_socket(self) -> socket.socket:
+        passed = listen_fds()
+        if passed:
+            self._socket_activated = True
+            for extra in passed[1:]:
+                extra.close()
+            log.info("using the control socket passed by systemd")
+            return passed[0]
+        path = self.paths.socket
+        if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+            raise SessionIOError(
+                f"the control socket path {path} is longer than {_MAX_SOCKET_PATH} bytes; "
+                "choose a shorter --runtime-dir"
+            )
+        ensure_private_dir(self.paths.runtime_dir)
+        ensure_private_dir(self.paths.socket_dir)
+        try:
+            sock = bind_unix_socket(str(path))
+        except OSError as exc:
+            raise SessionIOError(f"cannot listen on {path}: {exc.strerror}") from None
+        self._socket_path = str(path)
+        return sock
+
+    # --- requests, file events, signals -----------------------------------------
+
+    def _handle(self, op: str, args: dict[str, Any]) -> Any:
+        assert self._handler is not None
+        if op not in _UNGUARDED_OPS:
+            self._check_data_dir()
+        try:
+            return self._handler(op, args)
+        finally:
+            self._show_status()
+
+    def _check_data_dir(self) -> None:
+        if dir_identity(self.paths.data_dir) != self._dir_identity:
+            raise SessionIOError(
+                f"the data dir {self.paths.data_dir} was moved or deleted while the daemon ran; "
+                "put it back, or restart the daemon"
+            )
+
+    def _reconcile(self, why: str) -> None:
+        """Apply the current file; after a failure, try again later by itself."""
+        assert self._manager is not None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        try:
+            self._check_data_dir()
+            self._manager.reconcile()
+        except SessionError as exc:
+            delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
+            self._failed_reconciles += 1
+            log.error("could not apply the current file (%s): %s; retrying in %g s", why, exc, delay)
+            loop = asyncio.get_running_loop()
+            self._retry = loop.call_later(delay, self._reconcile, "retry")
+            return
+        if self._failed_reconciles:
+            log.info("the current file is applied again")
+        self._failed_reconciles = 0
+        self._show_status()
+
+    def _data_dir_replaced(self) -> None:
+        log.error(
+            "the data dir %s was replaced by another directory; the store it held is gone with it. "
+            "Stopping so that a restart opens the new one",
+            self.paths.data_dir,
+        )
+        self.exit_code = EXIT_DATA_DIR_REPLACED
+        self._request_exit()
+
+    @contextlib.contextmanager
+    def _capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (*_STOP_SIGNALS, *_ACTION_SIGNALS):
+            loop.add_signal_handler(sig, self._record_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (*_STOP_SIGNALS, *_ACTION_SIGNALS):
+                loop.remove_signal_handler(sig)
+
+    def _record_signal(self, sig: signal.Signals) -> None:
+        if sig in _STOP_SIGNALS:
+            if self.should_exit:
+                self.force_exit = True
+            log.info("received %s: stopping", sig.name)
+            self._request_exit()
+            return
+        self._signals.append(sig)
+        self._wake()
+
+    def _request_exit(self) -> None:
+        self.should_exit = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _act_on(self, sig: signal.Signals) -> None:
+        assert self._manager is not None
+        manager = self._manager
+        log.info("received %s", sig.name)
+        try:
+            if sig == signal.SIGHUP:
+                self._reconcile("SIGHUP")
+            elif sig == signal.SIGUSR1:
+                active = manager.reconcile()
+                if active is None:
+                    log.info("SIGUSR1: started session %s", manager.start().id)
+                else:
+                    log.info("SIGUSR1: session %s is already active", active.id)
+            elif sig == signal.SIGUSR2:
+                ended = manager.end()
+                log.info("SIGUSR2: %s", f"completed session {ended.id}" if ended else "no active session")
+        except SessionError as exc:
+            log.error("%s failed: %s", sig.name, exc)
+        self._show_status()
+
+    # --- status ------------------------------------------------------------------
+
+    def _status_line(self) -> str:
+        active = self._manager.active() if self._manager else None
+        return f"session {active.id} active" if active else "no active session"
+
+    def _show_status(self) -> None:
+        """Keep systemd's STATUS= in step with the active session."""
+        if not self._notifier.enabled:
+            return
+        line = self._status_line()
+        if line != self._shown_status:
+            self._shown_status = line
+            self._notifier.status(line)
+
+    def status(self) -> dict[str, Any]:
+        import psutil
+
+        process = psutil.Process()
+        with process.oneshot():
+            rss = process.memory_info().rss
+            times = process.cpu_times()
+        uptime = time.monotonic() - self._started_monotonic
+        cpu = times.user + times.system
+        active: Session | None = self._manager.active() if self._manager else None
+        return {
+            "daemon": {
+                "running": True,
+                "pid": os.getpid(),
+                "version": __version__,
+                "started_at": format_time(self._started_at),
+                "uptime_seconds": round(uptime, 3),
+                "rss_bytes": rss,
+                "cpu_seconds": round(cpu, 3),
+                "cpu_percent": round(100 * cpu / uptime, 3) if uptime > 0 else 0.0,
+                "connections": self._server.connection_count if self._server else 0,
+                "socket_activated": self._socket_activated,
+                "systemd_notify": self._notifier.enabled,
+            },
+            "paths": self.paths.describe(),
+            "watcher": {
+                "step_ms": self.config.watch.step_ms,
+                "debounce_ms": self.config.watch.debounce_ms,
+            },
+            "current": active.to_dict() if active else None,
+        }
