@@ -6,9 +6,15 @@ read it with ``cat`` and edit it to drive sessions, so this module:
 * reads without following a symlink or blocking on a FIFO, and never more
   than ``MAX_CONTENT + 1`` bytes;
 * replaces the file only if it still is what the caller observed (and
-  applied): the old file is first renamed aside and compared, and the new one
-  is linked into place with ``link(2)``, which fails rather than overwrite an
-  edit that landed in the meantime. So no edit is lost to our own writes;
+  applied), so no edit is lost to our own writes. An existing file is
+  swapped with the new one by ``renameat2(RENAME_EXCHANGE)`` -- readers see
+  the old content or the new, never a missing file -- and what came out is
+  compared with what was observed; if an edit had landed, it is swapped
+  back. Where there is nothing to replace, the new file is linked into place
+  with ``link(2)``, which fails rather than overwrite an edit. A removal
+  renames the file aside and compares it first. (File systems without
+  RENAME_EXCHANGE get the rename-aside path for replacements too, where a
+  reader may briefly find no file.);
 * fsyncs the new file and the directory before a change counts as done;
 * identifies a file by ``(st_dev, st_ino, st_size, st_mtime_ns)`` and its
   content, which is how the manager tells its own last write from an edit.
@@ -19,6 +25,7 @@ next start.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import os
@@ -27,6 +34,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent import faults
 from agent.errors import SessionIOError
@@ -190,6 +198,10 @@ class CurrentFile:
         if expected.kind is FileKind.DIRECTORY:
             raise ValueError("a directory in place of the current file is never replaced")
         try:
+            if session_id is not None and expected.kind is not FileKind.MISSING:
+                stamp = self._exchange(expected, session_id)
+                if stamp is not None:
+                    return stamp
             aside = self._move_aside(expected)
             try:
                 stamp = self._link_new(session_id) if session_id else None
@@ -203,6 +215,33 @@ class CurrentFile:
             return stamp
         except OSError as exc:
             raise SessionIOError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    def _exchange(self, expected: Observation, session_id: str) -> Stamp | None:
+        """Swap a new file in with one atomic ``renameat2(RENAME_EXCHANGE)``,
+        so a reader sees the old content or the new, never no file; then
+        check that what came out is what was observed. ``None`` when the
+        file system cannot exchange (the caller falls back to move-aside)."""
+        temp, stamp = self._write_temp(session_id)
+        try:
+            faults.point("file.before_rename")
+            try:
+                exchanged = _exchange(temp, self.path)
+            except FileNotFoundError:
+                raise FileChangedError from None  # the name was removed since
+            if not exchanged:
+                return None
+            faults.point("file.after_rename")
+            if not _same(temp, expected):
+                # An edit landed after we looked: give the name back to it,
+                # unless an even newer one has taken the name meanwhile.
+                if _observe(self.path).identity == stamp.identity:
+                    _exchange(temp, self.path)
+                raise FileChangedError
+            self._fsync_dir()
+            return stamp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
     def _move_aside(self, expected: Observation) -> Path | None:
         if expected.kind is FileKind.MISSING:
@@ -229,17 +268,24 @@ class CurrentFile:
             if not os.path.isdir(aside) or os.path.islink(aside):
                 os.unlink(aside)
 
-    def _link_new(self, session_id: str) -> Stamp:
+    def _write_temp(self, session_id: str) -> tuple[Path, Stamp]:
+        """A new, fsynced file holding ``session_id``, under a temporary name."""
         temp = self._temp_name("tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            try:
-                os.write(fd, f"{session_id}\n".encode("ascii"))
-                faults.point("file.before_fsync")
-                os.fsync(fd)
-                stamp = Stamp(session_id, _identity(os.fstat(fd)))
-            finally:
-                os.close(fd)
+            os.write(fd, f"{session_id}\n".encode("ascii"))
+            faults.point("file.before_fsync")
+            os.fsync(fd)
+            return temp, Stamp(session_id, _identity(os.fstat(fd)))
+        except BaseException:
+            os.unlink(temp)
+            raise
+        finally:
+            os.close(fd)
+
+    def _link_new(self, session_id: str) -> Stamp:
+        temp, stamp = self._write_temp(session_id)
+        try:
             faults.point("file.before_rename")
             try:
                 os.link(temp, self.path, follow_symlinks=False)
@@ -273,6 +319,40 @@ class CurrentFile:
         except OSError as exc:
             raise SessionIOError(f"cannot clean up {self.dir}: {exc.strerror}") from None
         return removed
+
+
+_RENAME_EXCHANGE = 2  # from <linux/fs.h>
+_AT_FDCWD = -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the files at ``a`` and ``b``; ``False`` if this file
+    system (or libc) cannot. Other failures raise ``OSError``."""
+    global _renameat2
+    if _renameat2 is None:
+        import ctypes  # only here: most commands never replace an existing file
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        _renameat2 = getattr(libc, "renameat2", False)
+        if _renameat2:
+            _renameat2.argtypes = [
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_int,
+                ctypes.c_char_p,
+                ctypes.c_uint,
+            ]
+    if not _renameat2:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    import ctypes
+
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -2,8 +2,9 @@
 
 * ``Notifier`` sends ``sd_notify`` datagrams (``READY=1``, ``STATUS=``,
   ``WATCHDOG=1``, ``STOPPING=1``) to ``$NOTIFY_SOCKET``. Without that
-  variable it does nothing, and it never raises: a lost notification must
-  not stop the daemon (systemd then times the start out and says why).
+  variable it does nothing, and it never raises or blocks: a lost
+  notification must not stop the daemon (systemd then times the start out
+  and says why), and a receiver that does not read must not hang it.
 * ``listen_fds`` picks up sockets passed by socket activation
   (``$LISTEN_FDS``/``$LISTEN_PID``, fds from 3).
 * ``under_journal`` tells whether stderr is connected to the journal, which
@@ -42,9 +43,10 @@ class Notifier:
             return False
         message = "\n".join(fields).encode("utf-8", "replace")
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            with socket.socket(socket.AF_UNIX, flags) as sock:
                 sock.connect(self._address)
-                sock.sendall(message)
+                sock.send(message)  # never blocks: a full queue drops this one
         except OSError as exc:
             log.debug("sd_notify to %r failed: %s", self._address, exc)
             return False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +41,15 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def runtime_dir() -> Iterator[Path]:
+    """A short, private runtime dir: a socket path must fit in 107 bytes,
+    and pytest's tmp_path can be longer than that by itself."""
+    path = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def open_manager(data_dir: Path) -> SessionManager:
     return SessionManager(open_db(data_dir / "db"), data_dir)
 
@@ -68,13 +79,14 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def cli(tmp_path: Path, data_dir: Path) -> Cli:
-    """Run the installed ``session-agent`` on ``data_dir``; never raises on exit codes."""
+def cli(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Cli:
+    """Run the installed ``session-agent`` on ``data_dir`` (and ``runtime_dir``,
+    where a daemon of the test listens); never raises on exit codes."""
 
     def run(
         *args: str, env: dict[str, str] | None = None, data: Path | None = data_dir
     ) -> subprocess.CompletedProcess[str]:
-        full_env = clean_env(tmp_path, **(env or {}))
+        full_env = clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir), **(env or {}))
         prefix = ["--data-dir", str(data)] if data is not None else []
         result = subprocess.run(
             [str(SESSION_AGENT), *prefix, *args],
