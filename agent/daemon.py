@@ -85,6 +85,7 @@ class Daemon:
         self._server: ControlServer | None = None
         self._socket_path: str | None = None  # ours to unlink (None when systemd owns it)
         self._socket_activated = False
+        self._socket_name = ""
         self._handler: RequestHandler | None = None
         self._watcher_task: asyncio.Task[None] | None = None
         self._dir_identity = dir_identity(self.paths.data_dir)
@@ -105,7 +106,7 @@ class Daemon:
             try:
                 await self._startup()
                 if not self.should_exit:
-                    log.info("ready: %s; control socket %s", self._status_line(), self.paths.socket)
+                    log.info("ready: %s; control socket %s", self._status_line(), self._socket_name)
                     self._notifier.ready(self._status_line())
                     await self._main_loop()
             finally:
@@ -128,6 +129,7 @@ class Daemon:
         active = self._manager.reconcile()
         log.info("restored session %s" if active else "no active session%s", active.id if active else "")
         sock = self._control_socket()
+        self._socket_name = str(sock.getsockname() or "(unnamed)")
         self._handler = RequestHandler(self._manager, self.status, os.getpid())
         self._server = ControlServer(self._handle)
         await self._server.start(sock)

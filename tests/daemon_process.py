@@ -35,13 +35,15 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
 
 @dataclass
 class NotifyListener:
-    """An ``AF_UNIX`` datagram socket standing in for systemd's ``NOTIFY_SOCKET``."""
+    """An ``AF_UNIX`` datagram socket standing in for systemd's ``NOTIFY_SOCKET``,
+    in a short temporary directory of its own (removed by ``close``)."""
 
-    path: Path
+    path: Path = field(init=False)
     sock: socket.socket = field(init=False)
     messages: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="sa-notify-", dir="/tmp")) / "notify"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
 
@@ -122,7 +124,7 @@ def spawn_daemon(
     command: list[str] | None = None,
 ) -> DaemonProcess:
     """Start the daemon; do not wait for it (``wait_ready`` does)."""
-    notify = NotifyListener(Path(tempfile.mkdtemp(prefix="sa-notify-", dir="/tmp")) / "notify")
+    notify = NotifyListener()
     index = len(list(tmp_path.glob("daemon-*.log")))
     log_path = tmp_path / f"daemon-{index}.log"
     full_env = daemon_env(tmp_path, runtime_dir, NOTIFY_SOCKET=str(notify.path), **(env or {}))

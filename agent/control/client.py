@@ -48,22 +48,31 @@ class DaemonClient:
 
     @classmethod
     def connect(cls, socket_path: Path, data_dir: Path) -> DaemonClient | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        sock.settimeout(ANSWER_TIMEOUT)
-        try:
-            sock.connect(os.fspath(socket_path))
-            _check_owner(sock, socket_path)
-        except OSError as exc:
-            sock.close()
-            if exc.errno in _NO_LISTENER:
-                return None
-            if isinstance(exc, TimeoutError):
-                raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
-            raise SessionIOError(f"cannot connect to the daemon at {socket_path}: {exc.strerror}") from None
-        except BaseException:
-            sock.close()
-            raise
-        return cls(sock, data_dir)
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            sock.settimeout(ANSWER_TIMEOUT)
+            try:
+                sock.connect(os.fspath(socket_path))
+                _check_owner(sock, socket_path)
+                return cls(sock, data_dir)
+            except BlockingIOError:
+                # The listen backlog is full: the daemon is busy accepting.
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
+                time.sleep(0.01)
+            except OSError as exc:
+                sock.close()
+                if exc.errno in _NO_LISTENER:
+                    return None
+                if isinstance(exc, TimeoutError):
+                    raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
+                reason = exc.strerror or str(exc)
+                raise SessionIOError(f"cannot connect to the daemon at {socket_path}: {reason}") from None
+            except BaseException:
+                sock.close()
+                raise
 
     def request(self, op: str, **args: Any) -> Any:
         """Send one request and return its result, or raise the error it carries."""

@@ -125,7 +125,7 @@ class ControlServer:
         except (TimeoutError, ConnectionError):
             return
         finally:
-            del self._connections[task]
+            self._connections.pop(task, None)
             writer.transport.abort()
 
     def _dispatch(self, line: bytes) -> bytes:
@@ -140,11 +140,11 @@ class ControlServer:
 
     def _make_room(self) -> None:
         """At the cap, cut the connection that has gone longest without progress."""
-        if len(self._connections) < self._max_connections:
-            return
-        oldest = min(self._connections.values(), key=lambda c: c.progress_at)
-        log.debug("connection cap reached: dropping the longest-idle connection")
-        oldest.writer.transport.abort()
+        while len(self._connections) >= self._max_connections:
+            task, oldest = min(self._connections.items(), key=lambda item: item[1].progress_at)
+            del self._connections[task]  # now, not when its task gets to run
+            log.debug("connection cap reached: dropping the longest-idle connection")
+            oldest.writer.transport.abort()
 
     async def _finish(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
         try:

@@ -1,0 +1,31 @@
+# Sourced by scripts/test: install the Debian packages whose programs the
+# tests drive (the suite runs the real programs, not stand-ins).
+#   ensure_commands COMMAND:PACKAGE ...
+
+ensure_commands() {
+    local missing=() pair command package
+    for pair in "$@"; do
+        command="${pair%%:*}"
+        package="${pair#*:}"
+        command -v "$command" >/dev/null 2>&1 || missing+=("$package")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        else
+            echo "==> missing ${missing[*]}; install them (apt-get install ${missing[*]}) or the tests that need them fail" >&2
+            return 0
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "==> missing ${missing[*]} and no apt-get here; install them by hand" >&2
+        return 0
+    fi
+    echo "==> installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq >/dev/null || true
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
