@@ -206,3 +206,12 @@ def test_a_client_of_another_uid_is_refused(
     assert "serves only its own user" in reply["error"]["message"]
     wait_for(lambda: "refused a control connection from uid 65534" in daemon.log())
     assert not (data_dir / "current_session").exists()  # the start was not carried out
+
+
+def test_shutdown_does_not_wait_for_a_half_sent_request(daemon: DaemonProcess, raw: Raw) -> None:
+    raw.call("ping")
+    raw.send(b'{"v": 1, "op": "cur')  # and then nothing
+    began = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - began < 5  # the 10 s idle timeout did not hold it up
+    assert raw.closed_by_peer()

@@ -46,9 +46,10 @@ _PEERCRED = struct.Struct("3i")
 
 
 class _Connection:
-    __slots__ = ("progress_at", "writer")
+    __slots__ = ("progress_at", "reader", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter, now: float) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, now: float) -> None:
+        self.reader = reader
         self.writer = writer
         self.progress_at = now
 
@@ -66,6 +67,7 @@ class ControlServer:
         self._idle_timeout = idle_timeout
         self._connections: dict[asyncio.Task[None], _Connection] = {}
         self._server: asyncio.Server | None = None
+        self._closing = False
         self._uid = os.getuid()
 
     @property
@@ -78,15 +80,18 @@ class ControlServer:
         self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST)
 
     async def close(self, grace: float) -> int:
-        """Stop accepting; give connections ``grace`` seconds to finish, then
-        cut them. Returns how many had to be cut."""
+        """Stop accepting; let each connection finish the request it has
+        already sent (within ``grace`` seconds), then cut what is left.
+        Returns how many had to be cut."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
+        for connection in self._connections.values():
+            # No more input: a request already received is still answered,
+            # and a connection waiting for one ends at once.
+            connection.writer.transport.pause_reading()
+            connection.reader.feed_eof()
         tasks = list(self._connections)
-        for task in tasks:  # idle ones are waiting for a request that may never come
-            connection = self._connections.get(task)
-            if connection is not None:
-                connection.writer.transport.abort()
         if not tasks:
             return 0
         _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -98,6 +103,9 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self._closing:  # accepted just before close(): not served, not half-served
+            writer.transport.abort()
+            return
         loop = asyncio.get_running_loop()
         peer = _peer_credentials(writer)
         if peer is None or peer[1] != self._uid:
@@ -106,7 +114,7 @@ class ControlServer:
             await self._finish(writer, encode_error(refusal))
             return
         self._make_room()
-        connection = _Connection(writer, loop.time())
+        connection = _Connection(reader, writer, loop.time())
         self._connections[task] = connection
         try:
             while True:
