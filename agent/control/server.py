@@ -89,7 +89,9 @@ class ControlServer:
         for connection in self._connections.values():
             # No more input: a request already received is still answered,
             # and a connection waiting for one ends at once.
-            connection.writer.transport.pause_reading()
+            transport = connection.writer.transport
+            if isinstance(transport, asyncio.ReadTransport):
+                transport.pause_reading()
             connection.reader.feed_eof()
         tasks = list(self._connections)
         if not tasks:
