@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from agent.faults import CRASH_EXIT_CODE
 from agent.paths import Paths
 
 from .conftest import Cli, start_session
-from .daemon_process import DaemonProcess, run_daemon, spawn_daemon, wait_for, wait_ready
+from .daemon_process import DaemonProcess, daemon_env, run_daemon, spawn_daemon, wait_for, wait_ready
 
 
 @pytest.fixture
@@ -349,3 +351,21 @@ def test_daemon_refuses_a_socket_path_that_is_too_long(tmp_path: Path, data_dir:
     bad = spawn(data_dir, runtime=deep)
     assert bad.proc.wait(timeout=15) == 5
     assert "longer than 107 bytes" in bad.log()
+
+
+def test_the_client_path_imports_nothing_heavy(
+    daemon: DaemonProcess, data_dir: Path, runtime_dir: Path, tmp_path: Path
+) -> None:
+    env = daemon_env(tmp_path, runtime_dir)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agent", "--data-dir", str(data_dir), "current"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr  # answered by the daemon: no session
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
+    assert "click" in imported
+    assert not imported & {"rocksdict", "watchfiles", "psutil", "asyncio"}
