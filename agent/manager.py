@@ -300,6 +300,7 @@ class SessionManager:
             if moment - active.last_activity_at >= HEARTBEAT_INTERVAL:
                 active = active.with_activity(moment)
                 self._store.commit((active,), meta)
+                log.debug("heartbeat recorded for session %s", active.id)
         if not canonical:
             self._write_truth(observed, active)
         return active

@@ -121,14 +121,14 @@ def spawn_daemon(
     runtime_dir: Path,
     *args: str,
     env: dict[str, str] | None = None,
-    command: list[str] | None = None,
+    debug: bool = False,
 ) -> DaemonProcess:
     """Start the daemon; do not wait for it (``wait_ready`` does)."""
     notify = NotifyListener()
     index = len(list(tmp_path.glob("daemon-*.log")))
     log_path = tmp_path / f"daemon-{index}.log"
     full_env = daemon_env(tmp_path, runtime_dir, NOTIFY_SOCKET=str(notify.path), **(env or {}))
-    argv = command or [str(SESSION_AGENT), "--data-dir", str(data_dir), "daemon", *args]
+    argv = [str(SESSION_AGENT), "--data-dir", str(data_dir), *(["--debug"] if debug else []), "daemon", *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=full_env)
     return DaemonProcess(proc, log_path, notify)
@@ -150,9 +150,10 @@ def run_daemon(
     runtime_dir: Path,
     *args: str,
     env: dict[str, str] | None = None,
+    debug: bool = False,
 ) -> Iterator[DaemonProcess]:
     """A running daemon, stopped (and checked for tracebacks) at the end."""
-    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir, *args, env=env)
+    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir, *args, env=env, debug=debug)
     try:
         wait_ready(daemon)
         yield daemon

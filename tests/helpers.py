@@ -17,12 +17,23 @@ sys.stdin.readline()
 close_db(db)
 """
 
+HOLD_INSTANCE_LOCK = """
+import sys
+from pathlib import Path
+from agent.instance import InstanceLock
+lock = InstanceLock.acquire(Path(sys.argv[1]))
+print("holding", flush=True)
+sys.stdin.readline()
+lock.release()
+"""
+
 
 @contextmanager
-def store_held_by_another_process(db_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """A real second process holding the store open until the block ends."""
+def held_by_another_process(script: str, path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A real second process running ``script`` on ``path``: it takes a lock,
+    says "holding", and lets go when the block ends."""
     with subprocess.Popen(
-        [sys.executable, "-c", HOLD_STORE, str(db_path)],
+        [sys.executable, "-c", script, str(path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -35,3 +46,9 @@ def store_held_by_another_process(db_path: Path) -> Iterator[subprocess.Popen[st
         finally:
             proc.stdin.close()
             proc.wait(timeout=10)
+
+
+@contextmanager
+def store_held_by_another_process(db_path: Path) -> Iterator[subprocess.Popen[str]]:
+    with held_by_another_process(HOLD_STORE, db_path) as proc:
+        yield proc

@@ -266,9 +266,7 @@ def test_notify_ready_status_and_stopping(daemon: DaemonProcess, cli: Cli) -> No
     sid = start_session(cli)
     daemon.notify.wait_for("STATUS", f"session {sid} active")
     assert cli("end").returncode == 0
-    statuses = [m["STATUS"] for m in daemon.notify.poll() if "STATUS" in m]
     wait_for(lambda: [m["STATUS"] for m in daemon.notify.poll() if "STATUS" in m][-1] == "no active session")
-    assert statuses
     assert daemon.stop() == 0
     daemon.notify.wait_for("STOPPING", "1")
 

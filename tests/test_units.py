@@ -25,6 +25,8 @@ from agent.manager import SessionManager
 from agent.session import Session
 from agent.watcher import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, WatchSettings
 
+from .helpers import HOLD_INSTANCE_LOCK, held_by_another_process
+
 # --- wire format -------------------------------------------------------------------
 
 
@@ -86,33 +88,12 @@ def test_watch_settings_out_of_range_are_refused(step: int, debounce: int) -> No
 # --- instance lock and pidfile --------------------------------------------------------
 
 
-HOLD_LOCK = """
-import sys
-from pathlib import Path
-from agent.instance import InstanceLock
-lock = InstanceLock.acquire(Path(sys.argv[1]))
-print("locked", flush=True)
-sys.stdin.readline()
-lock.release()
-"""
-
-
 def test_the_instance_lock_admits_one_process_and_names_it(data_dir: Path) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(data_dir)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        assert holder.stdout is not None
-        assert holder.stdin is not None
-        assert holder.stdout.readline() == "locked\n"
+    with held_by_another_process(HOLD_INSTANCE_LOCK, data_dir) as holder:
         with pytest.raises(DaemonRunningError) as caught:
             InstanceLock.acquire(data_dir)
         assert caught.value.pid == holder.pid
         assert caught.value.exit_code == 6
-        holder.stdin.close()
-        holder.wait(timeout=10)
     lock = InstanceLock.acquire(data_dir)  # released: free again
     assert read_pid(data_dir) == os.getpid()
     lock.release()
