@@ -127,7 +127,10 @@ class Daemon:
             close_db(db)
             raise
         active = self._manager.reconcile()
-        log.info("restored session %s" if active else "no active session%s", active.id if active else "")
+        if active is not None:
+            log.info("restored session %s", active.id)
+        else:
+            log.info("no active session")
         sock = self._control_socket()
         self._socket_name = str(sock.getsockname() or "(unnamed)")
         self._handler = RequestHandler(self._manager, self.status, os.getpid())
@@ -140,6 +143,7 @@ class Daemon:
             on_dir_replaced=self._data_dir_replaced,
         )
         self._watcher_task = asyncio.create_task(watcher.run(), name="watcher")
+        self._watcher_task.add_done_callback(lambda _: self._wake())  # the main loop checks on it
         await watcher.established.wait()
 
     async def _main_loop(self) -> None:
@@ -234,9 +238,11 @@ class Daemon:
         try:
             self._check_data_dir()
             self._manager.reconcile()
-        except SessionError as exc:
+        except Exception as exc:
             delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
             self._failed_reconciles += 1
+            if not isinstance(exc, SessionError):  # a bug: keep the traceback, keep running
+                log.exception("unexpected error while applying the current file")
             log.error("could not apply the current file (%s): %s; retrying in %g s", why, exc, delay)
             loop = asyncio.get_running_loop()
             self._retry = loop.call_later(delay, self._reconcile, "retry")
@@ -302,6 +308,8 @@ class Daemon:
                 log.info("SIGUSR2: %s", f"completed session {ended.id}" if ended else "no active session")
         except SessionError as exc:
             log.error("%s failed: %s", sig.name, exc)
+        except Exception:  # a bug: keep the traceback, keep running
+            log.exception("unexpected error while handling %s", sig.name)
         self._show_status()
 
     # --- status ------------------------------------------------------------------
@@ -314,7 +322,11 @@ class Daemon:
         """Keep systemd's STATUS= in step with the active session."""
         if not self._notifier.enabled:
             return
-        line = self._status_line()
+        try:
+            line = self._status_line()
+        except SessionError as exc:
+            log.debug("no STATUS= update: %s", exc)
+            return
         if line != self._shown_status:
             self._shown_status = line
             self._notifier.status(line)

@@ -259,7 +259,9 @@ def test_the_daemons_own_writes_never_trigger_actions(daemon: DaemonProcess, cli
     assert all(s["status"] == "completed" for s in sessions[1:])
 
 
-@pytest.mark.parametrize("rounds", [40, pytest.param(1000, marks=pytest.mark.slow)], ids=["40", "1000"])
+@pytest.mark.parametrize(
+    "rounds", [40, pytest.param(1000, marks=[pytest.mark.slow, pytest.mark.timeout(900)])], ids=["40", "1000"]
+)
 def test_start_end_loop_against_the_daemon(
     daemon: DaemonProcess, cli: Cli, current: Path, rounds: int
 ) -> None:
