@@ -367,3 +367,19 @@ def test_the_client_path_imports_nothing_heavy(
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
     assert "click" in imported
     assert not imported & {"rocksdict", "watchfiles", "psutil", "asyncio"}
+
+
+def test_a_failed_reconcile_is_retried_by_itself(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    faults = {"SESSION_AGENT_FAULTS": "file.before_rename=enospc@1"}
+    with run_daemon(tmp_path, data_dir, runtime_dir, env=faults) as daemon:
+        current = data_dir / "current_session"
+        current.write_text("start\n")
+        wait_for(lambda: "No space left on device" in daemon.log())
+        assert "retrying in 0.5 s" in daemon.log()
+        wait_for(lambda: current.read_text() != "start\n")  # the retry wrote it
+        sid = current.read_text().strip()
+        listed = json.loads(cli("list", "--json").stdout)
+        assert [(s["id"], s["status"]) for s in listed] == [(sid, "active")]
+        wait_for(lambda: "the current file is applied again" in daemon.log())
