@@ -88,7 +88,7 @@ class Daemon:
         self._socket_name = ""
         self._handler: RequestHandler | None = None
         self._watcher_task: asyncio.Task[None] | None = None
-        self._dir_identity = dir_identity(self.paths.data_dir)
+        self._dir_identity: tuple[int, int] | None = None  # taken at start-up
         self._started_at = datetime.now(UTC)
         self._started_monotonic = time.monotonic()
         self._failed_reconciles = 0
@@ -133,7 +133,7 @@ class Daemon:
             log.info("no active session")
         sock = self._control_socket()
         self._socket_name = str(sock.getsockname() or "(unnamed)")
-        self._handler = RequestHandler(self._manager, self.status, os.getpid())
+        self._handler = RequestHandler(self._manager, self.status)
         self._server = ControlServer(self._handle)
         await self._server.start(sock)
         watcher = FileWatcher(

@@ -7,6 +7,7 @@ malformed request gets a specific error (exit code 2) and changes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -27,12 +28,11 @@ def _dump(session: Session | None) -> dict[str, object] | None:
 class RequestHandler:
     """Callable as ``handler(op, args)``; returns the JSON-ready result."""
 
-    def __init__(self, manager: SessionManager, status: Callable[[], dict[str, Any]], pid: int) -> None:
+    def __init__(self, manager: SessionManager, status: Callable[[], dict[str, Any]]) -> None:
         self._manager = manager
         self._status = status
-        self._pid = pid
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "ping": lambda _: {"pid": self._pid, "version": __version__},
+            "ping": lambda _: {"pid": os.getpid(), "version": __version__},
             "start": lambda _: self._manager.start().to_dict(),
             "end": lambda args: _dump(self._manager.end(_optional_id(args))),
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
