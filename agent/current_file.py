@@ -254,6 +254,7 @@ class CurrentFile:
         if not _same(aside, expected):
             self._put_back(aside)
             raise FileChangedError
+        faults.point("file.after_move_aside")
         return aside
 
     def _put_back(self, aside: Path) -> None:
@@ -276,6 +277,7 @@ class CurrentFile:
             os.write(fd, f"{session_id}\n".encode("ascii"))
             faults.point("file.before_fsync")
             os.fsync(fd)
+            faults.point("file.after_fsync")
             return temp, Stamp(session_id, _identity(os.fstat(fd)))
         except BaseException:
             os.unlink(temp)
@@ -300,11 +302,13 @@ class CurrentFile:
         return self.dir / f"{_TEMP_PREFIX}{secrets.token_hex(6)}.{suffix}"
 
     def _fsync_dir(self) -> None:
+        faults.point("file.before_dir_fsync")
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+        faults.point("file.after_dir_fsync")
 
     def remove_leftovers(self) -> int:
         """Delete temporary files a crash left behind; returns how many."""

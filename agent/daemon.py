@@ -41,7 +41,7 @@ from typing import Any
 from agent import __version__
 from agent.control.handlers import RequestHandler
 from agent.control.server import ControlServer, bind_unix_socket
-from agent.errors import SessionError, SessionIOError
+from agent.errors import SessionError, SessionIOError, StorageError
 from agent.instance import InstanceLock
 from agent.manager import SessionManager
 from agent.paths import Paths, ensure_private_dir
@@ -219,6 +219,12 @@ class Daemon:
             self._check_data_dir()
         try:
             return self._handler(op, args)
+        except (SessionIOError, StorageError) as exc:
+            # A write failed, perhaps halfway (store written, file not): the
+            # caller gets the error, and we settle again by ourselves once
+            # the fault (a full disk, ...) has gone.
+            self._retry_later(f"{op} failed: {exc}")
+            raise
         finally:
             self._show_status()
 
@@ -239,18 +245,24 @@ class Daemon:
             self._check_data_dir()
             self._manager.reconcile()
         except Exception as exc:
-            delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
-            self._failed_reconciles += 1
             if not isinstance(exc, SessionError):  # a bug: keep the traceback, keep running
                 log.exception("unexpected error while applying the current file")
-            log.error("could not apply the current file (%s): %s; retrying in %g s", why, exc, delay)
-            loop = asyncio.get_running_loop()
-            self._retry = loop.call_later(delay, self._reconcile, "retry")
+            self._retry_later(f"could not apply the current file ({why}): {exc}")
             return
         if self._failed_reconciles:
             log.info("the current file is applied again")
         self._failed_reconciles = 0
         self._show_status()
+
+    def _retry_later(self, problem: str) -> None:
+        """Log ``problem`` and reconcile again after a delay that grows with
+        each consecutive failure."""
+        if self._retry is not None:
+            self._retry.cancel()
+        delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
+        self._failed_reconciles += 1
+        log.error("%s; retrying in %g s", problem, delay)
+        self._retry = asyncio.get_running_loop().call_later(delay, self._reconcile, "retry")
 
     def _data_dir_replaced(self) -> None:
         log.error(
@@ -306,6 +318,8 @@ class Daemon:
             elif sig == signal.SIGUSR2:
                 ended = manager.end()
                 log.info("SIGUSR2: %s", f"completed session {ended.id}" if ended else "no active session")
+        except (SessionIOError, StorageError) as exc:
+            self._retry_later(f"{sig.name} failed: {exc}")
         except SessionError as exc:
             log.error("%s failed: %s", sig.name, exc)
         except Exception:  # a bug: keep the traceback, keep running

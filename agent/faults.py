@@ -1,65 +1,131 @@
 """Test-only fault injection at named points on the write paths.
 
-Off unless ``SESSION_AGENT_FAULTS`` is set (or a test calls ``configure``);
-when off, ``point()`` is one dictionary truth test. The spec is a comma list
-of ``NAME=ACTION`` or ``NAME=ACTION@N`` (fire on the N-th pass, default 1st):
+Off unless ``SESSION_AGENT_FAULTS`` or ``SESSION_AGENT_FAULTS_FILE`` is set
+(or a test calls ``configure``); when off, ``point()`` tests one boolean.
 
-* ``crash``  -- ``os._exit(86)``, as abrupt as ``kill -9`` for our purposes
-* ``enospc`` / ``eio`` / ``eacces`` -- raise that ``OSError``
+A spec is a comma list of ``POINT=ACTION``, ``POINT=ACTION@N`` (fire on the
+N-th pass only; default the 1st) or ``POINT=ACTION@N+`` (fire on the N-th
+pass and every one after it: a fault that stays until it is lifted).
+Actions:
 
-Points: ``store.commit`` (before a batch is written), ``file.before_fsync``,
-``file.before_rename``, ``file.after_rename``, ``manager.after_store``
-(between the store write and the file write), ``manager.after_file``
-(between the file write and recording it in the store).
+* ``crash`` -- ``os._exit(86)``: no cleanup, no flush, like a power cut for
+  everything not yet synced;
+* ``kill`` -- ``SIGKILL`` to ourselves, exactly what ``kill -9`` does;
+* ``enospc`` / ``eio`` / ``eacces`` -- raise that ``OSError``.
+
+``SESSION_AGENT_FAULTS_FILE`` names a file holding a spec, read again
+whenever it changes (checked at every point, so only tests pay for it): a
+test can inject a fault into a running daemon and lift it again. Pass
+counts start over whenever the plan changes.
+
+``POINTS`` lists every point, in the order a transition passes them.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 from dataclasses import dataclass
 
-__all__ = ["CRASH_EXIT_CODE", "ENV_VAR", "configure", "point"]
+__all__ = ["CRASH_EXIT_CODE", "ENV_VAR", "FILE_ENV_VAR", "POINTS", "configure", "point"]
 
 ENV_VAR = "SESSION_AGENT_FAULTS"
+FILE_ENV_VAR = "SESSION_AGENT_FAULTS_FILE"
 CRASH_EXIT_CODE = 86
+POINTS = (
+    "manager.reconcile",  # an external edit was read and is about to be applied
+    "store.commit",  # before a synced batch is written
+    "store.after_commit",  # the batch is durable, the caller does not know yet
+    "manager.after_store",  # between the store write and the file write
+    "file.before_fsync",  # the temp file is written, not yet synced
+    "file.after_fsync",  # synced, not yet in place
+    "file.after_move_aside",  # the old file is renamed aside, the new not yet linked
+    "file.before_rename",  # the new file is about to take the name
+    "file.after_rename",  # it has the name; the directory is not yet synced
+    "file.before_dir_fsync",
+    "file.after_dir_fsync",
+    "manager.after_file",  # the file is written, its stamp not yet in the store
+)
 _ERRNOS = {"enospc": errno.ENOSPC, "eio": errno.EIO, "eacces": errno.EACCES}
+_ACTIONS = ("crash", "kill", *_ERRNOS)
 
 
 @dataclass
 class _Fault:
     action: str
-    passes_left: int  # fires when this reaches zero
+    fire_at: int  # the pass that fires (1-based)
+    sticky: bool  # and every pass after it
+    passes: int = 0
 
 
 _plan: dict[str, _Fault] = {}
+_enabled = False
+_control_file: str | None = None
+_control_seen: tuple[int, int, int] | None = None
 
 
-def configure(spec: str | None) -> None:
-    """Replace the plan; ``None`` or ``""`` turns injection off."""
-    _plan.clear()
-    for item in filter(None, (part.strip() for part in (spec or "").split(","))):
+def parse(spec: str) -> dict[str, _Fault]:
+    plan: dict[str, _Fault] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, action = item.partition("=")
         action, _, nth = action.partition("@")
-        action = action.strip().lower()
-        if action != "crash" and action not in _ERRNOS:
-            raise ValueError(f"{ENV_VAR}: unknown action {action!r} in {item!r}")
-        _plan[name.strip()] = _Fault(action, int(nth or 1))
+        name, action = name.strip(), action.strip().lower()
+        if name not in POINTS:
+            raise ValueError(f"faults: unknown point {name!r} in {item!r}; points: {', '.join(POINTS)}")
+        if action not in _ACTIONS:
+            raise ValueError(f"faults: unknown action {action!r} in {item!r}; actions: {', '.join(_ACTIONS)}")
+        sticky = nth.endswith("+")
+        fire_at = int(nth.rstrip("+") or 1)
+        if fire_at < 1:
+            raise ValueError(f"faults: the pass number in {item!r} must be 1 or more")
+        plan[name] = _Fault(action, fire_at, sticky)
+    return plan
+
+
+def configure(spec: str | None, control_file: str | None = None) -> None:
+    """Replace the plan; ``None`` or ``""`` (and no control file) turns injection off."""
+    global _enabled, _control_file, _control_seen
+    _plan.clear()
+    _plan.update(parse(spec or ""))
+    _control_file, _control_seen = control_file, None
+    _enabled = bool(_plan) or control_file is not None
 
 
 def point(name: str) -> None:
-    if not _plan:
+    if not _enabled:
         return
+    if _control_file is not None:
+        _reload()
     fault = _plan.get(name)
     if fault is None:
         return
-    fault.passes_left -= 1
-    if fault.passes_left != 0:
+    fault.passes += 1
+    if fault.passes < fault.fire_at or (fault.passes > fault.fire_at and not fault.sticky):
         return
     if fault.action == "crash":
         os._exit(CRASH_EXIT_CODE)
+    if fault.action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
     code = _ERRNOS[fault.action]
     raise OSError(code, f"{os.strerror(code)} (injected at {name})")
 
 
-configure(os.environ.get(ENV_VAR))
+def _reload() -> None:
+    global _control_seen
+    assert _control_file is not None
+    try:
+        st = os.stat(_control_file)
+        seen: tuple[int, int, int] | None = (st.st_ino, st.st_size, st.st_mtime_ns)
+    except FileNotFoundError:
+        seen = None
+    if seen == _control_seen:
+        return
+    _control_seen = seen
+    _plan.clear()
+    if seen is not None:
+        with open(_control_file, encoding="utf-8") as f:
+            _plan.update(parse(f.read()))
+
+
+configure(os.environ.get(ENV_VAR), os.environ.get(FILE_ENV_VAR))

@@ -247,6 +247,7 @@ class SessionManager:
             return active
 
         edit = parse_edit(observed.content)
+        faults.point("manager.reconcile")
         if edit.kind is EditKind.INVALID:
             log.warning("ignored an edit of %s: %s; restored it", path, edit.problem)
         elif edit.kind is EditKind.START:

@@ -171,6 +171,7 @@ class SessionStore:
             self._db.write(batch, self._sync)
         except Exception as exc:
             raise StorageError(f"cannot write to the store: {exc}") from None
+        faults.point("store.after_commit")
 
     def newest_first(
         self,

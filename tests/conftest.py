@@ -21,8 +21,38 @@ SESSION_AGENT = Path(sys.executable).with_name("session-agent")
 CLI_TIMEOUT = 30
 
 
+_REPORT: list[str] = []
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the slow stress tests")
+    parser.addoption("--seed", type=int, default=None, help="seed of the randomised reliability runs")
+    parser.addoption(
+        "--crashes", type=int, default=1000, help="crashes in the full crash run (with --run-slow)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The reliability suites' figures (crashes, operations, connections...)."""
+    if _REPORT:
+        terminalreporter.section("reliability figures")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def report() -> Callable[[str], None]:
+    """Add a line to the figures printed at the end of the run."""
+    return _REPORT.append
+
+
+@pytest.fixture(scope="session")
+def seed(pytestconfig: pytest.Config) -> int:
+    """``--seed``, or a fresh one; printed so that a failure can be replayed."""
+    chosen = pytestconfig.getoption("--seed")
+    value = chosen if chosen is not None else int.from_bytes(os.urandom(4), "big")
+    _REPORT.append(f"seed {value} (replay with --seed {value})")
+    return int(value)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
