@@ -97,7 +97,7 @@ class SessionManager:
                 raise SessionAlreadyActiveError(active.id)
             session = Session.begin()
             self._record(session, moves_pointer=True)
-            self._settle(mirroring=True)
+            self._mirror(f"session {session.id} was started")
             return session
 
     def end(self, session_id: str | None = None) -> Session | None:
@@ -188,7 +188,7 @@ class SessionManager:
                 return None
             ended = target.terminated(status)
             self._record(ended, moves_pointer=active is not None and active.id == ended.id)
-            self._settle(mirroring=True)
+            self._mirror(f"session {ended.id} was {ended.status.value}")
             return ended
 
     def _active(self) -> Session | None:
@@ -201,6 +201,17 @@ class SessionManager:
             log.warning("the store named %s as active but it is not; ignoring it", session_id)
             return None
         return session
+
+    def _mirror(self, done: str) -> None:
+        """Settle after a committed transition. If that fails (a full disk),
+        the error says the transition itself is durable: the file catches
+        up at the next settle, which a daemon runs by itself."""
+        try:
+            self._settle(mirroring=True)
+        except SessionIOError as exc:
+            raise SessionIOError(f"{done}, but {exc} (repaired by itself once that is fixed)") from None
+        except StorageError as exc:
+            raise StorageError(f"{done}, but {exc} (repaired by itself once that is fixed)") from None
 
     def _settle(self, *, mirroring: bool = False) -> Session | None:
         """Apply the file, then make it match the store. ``mirroring``: we

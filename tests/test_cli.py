@@ -310,26 +310,3 @@ def test_debug_shows_the_traceback_of_an_error(tmp_path: Path, data_dir: Path) -
     assert done.returncode != 0
     assert "Traceback" in done.stderr
     assert "SessionNotFoundError" in done.stderr
-
-
-def test_racing_embedded_starts_exactly_one_wins(tmp_path: Path, data_dir: Path) -> None:
-    env = clean_env(tmp_path)
-    procs = [
-        subprocess.Popen(
-            [str(SESSION_AGENT), "--data-dir", str(data_dir), "start"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(8)
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        results.append((proc.returncode, out.strip(), err))
-    winners = [out for code, out, _ in results if code == 0]
-    assert len(winners) == 1, results
-    assert sorted(code for code, _, _ in results) == [0] + [3] * 7, results
-    assert all(winners[0] in err for code, _, err in results if code == 3)
-    assert (data_dir / "current_session").read_text() == f"{winners[0]}\n"

@@ -1,0 +1,231 @@
+"""Concurrency suite: many clients at once, through the daemon and embedded.
+
+Racing starts: exactly one wins, the others are told which session is active
+(exit 3) or, embedded, that the store is busy (exit 6); never two active
+sessions. Mixed random operations from many clients keep the invariants
+(checked with the crash suite's ``History``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agent.control.client import DaemonClient
+from agent.errors import DaemonError
+from agent.paths import Paths
+
+from .conftest import CLI_TIMEOUT, SESSION_AGENT, clean_env
+from .crash_harness import History, all_sessions, read_file
+from .daemon_process import run_daemon
+
+RACERS = 32
+
+
+def _race_cli(tmp_path: Path, data_dir: Path, runtime_dir: Path, command: str) -> list[tuple[int, str, str]]:
+    env = clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir))
+    procs = [
+        subprocess.Popen(
+            [str(SESSION_AGENT), "--data-dir", str(data_dir), command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(RACERS)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=CLI_TIMEOUT * 2)
+        results.append((proc.returncode, out.strip(), err))
+    return results
+
+
+def _one_winner(results: list[tuple[int, str, str]], data_dir: Path, *, busy_allowed: bool) -> str:
+    winners = [out for code, out, _ in results if code == 0]
+    assert len(winners) == 1, results
+    for code, _, err in results:
+        assert "Traceback" not in err
+        if code == 3:
+            assert winners[0] in err  # names the session that won
+        elif code != 0:
+            assert busy_allowed, results
+            assert code == 6, results
+            assert "locked" in err, err
+    assert (data_dir / "current_session").read_text() == f"{winners[0]}\n"
+    return winners[0]
+
+
+def test_racing_cli_starts_through_the_daemon_exactly_one_wins(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        results = _race_cli(tmp_path, data_dir, runtime_dir, "start")
+        _one_winner(results, data_dir, busy_allowed=False)
+        assert sorted(code for code, _, _ in results) == [0] + [3] * (RACERS - 1), results
+
+
+def test_racing_socket_starts_exactly_one_wins(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
+    """64 clients connected first, then released at once by a barrier."""
+    clients = 64
+    socket_path = Paths(data_dir, runtime_dir).socket
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        for _ in range(3):
+            barrier = threading.Barrier(clients)
+
+            def start(barrier: threading.Barrier = barrier) -> str | int:
+                client = DaemonClient.connect(socket_path, data_dir)
+                assert client is not None
+                try:
+                    barrier.wait()
+                    return str(client.request("start")["id"])
+                except DaemonError as exc:
+                    return exc.exit_code
+                finally:
+                    client.close()
+
+            with ThreadPoolExecutor(clients) as pool:
+                outcomes = list(pool.map(lambda _: start(), range(clients)))
+            won = [o for o in outcomes if isinstance(o, str)]
+            assert len(won) == 1, outcomes
+            assert outcomes.count(3) == clients - 1, outcomes
+            client = DaemonClient.connect(socket_path, data_dir)
+            assert client is not None
+            ended = client.request("end")
+            client.close()
+            assert ended["id"] == won[0]
+
+
+def test_racing_embedded_starts_exactly_one_wins(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
+    results = _race_cli(tmp_path, data_dir, runtime_dir, "start")
+    _one_winner(results, data_dir, busy_allowed=True)
+    listed = subprocess.run(
+        [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        timeout=CLI_TIMEOUT,
+        check=True,
+    )
+    assert listed.stdout.count('"id"') == 1
+
+
+def _mixed_worker(
+    socket_path: Path,
+    data_dir: Path,
+    seed: int,
+    history: History,
+    lock: threading.Lock,
+    requests: list[int],
+) -> None:
+    rng = random.Random(seed)
+    current_file = data_dir / "current_session"
+    client = DaemonClient.connect(socket_path, data_dir)
+    assert client is not None
+    try:
+        for _ in range(60):
+            roll = rng.random()
+            if roll < 0.6:
+                op = rng.choice(("start", "end", "abandon", "current"))
+                with lock:
+                    requests[0] += 1
+                try:
+                    result = client.request(op)
+                except DaemonError as exc:
+                    refused = exc.exit_code
+                    assert refused == 3, exc  # noqa: PT017 -- a start while one is active
+                    with lock:
+                        history.acknowledged += 1
+                    continue
+                with lock:
+                    if op == "start":
+                        history.started(result)
+                    elif op in ("end", "abandon"):
+                        history.ended(result)
+                    else:
+                        history.acknowledged += 1
+                        history.saw(result)
+            else:
+                content = rng.choice((b"start\n", b"end\n", b"abandon\n", b"", b"junk\n"))
+                temp = current_file.with_name(f"edit-{seed}-{rng.getrandbits(32):08x}")
+                temp.write_bytes(content)
+                temp.rename(current_file)
+    finally:
+        client.close()
+
+
+def test_mixed_operations_from_many_clients_keep_the_invariants(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, seed: int
+) -> None:
+    socket_path = Paths(data_dir, runtime_dir).socket
+    history = History()
+    lock = threading.Lock()
+    requests = [0]
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        workers = [
+            threading.Thread(
+                target=_mixed_worker, args=(socket_path, data_dir, seed + i, history, lock, requests)
+            )
+            for i in range(16)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+        assert not any(worker.is_alive() for worker in workers)
+        daemon.send(signal.SIGHUP)  # apply the last edit now rather than after the debounce
+        client = DaemonClient.connect(socket_path, data_dir)
+        assert client is not None
+        try:
+            current = client.request("current")  # settles first, like every request
+            sessions = all_sessions(client)
+        finally:
+            client.close()
+        history.verify(sessions, current and current["id"], read_file(data_dir / "current_session"))
+    assert history.acknowledged == requests[0] > 0  # every request answered
+
+
+def test_mixed_embedded_commands_keep_the_invariants(tmp_path: Path, data_dir: Path, seed: int) -> None:
+    """Eight processes, each running ten random commands on the store in turn."""
+    rng = random.Random(seed)
+    env = clean_env(tmp_path)
+    history = History()
+    batches = [[rng.choice(("start", "end", "abandon", "current")) for _ in range(10)] for _ in range(8)]
+
+    def run_batch(commands: list[str]) -> list[tuple[str, int, str]]:
+        done = []
+        for command in commands:
+            proc = subprocess.run(
+                [str(SESSION_AGENT), "--data-dir", str(data_dir), command],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=CLI_TIMEOUT,
+                check=False,
+            )
+            assert "Traceback" not in proc.stderr, proc.stderr
+            done.append((command, proc.returncode, proc.stdout.strip()))
+        return done
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        outcomes = [item for batch in pool.map(run_batch, batches) for item in batch]
+    for command, code, out in outcomes:
+        assert code in (0, 1, 3, 6), (command, code)
+        if command == "start" and code == 0:
+            history.acked_starts.add(out)
+    listed = subprocess.run(
+        [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT,
+        check=True,
+    )
+    sessions = {s["id"]: s for s in json.loads(listed.stdout)}
+    active = [sid for sid, s in sessions.items() if s["status"] == "active"]
+    history.verify(sessions, active[0] if active else None, read_file(data_dir / "current_session"))
