@@ -97,17 +97,23 @@ def _is_private_dir(path: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700
 
 
-def ensure_private_dir(path: Path) -> Path:
+def ensure_private_dir(path: Path, *, allow_symlink: bool = True) -> Path:
     """Create ``path`` with mode 0700 if missing; refuse one others control.
 
     An existing directory must be ours and not writable by group or others:
-    anyone who can write there could plant files we would read.
+    anyone who can write there could plant files we would read. Where
+    someone else could have planted ``path`` itself (the runtime dir's
+    fallback lives in the shared temp dir), ``allow_symlink=False`` refuses a
+    symlink rather than follow it. A data dir may be a symlink: it lives
+    among the user's own files.
     """
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.stat(path)
+        st = os.stat(path) if allow_symlink else os.lstat(path)
     except OSError as exc:
         raise SessionIOError(f"cannot create the directory {path}: {exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise SessionIOError(f"{path} is a symlink, which is not followed here; remove it, or choose another")
     if not stat.S_ISDIR(st.st_mode):
         raise SessionIOError(f"{path} is not a directory; choose another with --data-dir")
     if st.st_uid != os.getuid():
