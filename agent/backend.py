@@ -146,7 +146,7 @@ class EmbeddedBackend:
     def __init__(self, manager: SessionManager, paths: Paths) -> None:
         self._manager = manager
         self._paths = paths
-        self._active = manager.reconcile()
+        self._active = manager.reconcile(busy_ok=True)
 
     @classmethod
     def open(cls, paths: Paths) -> EmbeddedBackend:

@@ -81,7 +81,7 @@ class SessionManager:
         self.abandon(session_id)
 
     async def get_current_session(self) -> str | None:
-        active = self.reconcile()
+        active = self.reconcile(busy_ok=True)
         return active.id if active else None
 
     async def get_session(self, session_id: str) -> Session | None:
@@ -92,7 +92,7 @@ class SessionManager:
     def start(self) -> Session:
         """Start a session; ``SessionAlreadyActiveError`` if one is active."""
         with self._lock:
-            active = self._settle()
+            active = self._settle(busy_ok=True)
             if active is not None:
                 raise SessionAlreadyActiveError(active.id)
             session = Session.begin()
@@ -120,10 +120,15 @@ class SessionManager:
         with self._lock:
             return self._active()
 
-    def reconcile(self) -> Session | None:
-        """Apply whatever the current file holds now; return the active session."""
+    def reconcile(self, *, busy_ok: bool = False) -> Session | None:
+        """Apply whatever the current file holds now; return the active session.
+
+        A file that keeps changing while it is applied raises
+        ``SessionIOError`` (the daemon tries again later), or with
+        ``busy_ok`` is left for the next settle: the answer is then the
+        store's, which is the truth up to the edits not yet applied."""
         with self._lock:
-            return self._settle()
+            return self._settle(busy_ok=busy_ok)
 
     def list_sessions(
         self,
@@ -180,7 +185,7 @@ class SessionManager:
     def _terminate(self, session_id: str | None, status: SessionStatus) -> Session | None:
         wanted = parse_session_id(session_id) if session_id is not None else None
         with self._lock:
-            active = self._settle()
+            active = self._settle(busy_ok=True)
             target = active if wanted is None or (active and active.id == wanted) else None
             if target is None and wanted is not None:
                 target = self._store.get(wanted)
@@ -207,15 +212,16 @@ class SessionManager:
         the error says the transition itself is durable: the file catches
         up at the next settle, which a daemon runs by itself."""
         try:
-            self._settle(mirroring=True)
+            self._settle(mirroring=True, busy_ok=True)
         except SessionIOError as exc:
             raise SessionIOError(f"{done}, but {exc} (repaired by itself once that is fixed)") from None
         except StorageError as exc:
             raise StorageError(f"{done}, but {exc} (repaired by itself once that is fixed)") from None
 
-    def _settle(self, *, mirroring: bool = False) -> Session | None:
+    def _settle(self, *, mirroring: bool = False, busy_ok: bool = False) -> Session | None:
         """Apply the file, then make it match the store. ``mirroring``: we
-        just committed a change, so a stale file is expected, not repaired."""
+        just committed a change, so a stale file is expected, not repaired.
+        ``busy_ok``: see ``reconcile``."""
         for _ in range(_SETTLE_ATTEMPTS):
             observed = self._file.observe()
             active = self._active()
@@ -224,6 +230,9 @@ class SessionManager:
                 return self._apply(observed, active, stamp, mirroring=mirroring)
             except FileChangedError:
                 continue  # an edit landed while we worked: apply it too
+        if busy_ok:
+            log.warning("%s keeps changing; its latest edits are applied once it settles", self._file.path)
+            return self._active()
         raise SessionIOError(
             f"{self._file.path} changed {_SETTLE_ATTEMPTS} times while being applied; "
             "try again once the program writing it has finished"

@@ -1,12 +1,20 @@
-"""Helpers for tests that need a second real process."""
+"""Helpers for tests: a second real process, a raw socket client, a filled store."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+from agent.control.protocol import decode_reply, encode_request
+from agent.session import Session, SessionStatus, utc_now
+from agent.store import SessionStore, open_db
 
 HOLD_STORE = """
 import sys
@@ -52,3 +60,62 @@ def held_by_another_process(script: str, path: Path) -> Iterator[subprocess.Pope
 def store_held_by_another_process(db_path: Path) -> Iterator[subprocess.Popen[str]]:
     with held_by_another_process(HOLD_STORE, db_path) as proc:
         yield proc
+
+
+class Raw:
+    """A client that speaks the wire format by hand."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))  # blocking: waits while the listen backlog is full
+        self.sock.settimeout(10)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buffer)
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def reply(self) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(self.line())
+        return obj
+
+    def call(self, op: str, **args: Any) -> Any:
+        self.send(encode_request(op, **args))
+        return decode_reply(self.line())
+
+    def closed_by_peer(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def fill_store(data_dir: Path, count: int) -> None:
+    """``count`` completed sessions, one a minute back from now, written
+    straight into the store (no daemon may run on ``data_dir``)."""
+    store = SessionStore(open_db(data_dir / "db"))
+    try:
+        now = utc_now()
+        batch = []
+        for i in range(count, 0, -1):
+            began = now - timedelta(minutes=i)
+            batch.append(
+                Session.begin(began).terminated(SessionStatus.COMPLETED, began + timedelta(seconds=30))
+            )
+            if len(batch) == 10_000:
+                store.commit(tuple(batch))
+                batch.clear()
+        store.commit(tuple(batch))
+    finally:
+        store.close()

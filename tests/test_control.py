@@ -6,21 +6,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent.control.protocol import MAX_CONNECTIONS, MAX_PAGE, MAX_REQUEST, decode_reply, encode_request
+from agent.control.protocol import MAX_CONNECTIONS, MAX_PAGE, MAX_REQUEST
 from agent.errors import DaemonError
 from agent.paths import Paths
 
 from .conftest import Cli
 from .daemon_process import DaemonProcess, run_daemon, wait_for
+from .helpers import Raw
 
 
 @pytest.fixture
@@ -32,45 +31,6 @@ def daemon(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Iterator[Daemon
 @pytest.fixture
 def sock_path(data_dir: Path, runtime_dir: Path) -> Path:
     return Paths.resolve(data_dir, runtime_dir).socket
-
-
-class Raw:
-    """A client that speaks the wire format by hand."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))  # blocking: waits while the listen backlog is full
-        self.sock.settimeout(10)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> bytes:
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buffer)
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line + b"\n"
-
-    def reply(self) -> dict[str, Any]:
-        obj: dict[str, Any] = json.loads(self.line())
-        return obj
-
-    def call(self, op: str, **args: Any) -> Any:
-        self.send(encode_request(op, **args))
-        return decode_reply(self.line())
-
-    def closed_by_peer(self) -> bool:
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture

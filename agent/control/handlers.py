@@ -36,7 +36,7 @@ class RequestHandler:
             "start": lambda _: self._manager.start().to_dict(),
             "end": lambda args: _dump(self._manager.end(_optional_id(args))),
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
-            "current": lambda _: _dump(self._manager.reconcile()),
+            "current": lambda _: _dump(self._manager.reconcile(busy_ok=True)),
             "get": lambda args: _dump(self._manager.get(_required_id(args))),
             "list": self._list,
             "status": lambda _: self._status(),
