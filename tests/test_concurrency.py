@@ -16,6 +16,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from agent.control.client import DaemonClient
 from agent.errors import DaemonError
 from agent.paths import Paths
@@ -23,6 +25,8 @@ from agent.paths import Paths
 from .conftest import CLI_TIMEOUT, SESSION_AGENT, clean_env
 from .crash_harness import History, all_sessions, read_file
 from .daemon_process import run_daemon
+
+pytestmark = pytest.mark.reliability
 
 RACERS = 32
 

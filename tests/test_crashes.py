@@ -18,6 +18,8 @@ from agent.faults import POINTS
 
 from .crash_harness import crash_run
 
+pytestmark = pytest.mark.reliability
+
 Report = Callable[[str], None]
 
 

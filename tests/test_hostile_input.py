@@ -38,8 +38,21 @@ from .crash_harness import History, all_sessions, read_file
 from .daemon_process import DaemonProcess, run_daemon, wait_for
 from .helpers import Raw, fill_store
 
+pytestmark = pytest.mark.reliability
+
 Report = Callable[[str], None]
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=False)
+
+
+def fuzz(examples: int, scale: int) -> settings:
+    """Hypothesis settings: ``examples`` by default, ``scale`` times more with --run-slow."""
+    return settings(max_examples=examples * scale, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture
+def scale(pytestconfig: pytest.Config) -> int:
+    return 10 if pytestconfig.getoption("--run-slow") else 1
+
+
 OPS = ["ping", "start", "end", "abandon", "current", "get", "list", "status"]
 
 
@@ -108,12 +121,12 @@ frames = st.fixed_dictionaries(
 
 
 def test_structured_frames_get_well_formed_replies(
-    daemon: DaemonProcess, sock_path: Path, data_dir: Path, report: Report
+    daemon: DaemonProcess, sock_path: Path, data_dir: Path, report: Report, scale: int
 ) -> None:
     raw = Raw(sock_path)
     count = [0]
 
-    @FUZZ
+    @fuzz(300, scale)
     @given(frames)
     def check(frame: bytes) -> None:
         count[0] += 1
@@ -130,11 +143,11 @@ def test_structured_frames_get_well_formed_replies(
 
 
 def test_random_bytes_get_well_formed_replies_or_a_closed_connection(
-    daemon: DaemonProcess, sock_path: Path, data_dir: Path, report: Report
+    daemon: DaemonProcess, sock_path: Path, data_dir: Path, report: Report, scale: int
 ) -> None:
     count = [0]
 
-    @FUZZ
+    @fuzz(300, scale)
     @given(st.binary(max_size=512))
     def check(data: bytes) -> None:
         count[0] += 1
@@ -385,13 +398,13 @@ class _FileFuzzer:
 
 
 def test_the_current_file_fuzzed_against_the_daemon_keeps_the_invariants(
-    tmp_path: Path, data_dir: Path, runtime_dir: Path, sock_path: Path, report: Report
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, sock_path: Path, report: Report, scale: int
 ) -> None:
     with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
         fuzzer = _FileFuzzer(daemon, data_dir, sock_path, tmp_path)
         examples = [0]
 
-        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @fuzz(60, scale)
         @given(st.lists(file_actions, min_size=1, max_size=25))
         def check(actions: list[tuple[Any, ...]]) -> None:
             examples[0] += 1
@@ -450,7 +463,7 @@ words = st.sampled_from(
 
 
 def test_fuzzed_command_lines_get_a_clear_answer_and_lose_nothing(
-    tmp_path: Path, data_dir: Path, report: Report
+    tmp_path: Path, data_dir: Path, report: Report, scale: int
 ) -> None:
     """In-process through click (fast), embedded on a real store; ``daemon``
     and ``service`` are left out: they start a daemon or write unit files."""
@@ -459,7 +472,7 @@ def test_fuzzed_command_lines_get_a_clear_answer_and_lose_nothing(
     history = History()
     count = [0]
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @fuzz(300, scale)
     @given(st.lists(words, max_size=6))
     def check(argv: list[str]) -> None:
         if argv and argv[0] in ("daemon", "service"):

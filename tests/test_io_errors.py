@@ -20,6 +20,8 @@ from agent.faults import ENV_VAR, FILE_ENV_VAR
 from .conftest import Cli, start_session
 from .daemon_process import DaemonProcess, run_daemon, wait_for
 
+pytestmark = pytest.mark.reliability
+
 ERRORS = {"enospc": "No space left on device", "eio": "Input/output error", "eacces": "Permission denied"}
 
 # Each write step, and a command whose path goes through it.

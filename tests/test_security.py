@@ -22,6 +22,8 @@ from agent.paths import Paths
 from .conftest import Cli, start_session
 from .daemon_process import run_daemon, spawn_daemon
 
+pytestmark = pytest.mark.reliability
+
 
 @contextmanager
 def umask(mask: int) -> Iterator[None]:
