@@ -41,6 +41,7 @@ class Backend(Protocol):
     def end(self, session_id: str | None) -> Session | None: ...
     def abandon(self, session_id: str | None) -> Session | None: ...
     def current(self) -> Session | None: ...
+    def touch(self) -> Session | None: ...
     def get(self, session_id: str) -> Session | None: ...
     def list_sessions(
         self,
@@ -85,6 +86,9 @@ class DaemonBackend:
 
     def current(self) -> Session | None:
         return _maybe_session(self._client.request("current"))
+
+    def touch(self) -> Session | None:
+        return _maybe_session(self._client.request("touch"))
 
     def get(self, session_id: str) -> Session | None:
         return _maybe_session(self._client.request("get", id=session_id))
@@ -178,6 +182,9 @@ class EmbeddedBackend:
 
     def current(self) -> Session | None:
         return self._active
+
+    def touch(self) -> Session | None:
+        return self._manager.touch()
 
     def get(self, session_id: str) -> Session | None:
         return self._manager.get(session_id)

@@ -262,6 +262,31 @@ def current(agent: Agent, as_json: bool) -> None:
 
 
 @cli.command()
+@_json_option
+@click.pass_obj
+def touch(agent: Agent, as_json: bool) -> None:
+    """Record activity on the current session (a heartbeat); exit 1 if none
+    is active. Like touching the current file: at most one write a second."""
+    active = agent.backend().touch()
+    if as_json:
+        _echo_json(active.to_dict() if active else None)
+    elif active is None:
+        click.echo("session-agent: no active session", err=True)
+    if active is None:
+        _exit(1)
+
+
+@cli.command()
+@click.pass_obj
+def path(agent: Agent) -> None:
+    """Print the current-session file's path, for integrations.
+
+    It opens nothing: the file may not exist (no session is active), and the
+    data dir may not exist yet (the agent has never run)."""
+    click.echo(str(agent.paths.current_file))
+
+
+@cli.command()
 @click.argument("session_id", metavar="ID", type=SESSION_ID)
 @_json_option
 @click.pass_obj

@@ -115,6 +115,19 @@ class SessionManager:
     def get(self, session_id: str) -> Session | None:
         return self._store.get(parse_session_id(session_id))
 
+    def touch(self) -> Session | None:
+        """Record activity on the active session now, as a touch of the file
+        would (at most one write a second); ``None`` when none is active."""
+        with self._lock:
+            active = self._settle(busy_ok=True)
+            if active is None:
+                return None
+            now = utc_now()
+            if now - active.last_activity_at >= HEARTBEAT_INTERVAL:
+                active = active.with_activity(now)
+                self._store.commit((active,))
+            return active
+
     def active(self) -> Session | None:
         """The active session as the store has it, without looking at the file."""
         with self._lock:

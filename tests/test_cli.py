@@ -15,10 +15,10 @@ import pytest
 
 import agent
 from agent import close_db, open_db
-from agent.session import Session
+from agent.session import Session, format_time
 from agent.store import SessionStore
 
-from .conftest import SESSION_AGENT, Cli, clean_env, start_session
+from .conftest import SESSION_AGENT, Cli, backdate_active, clean_env, open_manager, start_session
 from .helpers import store_held_by_another_process
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
@@ -310,3 +310,24 @@ def test_debug_shows_the_traceback_of_an_error(tmp_path: Path, data_dir: Path) -
     assert done.returncode != 0
     assert "Traceback" in done.stderr
     assert "SessionNotFoundError" in done.stderr
+
+
+def test_path_prints_the_current_file_without_creating_anything(cli: Cli, tmp_path: Path) -> None:
+    fresh = tmp_path / "never-used"
+    done = cli("path", data=fresh)
+    assert done.returncode == 0
+    assert done.stdout == f"{fresh / 'current_session'}\n"
+    assert not fresh.exists()
+
+
+def test_touch_records_activity_at_most_once_a_second(cli: Cli, data_dir: Path) -> None:
+    assert cli("touch").returncode == 1  # none active
+    sid = start_session(cli)
+    first = json.loads(cli("touch", "--json").stdout)
+    assert first["id"] == sid
+    assert first["last_activity_at"] == first["started_at"]  # within the first second: not written
+    with open_manager(data_dir) as manager:
+        before = backdate_active(manager, 3600)
+    later = json.loads(cli("touch", "--json").stdout)
+    assert later["last_activity_at"] > format_time(before.last_activity_at)
+    assert json.loads(cli("show", sid, "--json").stdout)["last_activity_at"] == later["last_activity_at"]

@@ -42,8 +42,10 @@ def raw(daemon: DaemonProcess, sock_path: Path) -> Iterator[Raw]:
 
 def test_ping_and_several_requests_on_one_connection(daemon: DaemonProcess, raw: Raw) -> None:
     assert raw.call("ping")["pid"] == daemon.pid
+    assert raw.call("touch") is None  # none active
     started = raw.call("start")
     assert raw.call("current") == started
+    assert raw.call("touch") == started  # within its first second: nothing to record yet
     assert raw.call("get", id=started["id"]) == started
     ended = raw.call("end", id=started["id"])
     assert ended["status"] == "completed"

@@ -37,6 +37,7 @@ class RequestHandler:
             "end": lambda args: _dump(self._manager.end(_optional_id(args))),
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
             "current": lambda _: _dump(self._manager.reconcile(busy_ok=True)),
+            "touch": lambda _: _dump(self._manager.touch()),
             "get": lambda args: _dump(self._manager.get(_required_id(args))),
             "list": self._list,
             "status": lambda _: self._status(),

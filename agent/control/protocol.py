@@ -32,6 +32,8 @@ op            args                                       result
 ``end``       ``{"id"?: str}``                           the ended session or null
 ``abandon``   ``{"id"?: str}``                           the abandoned session or null
 ``current``   --                                         the active session or null
+``touch``     --                                         the active session (its activity
+                                                         recorded) or null
 ``get``       ``{"id": str}``                            the session or null
 ``list``      ``{"statuses"?: [str], "since"?: time,     ``{"sessions": [...],
               "limit": int, "before"?: id}``              "errors": [str]}``
@@ -78,7 +80,7 @@ MAX_REPLY = 16 * 1024 * 1024
 MAX_PAGE = 500
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0
-OPS = frozenset({"ping", "start", "end", "abandon", "current", "get", "list", "status"})
+OPS = frozenset({"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status"})
 
 
 class ProtocolError(DaemonError):
