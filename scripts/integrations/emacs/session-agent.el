@@ -1,0 +1,98 @@
+;;; session-agent.el --- Sessions for session-agent, driven from Emacs  -*- lexical-binding: t; -*-
+
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "27.1"))
+;; Keywords: tools
+
+;;; Commentary:
+
+;; A session per Emacs run, driven through session-agent's current-session
+;; file: no process is spawned, nothing blocks.
+;;
+;;   startup (emacs-startup-hook)   -> write `start'
+;;   after-save-hook, focus gained  -> touch the file (a heartbeat)
+;;   kill-emacs-hook                -> write `end'
+;;
+;; Loading the file turns on `session-agent-mode' (a global minor mode);
+;; put (load "/path/to/session-agent.el") in your init file, or try it with
+;; `emacs -Q -l session-agent.el'.  Loaded after start-up, it starts the
+;; session at once.  The file is $SESSION_AGENT_DATA_DIR/current_session,
+;; else ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session.  If
+;; that directory does not exist (the agent was never run) nothing is
+;; written.  If no daemon runs, the last word written waits in the file and
+;; is applied by the next `session-agent' command or daemon start.
+
+;;; Code:
+
+(defgroup session-agent nil
+  "Drive session-agent sessions from Emacs."
+  :group 'tools)
+
+(defun session-agent--data-dir ()
+  "The agent's data dir, found as the agent finds it."
+  (let ((dir (getenv "SESSION_AGENT_DATA_DIR"))
+        (base (getenv "XDG_DATA_HOME")))
+    (cond ((and dir (not (equal dir ""))) dir)
+          ((and base (not (equal base ""))) (expand-file-name "session-agent" base))
+          (t (expand-file-name "~/.local/share/session-agent")))))
+
+(defun session-agent--file ()
+  (expand-file-name "current_session" (session-agent--data-dir)))
+
+(defun session-agent--write (word)
+  "Write WORD into the current file atomically (temp file, fsync, rename)."
+  (let ((dir (session-agent--data-dir)))
+    (when (file-directory-p dir)
+      (let ((temp (expand-file-name (format ".edit-emacs-%d" (emacs-pid)) dir))
+            (coding-system-for-write 'utf-8-unix)
+            (write-region-inhibit-fsync nil))
+        (condition-case nil
+            (progn
+              (with-file-modes #o600
+                (write-region (concat word "\n") nil temp nil 'silent))
+              (rename-file temp (session-agent--file) t))
+          (error (ignore-errors (delete-file temp))))))))
+
+(defun session-agent-start ()
+  "Ask the agent to start a session (kept if one is active)."
+  (interactive)
+  (ignore-errors (session-agent--write "start")))
+
+(defun session-agent-end ()
+  "Ask the agent to end the active session."
+  (interactive)
+  (ignore-errors (session-agent--write "end")))
+
+(defun session-agent-touch ()
+  "A heartbeat: set the current file's times to now, if it is a regular file."
+  (ignore-errors
+    (let ((file (session-agent--file)))
+      ;; file-attributes does not follow symlinks: nil type is a regular file.
+      (when (and (file-exists-p file) (null (file-attribute-type (file-attributes file))))
+        (set-file-times file)))))
+
+(defun session-agent--focus-changed ()
+  (when (frame-focus-state)
+    (session-agent-touch)))
+
+;;;###autoload
+(define-minor-mode session-agent-mode
+  "Start a session-agent session with Emacs, heartbeat on save, end on exit."
+  :global t
+  (if session-agent-mode
+      (progn
+        (add-hook 'after-save-hook #'session-agent-touch)
+        (add-hook 'kill-emacs-hook #'session-agent-end)
+        (add-function :after after-focus-change-function #'session-agent--focus-changed)
+        (if after-init-time
+            (session-agent-start)
+          (add-hook 'emacs-startup-hook #'session-agent-start)))
+    (remove-hook 'after-save-hook #'session-agent-touch)
+    (remove-hook 'kill-emacs-hook #'session-agent-end)
+    (remove-hook 'emacs-startup-hook #'session-agent-start)
+    (remove-function after-focus-change-function #'session-agent--focus-changed)))
+
+(session-agent-mode 1)
+
+(provide 'session-agent)
+;;; session-agent.el ends here

@@ -1,0 +1,91 @@
+-- session-agent for Neovim (0.7+): a session per editor run, driven through
+-- the current-session file -- no process is spawned, nothing blocks.
+--
+--   VimEnter                              -> write `start`
+--   FocusGained, BufWritePost, CursorHold -> touch the file (a heartbeat)
+--   VimLeavePre                           -> write `end`
+--
+-- Load it from init.lua with `dofile("/path/to/session-agent.lua")`, or try
+-- it with `nvim -u NONE -c 'luafile session-agent.lua'`. The file is
+-- $SESSION_AGENT_DATA_DIR/current_session, else
+-- ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session, as the
+-- agent has it. If that directory does not exist (the agent was never run)
+-- nothing is written. If no daemon runs, the last word written waits in the
+-- file and is applied by the next `session-agent` command or daemon start.
+
+if vim.g.loaded_session_agent then
+  return
+end
+vim.g.loaded_session_agent = true
+
+local uv = vim.loop
+
+local function data_dir()
+  local dir = os.getenv("SESSION_AGENT_DATA_DIR")
+  if dir and dir ~= "" then
+    return dir
+  end
+  local base = os.getenv("XDG_DATA_HOME")
+  if not base or base == "" then
+    base = (os.getenv("HOME") or "") .. "/.local/share"
+  end
+  return base .. "/session-agent"
+end
+
+-- Write `word` atomically: a private temp file, fsynced, renamed over the
+-- current file, so the agent never reads half of it.
+local function write(word)
+  local dir = data_dir()
+  local st = uv.fs_stat(dir)
+  if not st or st.type ~= "directory" then
+    return
+  end
+  local temp = dir .. "/.edit-nvim-" .. uv.os_getpid()
+  local fd = uv.fs_open(temp, "w", 384) -- 0600
+  if not fd then
+    return
+  end
+  local ok = uv.fs_write(fd, word .. "\n", -1) and uv.fs_fsync(fd)
+  uv.fs_close(fd)
+  if ok then
+    ok = uv.fs_rename(temp, dir .. "/current_session")
+  end
+  if not ok then
+    uv.fs_unlink(temp)
+  end
+end
+
+-- A heartbeat: set the file's times to now, only if it is a regular file.
+local function touch()
+  local file = data_dir() .. "/current_session"
+  local st = uv.fs_lstat(file)
+  if st and st.type == "file" then
+    local sec, usec = uv.gettimeofday()
+    local now = sec + usec / 1e6
+    uv.fs_utime(file, now, now)
+  end
+end
+
+local group = vim.api.nvim_create_augroup("SessionAgent", { clear = true })
+vim.api.nvim_create_autocmd({ "FocusGained", "BufWritePost", "CursorHold" }, {
+  group = group,
+  callback = function()
+    pcall(touch)
+  end,
+})
+vim.api.nvim_create_autocmd("VimLeavePre", {
+  group = group,
+  callback = function()
+    pcall(write, "end")
+  end,
+})
+if vim.v.vim_did_enter == 1 then
+  pcall(write, "start")
+else
+  vim.api.nvim_create_autocmd("VimEnter", {
+    group = group,
+    callback = function()
+      pcall(write, "start")
+    end,
+  })
+end

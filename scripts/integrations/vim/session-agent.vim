@@ -1,0 +1,74 @@
+" session-agent for Vim (8.1+): a session per editor run, driven through the
+" current-session file -- no process is spawned, nothing blocks.
+"
+"   VimEnter                              -> write `start`
+"   FocusGained, BufWritePost, CursorHold -> a heartbeat
+"   VimLeavePre                           -> write `end`
+"
+" Vim cannot set a file's times, so its heartbeat rewrites the active id
+" (the protocol counts that as activity too). Source it from your vimrc, or
+" try it with `vim -Nu NONE -S session-agent.vim`. The file is
+" $SESSION_AGENT_DATA_DIR/current_session, else
+" ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session. If that
+" directory does not exist (the agent was never run) nothing is written. If
+" no daemon runs, the last word written waits in the file and is applied by
+" the next `session-agent` command or daemon start.
+
+if exists('g:loaded_session_agent')
+  finish
+endif
+let g:loaded_session_agent = 1
+
+function! s:DataDir() abort
+  if !empty($SESSION_AGENT_DATA_DIR)
+    return $SESSION_AGENT_DATA_DIR
+  endif
+  let base = !empty($XDG_DATA_HOME) ? $XDG_DATA_HOME : expand('~/.local/share')
+  return base . '/session-agent'
+endfunction
+
+" Write a:word atomically: a temp file, fsynced ('s'), renamed into place.
+function! s:Write(word) abort
+  let dir = s:DataDir()
+  if !isdirectory(dir)
+    return
+  endif
+  let temp = dir . '/.edit-vim-' . getpid()
+  try
+    if writefile([a:word], temp, 's') == 0 && setfperm(temp, 'rw-------')
+          \ && rename(temp, dir . '/current_session') == 0
+      return
+    endif
+  catch
+  endtry
+  silent! call delete(temp)
+endfunction
+
+" A heartbeat: rewrite the active id, if the file is a small regular file
+" that holds one (never read a FIFO or follow a symlink: getftype tells).
+function! s:Touch() abort
+  let file = s:DataDir() . '/current_session'
+  if getftype(file) !=# 'file' || getfsize(file) > 64
+    return
+  endif
+  try
+    let line = get(readfile(file, '', 1), 0, '')
+  catch
+    return
+  endtry
+  if line =~? '^\x\{8}-\x\{4}-\x\{4}-\x\{4}-\x\{12}$'
+    call s:Write(line)
+  endif
+endfunction
+
+augroup SessionAgent
+  autocmd!
+  autocmd FocusGained,BufWritePost,CursorHold * call s:Touch()
+  autocmd VimLeavePre * call s:Write('end')
+augroup END
+
+if v:vim_did_enter
+  call s:Write('start')
+else
+  autocmd SessionAgent VimEnter * call s:Write('start')
+endif

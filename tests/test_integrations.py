@@ -1,0 +1,329 @@
+"""The shipped integrations against the real programs: Neovim, Vim and Emacs
+headless, bash and zsh, the Claude Code hooks and the VS Code task.
+
+Each editor loads the shipped file and runs a scenario of the test's own
+(``tests/editor_scenarios``): after start-up it waits for ``go-save``, saves
+a file, reports ``saved``, waits for ``go-quit`` and quits. The test hands
+out the go-aheads as the daemon reaches each state, so nothing here waits
+on a guess: the session was started, got a heartbeat, and was completed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.control.client import DaemonClient
+from agent.paths import Paths
+
+from .conftest import CLI_TIMEOUT, Cli, clean_env, start_session
+from .daemon_process import run_daemon, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+INTEGRATIONS = ROOT / "scripts" / "integrations"
+SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
+EDITOR_TIMEOUT = 60
+
+
+def _program(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError(f"{names[0]} is missing: scripts/test installs it (Debian packages)")
+
+
+EDITORS: dict[str, Callable[[], list[str]]] = {
+    "nvim": lambda: [
+        _program("nvim"), "--headless", "-u", "NONE", "-i", "NONE", "-n",
+        "-c", f"luafile {INTEGRATIONS / 'nvim/session-agent.lua'}",
+        "-c", f"luafile {SCENARIOS / 'scenario.lua'}",
+    ],
+    "vim": lambda: [
+        _program("vim.nox", "vim"), "-Nu", "NONE", "-i", "NONE", "-n", "-es",
+        "-S", str(INTEGRATIONS / "vim/session-agent.vim"),
+        "-S", str(SCENARIOS / "scenario.vim"),
+    ],
+    "emacs": lambda: [
+        _program("emacs-nox", "emacs"), "--batch", "-Q",
+        "-l", str(INTEGRATIONS / "emacs/session-agent.el"),
+        "-l", str(SCENARIOS / "scenario.el"),
+    ],
+}  # fmt: skip
+
+
+def _run_editor(editor: str, env: dict[str, str], scenario: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        EDITORS[editor](),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "SCENARIO_DIR": str(scenario)},
+        cwd=scenario,
+    )
+
+
+def _finished(proc: subprocess.Popen[str]) -> str:
+    """Wait for the editor; it must exit 0 and report no error."""
+    out, err = proc.communicate(timeout=EDITOR_TIMEOUT)
+    assert proc.returncode == 0, (proc.returncode, out, err)
+    assert "rror" not in out + err, out + err  # Error / error: the editors' own wording
+    return err
+
+
+def _session(client: DaemonClient, sid: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.request("get", id=sid)
+    return found
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_starts_heartbeats_and_ends_a_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    current = data_dir / "current_session"
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        proc = _run_editor(editor, env, scenario)
+        try:
+            wait_for(lambda: len(_read(current)) == 37, timeout=20)  # the daemon applied `start`
+            sid = _read(current).strip()
+            started = datetime.fromisoformat(_session(client, sid)["started_at"])
+            # A heartbeat counts once a second has passed since the last one.
+            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+            (scenario / "go-save").touch()
+            wait_for((scenario / "saved").exists, timeout=20)
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+            (scenario / "go-quit").touch()
+            _finished(proc)
+            wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
+            wait_for(lambda: not current.exists())
+        finally:
+            client.close()
+            if proc.poll() is None:
+                proc.kill()
+    assert not list(data_dir.glob(".edit-*")), "a temporary file was left behind"
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir: Path, editor: str) -> None:
+    """The data dir exists but no daemon runs: the editor's words wait in the
+    file and the next command applies them (start, then end: nothing)."""
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    for marker in ("go-save", "go-quit"):
+        (scenario / marker).touch()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    began = time.monotonic()
+    _finished(_run_editor(editor, env, scenario))
+    assert time.monotonic() - began < 20
+    assert _read(data_dir / "current_session") == "end\n"
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_writes_nothing_when_the_agent_was_never_run(tmp_path: Path, editor: str) -> None:
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    for marker in ("go-save", "go-quit"):
+        (scenario / marker).touch()
+    env = clean_env(tmp_path)  # the default data dir, under a fresh HOME: absent
+    _finished(_run_editor(editor, env, scenario))
+    assert not (tmp_path / "home" / ".local" / "share" / "session-agent").exists()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+# --- shells ---------------------------------------------------------------------------
+
+SHELL_SNIPPET = INTEGRATIONS / "shell" / "session-agent.sh"
+SHELLS = {
+    "bash": ["--norc", "--noprofile", "-c"],
+    "zsh": ["-f", "-c"],
+}
+# The prompt hook runs, then the prompt is expanded as the shell would show it.
+SHOW_PROMPT = {
+    "bash": '. "$SNIPPET"; PS1=\'${SESSION_AGENT_PS1}$ \'; eval "$PROMPT_COMMAND"; '
+    'printf "%s|%s\\n" "$SESSION_AGENT_ID" "${PS1@P}"',
+    "zsh": ". \"$SNIPPET\"; PROMPT='${SESSION_AGENT_PS1}%% '; for f in $precmd_functions; do $f; done; "
+    'printf "%s|%s\\n" "$SESSION_AGENT_ID" "${(%%)${(e)PROMPT}}"',
+}
+
+
+def _shell(shell: str, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [_program(shell), *SHELLS[shell], script],
+        capture_output=True,
+        text=True,
+        env={**env, "SNIPPET": str(SHELL_SNIPPET)},
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    return done
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_the_prompt_shows_the_current_session(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
+    _program(shell)
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    prompt_end = "$ " if shell == "bash" else "% "
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    sid = start_session(cli)
+    shown = _shell(shell, SHOW_PROMPT[shell], env).stdout
+    assert shown == f"{sid}|[sa:{sid.rsplit('-', 1)[1]}] {prompt_end}\n"
+    (data_dir / "current_session").write_text("start\n")  # not applied yet: nothing shown
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    (data_dir / "current_session").unlink()
+    os.mkfifo(data_dir / "current_session")  # never opened: the prompt must not hang
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_the_prompt_hook_starts_no_process(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
+    """Traced: a hundred prompts, not one fork, clone or exec after start-up."""
+    strace = _program("strace")
+    start_session(cli)
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir), SNIPPET=str(SHELL_SNIPPET))
+    hook = "__session_agent_prompt"
+    loop = f'. "$SNIPPET"; i=0; while [ $i -lt 100 ]; do {hook}; i=$((i+1)); done; echo "$SESSION_AGENT_PS1"'
+    trace = tmp_path / "trace"
+    done = subprocess.run(
+        [
+            strace,
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fork,vfork,clone,clone3,execve",
+            "-o",
+            str(trace),
+            _program(shell),
+            *SHELLS[shell],
+            loop,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[sa:")
+    calls = [line for line in trace.read_text().splitlines() if "resumed" not in line]
+    assert len(calls) == 1, calls  # the shell's own execve, nothing else
+
+
+def test_the_tmux_snippet_shows_the_session(tmp_path: Path, data_dir: Path, cli: Cli) -> None:
+    text = (INTEGRATIONS / "tmux" / "session-agent.tmux").read_text()
+    command = text[text.index("#(") + 2 : text.rindex(")")]
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+
+    def status_line() -> str:
+        done = subprocess.run(
+            [_program("sh"), "-c", command], capture_output=True, text=True, env=env, check=False
+        )
+        return done.stdout
+
+    assert status_line() == ""
+    sid = start_session(cli)
+    assert status_line() == f"sa:{sid.rsplit('-', 1)[1]}\n"
+
+
+# --- Claude Code and VS Code -----------------------------------------------------------
+
+
+def _hook_commands(event: str) -> list[tuple[str, int]]:
+    settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
+    return [
+        (hook["command"], hook["timeout"]) for group in settings["hooks"][event] for hook in group["hooks"]
+    ]
+
+
+def _run_hook(command: str, timeout: int, env: dict[str, str], event: str) -> float:
+    """As Claude Code runs a command hook: bash, the event as JSON on stdin."""
+    payload = {"session_id": "abc123", "hook_event_name": event, "cwd": str(Path.cwd()), "source": "startup"}
+    began = time.monotonic()
+    done = subprocess.run(
+        [_program("bash"), "-c", command],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", done.stdout  # SessionStart output would go into the model's context
+    return time.monotonic() - began
+
+
+def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
+    assert set(settings["hooks"]) == {"SessionStart", "PostToolUse", "SessionEnd"}
+    current = data_dir / "current_session"
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        try:
+            for command, timeout in _hook_commands("SessionStart"):
+                _run_hook(command, timeout, env, "SessionStart")
+            wait_for(lambda: len(_read(current)) == 37)
+            sid = _read(current).strip()
+            started = datetime.fromisoformat(_session(client, sid)["started_at"])
+            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+            for command, timeout in _hook_commands("PostToolUse"):
+                _run_hook(command, timeout, env, "PostToolUse")
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+            for command, timeout in _hook_commands("SessionEnd"):
+                _run_hook(command, timeout, env, "SessionEnd")
+            wait_for(lambda: _session(client, sid)["status"] == "completed")
+        finally:
+            client.close()
+
+
+def test_the_claude_code_hooks_are_harmless_without_the_agent(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)  # no data dir at all
+    for event in ("SessionStart", "PostToolUse", "SessionEnd"):
+        for command, timeout in _hook_commands(event):
+            _run_hook(command, timeout, env, event)
+    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("current_session"))
+
+
+def test_the_vscode_task_starts_a_session_on_folder_open(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    tasks = json.loads((INTEGRATIONS / "vscode" / "tasks.json").read_text())
+    on_open = [t for t in tasks["tasks"] if t.get("runOptions", {}).get("runOn") == "folderOpen"]
+    assert len(on_open) == 1
+    task = on_open[0]
+    assert "${" not in task["command"]  # VS Code would try to substitute it
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    shell = task["options"]["shell"]
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        done = subprocess.run(
+            [shell["executable"], *shell["args"], task["command"]], env=env, timeout=CLI_TIMEOUT, check=False
+        )
+        assert done.returncode == 0
+        wait_for(lambda: len(_read(data_dir / "current_session")) == 37)
+        assert cli("current").returncode == 0
