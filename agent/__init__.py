@@ -8,7 +8,8 @@ client path must never import rocksdict.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing costs milliseconds; the CLI's fast path never needs it
 
 __version__ = "0.1.0"
 
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from agent.store import close_db, open_db
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'agent' has no attribute {name!r}")

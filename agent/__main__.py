@@ -1,6 +1,6 @@
 """``python -m agent`` is ``session-agent``."""
 
-from agent.cli import main
+from agent.fast_cli import main
 
 if __name__ == "__main__":
     main()

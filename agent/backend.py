@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -55,12 +56,17 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def open_backend(paths: Paths) -> Backend:
+def open_backend(paths: Paths, *, before_embedded: Callable[[], None] | None = None) -> Backend:
+    """The daemon if one answers, else the store opened here (after calling
+    ``before_embedded``, which the CLI uses to set up its logging)."""
     deadline = time.monotonic() + ANSWER_TIMEOUT
     while True:
         client = DaemonClient.connect(paths.socket, paths.data_dir)
         if client is not None:
             return DaemonBackend(client)
+        if before_embedded is not None:
+            before_embedded()
+            before_embedded = None
         try:
             return EmbeddedBackend.open(paths)
         except StoreLockedError:

@@ -79,18 +79,26 @@ class Agent:
     """What every command needs: the paths, and a backend opened on first use
     (the daemon if one answers, else the store opened here)."""
 
-    def __init__(self, ctx: click.Context, paths: Paths) -> None:
+    def __init__(self, ctx: click.Context, paths: Paths, *, debug: bool = False) -> None:
         self.ctx = ctx
         self.paths = paths
+        self.debug = debug
         self._backend: Backend | None = None
 
     def backend(self) -> Backend:
         if self._backend is None:
             from agent.backend import open_backend
 
-            self._backend = open_backend(self.paths)
+            self._backend = open_backend(self.paths, before_embedded=self.configure_logging)
             self.ctx.call_on_close(self._close)
         return self._backend
+
+    def configure_logging(self) -> None:
+        """Only what runs here logs (the embedded store), so the client path
+        need not import logging at all."""
+        from agent.logs import configure_cli_logging
+
+        configure_cli_logging(self.debug)
 
     def read(self, query: Callable[[Backend], T]) -> T:
         """Run a read-only query; if the daemon went away mid-request (it was
@@ -156,11 +164,9 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
       session-agent end              # completes it
       session-agent list --since 7d --status completed
     """
-    ctx.obj = Agent(ctx, Paths.resolve(data_dir, runtime_dir))
-    if ctx.invoked_subcommand != "daemon":
-        from agent.logs import configure_cli_logging
-
-        configure_cli_logging(debug)
+    ctx.obj = Agent(ctx, Paths.resolve(data_dir, runtime_dir), debug=debug)
+    if debug and ctx.invoked_subcommand != "daemon":
+        ctx.obj.configure_logging()
 
 
 @cli.command()

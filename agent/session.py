@@ -8,10 +8,9 @@ the same validation, which is how a corrupt record is caught on decode.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 import struct
 import threading
-import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -33,8 +32,9 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # A canonical UUID is 36 characters; "urn:uuid:" plus braces is the longest
-# spelling uuid.UUID accepts. Anything longer is rejected before parsing.
+# spelling accepted. Anything longer is rejected before parsing.
 _MAX_ID_INPUT = 47
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 class SessionStatus(enum.StrEnum):
@@ -81,37 +81,60 @@ def new_session_id(at: datetime | None = None) -> str:
     with _id_lock:
         last_millis, last_rand = _last_id_state
         if millis <= last_millis:
-            millis, rand = last_millis, last_rand + 1 + secrets.randbits(16)
+            millis, rand = last_millis, last_rand + 1 + _random_bits(16)
             if rand >= 1 << 74:
-                millis, rand = last_millis + 1, secrets.randbits(74)
+                millis, rand = last_millis + 1, _random_bits(74)
         else:
-            rand = secrets.randbits(74)
+            rand = _random_bits(74)
         _last_id_state = (millis, rand)
     rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
     value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    return _uuid_text(value)
+
+
+def _random_bits(bits: int) -> int:
+    """From the OS's CSPRNG, like ``secrets``, without importing it (and
+    ``hashlib`` with it) on the CLI's path."""
+    return int.from_bytes(os.urandom((bits + 7) // 8), "big") >> (-bits % 8)
+
+
+def _uuid_text(value: int) -> str:
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def _canonical_uuid(text: str) -> str | None:
+    """The canonical form of a UUID spelling (hyphens anywhere or none,
+    braces, ``urn:uuid:``, any case), or ``None``. Stricter than
+    ``uuid.UUID``, which also lets ``int()`` accept signs and underscores;
+    and ``uuid`` costs milliseconds to import on the CLI's path."""
+    digits = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
+    if len(digits) != 32 or not _HEX_DIGITS.issuperset(digits):
+        return None
+    return _uuid_text(int(digits, 16))
 
 
 def session_id_floor(moment: datetime) -> str:
     """The smallest UUIDv7 text of ``moment``'s millisecond, for range scans."""
     millis = max(0, _to_micros(moment) // 1000)
-    return str(uuid.UUID(int=(millis << 80) | (0x7 << 76)))
+    return _uuid_text((millis << 80) | (0x7 << 76))
 
 
 def parse_session_id(raw: str) -> str:
     """Validate an id from outside and return its canonical lower-case form.
 
-    Any UUID spelling ``uuid.UUID`` accepts is taken; nothing else is, so no
-    outside string becomes a store key or a path without passing here.
+    The usual UUID spellings are taken (see ``_canonical_uuid``); nothing
+    else is, so no outside string becomes a store key or a path without
+    passing here.
     """
     if not raw or not raw.strip():
         raise InvalidSessionIdError(raw, "it is empty")
     if len(raw) > _MAX_ID_INPUT:
         raise InvalidSessionIdError(raw, f"it is {len(raw)} characters long")
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        raise InvalidSessionIdError(raw, "it is not a UUID") from None
+    canonical = _canonical_uuid(raw.strip())
+    if canonical is None:
+        raise InvalidSessionIdError(raw, "it is not a UUID")
+    return canonical
 
 
 # --- the model --------------------------------------------------------------
@@ -139,11 +162,10 @@ class Session:
             raise ValueError(f"invalid session {self.id!r}: {problem}")
 
     def _problem(self) -> str | None:
-        try:
-            if str(uuid.UUID(self.id)) != self.id:
-                return "id is not a canonical UUID"
-        except (ValueError, TypeError, AttributeError):
+        if not isinstance(self.id, str) or _canonical_uuid(self.id) is None:
             return "id is not a UUID"
+        if _canonical_uuid(self.id) != self.id:
+            return "id is not a canonical UUID"
         if not isinstance(self.status, SessionStatus):
             return f"unknown status {self.status!r}"
         times = [self.started_at, self.last_activity_at]

@@ -31,6 +31,23 @@ def test_defaults_follow_xdg(xdg: Path) -> None:
     assert paths.socket == xdg / "run" / "session-agent" / "control.sock"
 
 
+@pytest.mark.parametrize("xdg_data_home", ["/abs/share", "relative/share", "", None])
+def test_the_default_data_dir_is_platformdirs_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, xdg_data_home: str | None
+) -> None:
+    """Computed without importing platformdirs (the CLI's hot path), it must
+    still be the directory platformdirs names."""
+    import platformdirs
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg_data_home is None:
+        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_DATA_HOME", xdg_data_home)
+    expected = Path(platformdirs.user_data_dir("session-agent", appauthor=False)).absolute()
+    assert Paths.resolve(runtime_dir=tmp_path).data_dir == expected
+
+
 def test_option_beats_environment_beats_default(xdg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSION_AGENT_DATA_DIR", str(xdg / "env-data"))
     monkeypatch.setenv("SESSION_AGENT_RUNTIME_DIR", str(xdg / "env-run"))

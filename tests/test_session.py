@@ -197,3 +197,23 @@ def test_a_record_under_a_key_that_is_not_a_uuid_is_corrupt() -> None:
     s = Session.begin(T0)
     with pytest.raises(StorageError, match="session record junk is corrupt"):
         decode_record(b"junk", encode_record(s))
+
+
+@given(st.uuids(), st.sampled_from(["{}", "urn:uuid:{}", "{{{}}}", "UPPER", "HEX"]))
+def test_every_uuid_spelling_parses_to_what_the_uuid_module_says(value: uuid.UUID, spelling: str) -> None:
+    text = str(value)
+    if spelling == "UPPER":
+        raw = text.upper()
+    elif spelling == "HEX":
+        raw = value.hex
+    else:
+        raw = spelling.format(text)
+    assert parse_session_id(raw) == str(uuid.UUID(raw))
+
+
+@pytest.mark.parametrize(
+    "raw", ["+" + "0" * 31, "0x" + "0" * 30, "0_" + "0" * 30, "g" * 32, "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"]
+)
+def test_what_int_would_accept_is_not_a_uuid(raw: str) -> None:
+    with pytest.raises(InvalidSessionIdError):
+        parse_session_id(raw)

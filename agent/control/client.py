@@ -16,10 +16,13 @@ import socket
 import struct
 import time
 from pathlib import Path
-from typing import Any
 
 from agent.control.protocol import MAX_REPLY, decode_reply, encode_request
 from agent.errors import DaemonError, DaemonNotAnsweringError, SessionIOError
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ANSWER_TIMEOUT", "ConnectionLostError", "DaemonClient"]
 

@@ -54,9 +54,12 @@ refused. A request with another ``v`` gets an error naming the version.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from agent.errors import DaemonError, SessionError
+
+TYPE_CHECKING = False  # typing costs the CLI's fast path milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "IDLE_TIMEOUT",

@@ -1,0 +1,114 @@
+"""The commands editors and hooks call most, carried out without click.
+
+``start``, ``end``, ``abandon``, ``current`` and ``touch`` (with ``--json``
+where the command takes it, after the global ``--data-dir`` and
+``--runtime-dir``) run on every editor start, save and exit, where their
+latency is the user's. When a daemon answers, this module carries them out
+with the socket client alone: no click, no typing, no datetime, which is
+most of what a Python CLI spends before it does anything.
+
+Everything else goes to the full CLI (``agent.cli``): any other command or
+option, ``--debug``, ``--help``, no daemon (embedded mode), a daemon that
+went away before a read was answered (the full CLI asks again). Both print
+the same output and exit with the same codes; a test runs each form both
+ways and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["main"]
+
+_GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
+_HOT = {"start": True, "end": False, "abandon": False, "current": True, "touch": True}  # takes --json?
+
+
+def main() -> None:
+    code = run(sys.argv[1:])
+    if code is None:
+        from agent.cli import main as full_cli
+
+        full_cli()
+        return
+    sys.exit(code)
+
+
+def run(argv: list[str]) -> int | None:
+    """Carry out a hot command through the daemon and return its exit code,
+    or ``None`` when the full CLI must handle it."""
+    parsed = _parse(argv)
+    if parsed is None:
+        return None
+    options, command, as_json = parsed
+
+    from agent.control.client import ConnectionLostError, DaemonClient
+    from agent.errors import DaemonError, SessionError
+    from agent.paths import Paths
+
+    try:
+        paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
+        client = DaemonClient.connect(paths.socket, paths.data_dir)
+    except SessionError:
+        return None  # the full CLI reports it, the same way
+    if client is None:
+        return None  # no daemon: embedded, in the full CLI
+    try:
+        result = client.request(command)
+        if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
+            raise DaemonError(f"the daemon sent a malformed reply to {command!r}")
+    except ConnectionLostError as error:
+        if command == "current":
+            return None  # a read: the full CLI asks again, embedded or of the next daemon
+        return _fail(error, error.exit_code)
+    except SessionError as error:
+        return _fail(error, error.exit_code)
+    except OSError as error:
+        return _fail(error, 5)
+    finally:
+        client.close()
+    return _show(command, result, as_json)
+
+
+def _fail(error: Exception, code: int) -> int:
+    sys.stderr.write(f"session-agent: error: {error}\n")
+    return code
+
+
+def _show(command: str, session: dict[str, object] | None, as_json: bool) -> int:
+    """Print as ``agent.cli`` prints, and return its exit code."""
+    if as_json:
+        sys.stdout.write(json.dumps(session, ensure_ascii=False) + "\n")
+    elif command in ("start", "current") and session is not None:
+        sys.stdout.write(f"{session['id']}\n")
+    if command in ("current", "touch") and session is None:
+        if not as_json:
+            sys.stderr.write("session-agent: no active session\n")
+        return 1
+    return 0
+
+
+def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool] | None:
+    """``(global options, command, --json)`` for a hot form, else ``None``."""
+    options: dict[str, str] = {}
+    rest = list(argv)
+    while rest and rest[0].startswith(_GLOBAL_OPTIONS):
+        name, equals, value = rest.pop(0).partition("=")
+        if name not in _GLOBAL_OPTIONS or name in options:
+            return None
+        if not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if not value or value.startswith("-"):
+            return None
+        options[name] = value
+    if not rest or rest[0] not in _HOT:
+        return None
+    command, flags = rest[0], rest[1:]
+    if not flags:
+        return options, command, False
+    if flags == ["--json"] and _HOT[command]:
+        return options, command, True
+    return None

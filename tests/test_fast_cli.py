@@ -1,0 +1,105 @@
+"""The click-free fast path for the hot commands must be indistinguishable
+from the full CLI: each form is run both ways against one real daemon, and
+the output and exit codes compared."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.fast_cli import _parse
+
+from .conftest import CLI_TIMEOUT, SESSION_AGENT
+from .daemon_process import DaemonProcess, daemon_env, run_daemon
+
+Outcome = tuple[int, str, str]
+Both = Callable[..., tuple[Outcome, Outcome]]
+FULL_CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Iterator[DaemonProcess]:
+    with run_daemon(tmp_path, data_dir, runtime_dir) as running:
+        yield running
+
+
+@pytest.fixture
+def both(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> Callable[..., tuple[tuple[int, str, str], ...]]:
+    env = daemon_env(tmp_path, runtime_dir, SESSION_AGENT_DATA_DIR=str(data_dir))
+
+    def run(prefix: list[str], *args: str) -> Outcome:
+        done = subprocess.run(
+            [*prefix, *args], capture_output=True, text=True, env=env, timeout=CLI_TIMEOUT, check=False
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.returncode, done.stdout, done.stderr
+
+    def fast_then_full(*args: str) -> tuple[Outcome, Outcome]:
+        return run([str(SESSION_AGENT)], *args), run(FULL_CLI, *args)
+
+    return fast_then_full
+
+
+@pytest.mark.usefixtures("daemon")
+def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) -> None:
+    same_state = [
+        ("current",),
+        ("current", "--json"),
+        ("touch",),
+        ("touch", "--json"),
+        ("--data-dir", str(data_dir), "current"),
+        (f"--data-dir={data_dir}", "current", "--json"),
+        ("end",),  # idempotent: nothing active
+        ("abandon",),
+    ]
+    for args in same_state:
+        fast, full = both(*args)
+        assert fast == full, args
+    fast, full = both("start")  # fast starts one; full is refused, naming it
+    assert fast[0] == 0
+    sid = fast[1].strip()
+    assert full[0] == 3
+    assert sid in full[2]
+    for args in [("current",), ("current", "--json"), ("touch", "--json"), ("start",), ("start", "--json")]:
+        fast, full = both(*args)
+        assert fast == full, args
+    fast, full = both("end")
+    assert fast == (0, "", "")
+    assert full == (0, "", "")  # the second end finds nothing active: the same answer
+
+
+@pytest.mark.parametrize(
+    ("argv", "hot"),
+    [
+        (["start"], True),
+        (["start", "--json"], True),
+        (["--data-dir", "/d", "--runtime-dir=/r", "current", "--json"], True),
+        (["end"], True),
+        (["end", "--json"], False),  # end takes no --json: the full CLI says so
+        (["end", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"], False),  # an id: the full CLI checks it
+        (["--debug", "start"], False),
+        (["start", "--help"], False),
+        (["list"], False),
+        (["--data-dir"], False),
+        (["--data-dir", "--json", "start"], False),
+        (["--data-dir", "/a", "--data-dir", "/b", "start"], False),
+        ([], False),
+    ],
+)
+def test_only_the_hot_forms_take_the_fast_path(argv: list[str], hot: bool) -> None:
+    assert (_parse(argv) is not None) == hot
+
+
+def test_without_a_daemon_the_full_cli_runs_embedded(
+    both: Both,
+) -> None:
+    fast, full = both("current")
+    assert fast == full == (1, "", "session-agent: no active session\n")
+    fast, _ = both("start")
+    assert fast[0] == 0
