@@ -29,7 +29,6 @@ import contextlib
 import enum
 import errno
 import os
-import secrets
 import stat
 import struct
 from dataclasses import dataclass
@@ -299,7 +298,7 @@ class CurrentFile:
             os.unlink(temp)
 
     def _temp_name(self, suffix: str) -> Path:
-        return self.dir / f"{_TEMP_PREFIX}{secrets.token_hex(6)}.{suffix}"
+        return self.dir / f"{_TEMP_PREFIX}{_random_token()}.{suffix}"
 
     def _fsync_dir(self) -> None:
         faults.point("file.before_dir_fsync")
@@ -357,6 +356,12 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), str(b))
+
+
+def _random_token() -> str:
+    """Unguessable temp-name part, as ``secrets.token_hex(6)`` (which would
+    import hashlib on every command's path)."""
+    return os.urandom(6).hex()
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

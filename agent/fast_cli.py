@@ -7,17 +7,24 @@ latency is the user's. When a daemon answers, this module carries them out
 with the socket client alone: no click, no typing, no datetime, which is
 most of what a Python CLI spends before it does anything.
 
+Without a daemon, the same commands open the store here (embedded, through
+``agent.backend`` as the full CLI does), still without click.
+
 Everything else goes to the full CLI (``agent.cli``): any other command or
-option, ``--debug``, ``--help``, no daemon (embedded mode), a daemon that
-went away before a read was answered (the full CLI asks again). Both print
-the same output and exit with the same codes; a test runs each form both
-ways and compares.
+option, ``--debug``, ``--help``, a daemon that went away before a read was
+answered (the full CLI asks again). Both print the same output and exit
+with the same codes; a test runs each form both ways and compares, with a
+daemon and without.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+TYPE_CHECKING = False  # typing costs milliseconds on this path
+if TYPE_CHECKING:
+    from agent.paths import Paths
 
 __all__ = ["main"]
 
@@ -53,7 +60,7 @@ def run(argv: list[str]) -> int | None:
     except SessionError:
         return None  # the full CLI reports it, the same way
     if client is None:
-        return None  # no daemon: embedded, in the full CLI
+        return _embedded(paths, command, as_json)
     try:
         result = client.request(command)
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
@@ -69,6 +76,29 @@ def run(argv: list[str]) -> int | None:
     finally:
         client.close()
     return _show(command, result, as_json)
+
+
+def _embedded(paths: Paths, command: str, as_json: bool) -> int:
+    """No daemon: the store opened here, as the full CLI would (same backend,
+    same logging), still without click."""
+    from agent.backend import open_backend
+    from agent.errors import SessionError
+    from agent.logs import configure_cli_logging
+
+    try:
+        backend = open_backend(paths, before_embedded=lambda: configure_cli_logging(False))
+        try:
+            if command in ("end", "abandon"):
+                session = getattr(backend, command)(None)
+            else:
+                session = getattr(backend, command)()
+        finally:
+            backend.close()
+    except SessionError as error:
+        return _fail(error, error.exit_code)
+    except OSError as error:
+        return _fail(error, 5)
+    return _show(command, session.to_dict() if session is not None else None, as_json)
 
 
 def _fail(error: Exception, code: int) -> int:

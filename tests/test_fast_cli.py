@@ -14,17 +14,21 @@ import pytest
 from agent.fast_cli import _parse
 
 from .conftest import CLI_TIMEOUT, SESSION_AGENT
-from .daemon_process import DaemonProcess, daemon_env, run_daemon
+from .daemon_process import daemon_env, run_daemon
 
 Outcome = tuple[int, str, str]
 Both = Callable[..., tuple[Outcome, Outcome]]
 FULL_CLI = [sys.executable, "-c", "from agent.cli import main; main()"]
 
 
-@pytest.fixture
-def daemon(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Iterator[DaemonProcess]:
-    with run_daemon(tmp_path, data_dir, runtime_dir) as running:
-        yield running
+@pytest.fixture(params=["daemon", "embedded"])
+def mode(request: pytest.FixtureRequest, tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Iterator[str]:
+    """Each comparison runs once through a real daemon and once without one."""
+    if request.param == "embedded":
+        yield "embedded"
+        return
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        yield "daemon"
 
 
 @pytest.fixture
@@ -46,7 +50,7 @@ def both(
     return fast_then_full
 
 
-@pytest.mark.usefixtures("daemon")
+@pytest.mark.usefixtures("mode")
 def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) -> None:
     same_state = [
         ("current",),
@@ -94,12 +98,3 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
 )
 def test_only_the_hot_forms_take_the_fast_path(argv: list[str], hot: bool) -> None:
     assert (_parse(argv) is not None) == hot
-
-
-def test_without_a_daemon_the_full_cli_runs_embedded(
-    both: Both,
-) -> None:
-    fast, full = both("current")
-    assert fast == full == (1, "", "session-agent: no active session\n")
-    fast, _ = both("start")
-    assert fast[0] == 0

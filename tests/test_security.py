@@ -106,7 +106,7 @@ def test_a_planted_temp_file_symlink_is_not_followed(
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     current = CurrentFile(data_dir)
-    monkeypatch.setattr("agent.current_file.secrets.token_hex", lambda _: "000000000000")
+    monkeypatch.setattr("agent.current_file._random_token", lambda: "000000000000")
     planted = data_dir / f".current_session.000000000000.{suffix}"
     planted.symlink_to(victim)
     sid = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"

@@ -12,7 +12,7 @@ import pytest
 
 from agent import StorageError, StoreLockedError, close_db, open_db
 from agent.session import Session, SessionStatus, session_id_floor
-from agent.store import CF_META, CF_SESSIONS, SessionStore
+from agent.store import _MAX_SMALL_FILES, CF_META, CF_SESSIONS, SessionStore
 
 from .helpers import store_held_by_another_process
 
@@ -146,3 +146,23 @@ def test_a_second_open_in_the_same_process_is_refused_while_the_first_is_open(tm
 def test_open_db_creates_missing_parent_directories(tmp_path: Path) -> None:
     close_db(open_db(tmp_path / "a" / "b" / "db"))
     assert (tmp_path / "a" / "b" / "db" / "CURRENT").exists()
+
+
+def test_many_short_openings_do_not_pile_up_files(tmp_path: Path) -> None:
+    """Each close flushes a small file; RocksDB would never merge them (the
+    keys do not overlap), and every open would read them all."""
+    ids = []
+    for _ in range(120):
+        store = SessionStore(open_db(tmp_path / "db"))
+        session = Session.begin()
+        store.commit((session,), {b"active": session.id.encode()})
+        ids.append(session.id)
+        store.close()
+    files = list((tmp_path / "db").glob("*.sst"))
+    assert len(files) <= 2 * (_MAX_SMALL_FILES + 1), len(files)
+    store = SessionStore(open_db(tmp_path / "db"))
+    try:
+        assert [s.id for s in store.newest_first()] == ids[::-1]  # nothing lost in the merging
+        assert store.get_meta(b"active") == ids[-1].encode()
+    finally:
+        store.close()

@@ -1,0 +1,178 @@
+"""session-agent's benchmarks: every goal of the design's performance table,
+measured on this machine, against the floor and the peers, in one run.
+
+    scripts/bench            the full run (about ten minutes)
+    scripts/bench --quick    a short run with small numbers (a smoke test)
+    scripts/bench --json     one JSON object instead of the tables
+    scripts/bench --plot DIR also write PNG plots (needs the bench extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_cli
+import bench_daemon
+
+QUICK = {"rounds": 5, "edits": 10, "idle": 3.0, "small": 1_000, "large": 20_000, "repeats": 1, "busy": 2.0}
+FULL = {
+    "rounds": 31,
+    "edits": 100,
+    "idle": 60.0,
+    "small": 1_000,
+    "large": 1_000_000,
+    "repeats": 3,
+    "busy": 10.0,
+}
+CURVE_STEPS = [10, 20, 30, 40, 50]
+
+
+def machine() -> dict[str, object]:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def run(quick: bool, with_curve: bool) -> dict[str, Any]:
+    size = QUICK if quick else FULL
+    began = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "quick": quick}
+    cli = bench_cli.measure(int(size["rounds"]), with_peers=not quick)
+    results["cli_ms"] = cli.figures
+    results["skipped"] = cli.skipped
+    results["daemon"] = bench_daemon.edits_and_idle(int(size["edits"]), size["idle"])
+    results["history"] = [
+        bench_daemon.history(int(size[which]), int(size["repeats"])) for which in ("small", "large")
+    ]
+    results["throughput"] = bench_daemon.throughput(8, size["busy"])
+    if with_curve:
+        results["watcher_curve"] = bench_daemon.watcher_curve(CURVE_STEPS, 50, 20.0)
+    results["goals"] = goals(results)
+    results["seconds"] = round(time.monotonic() - began)
+    return results
+
+
+def goals(r: dict[str, Any]) -> list[dict[str, object]]:
+    cli = r["cli_ms"]
+    worst_daemon = max(cli["daemon start"]["x_floor"], cli["daemon end"]["x_floor"])
+    worst_embedded = max(cli["embedded start"]["x_floor"], cli["embedded end"]["x_floor"])
+    edit = r["daemon"]["edit_to_durable_ms"]
+    small, large = r["history"]
+    startup_ratio = large["startup_to_ready_ms"]["median"] / small["startup_to_ready_ms"]["median"]
+    list_ratio = large["list_20_ms"]["median"] / small["list_20_ms"]["median"]
+    rows: list[tuple[str, str, bool]] = [
+        ("start/end through the daemon ≤ 1.2 × floor", f"{worst_daemon:.2f} ×", worst_daemon <= 1.2),
+        ("start/end embedded ≤ 1.6 × floor", f"{worst_embedded:.2f} ×", worst_embedded <= 1.6),
+        (
+            f"edit → durable p50 ≤ 60 ms, p99 ≤ 150 ms ({edit['n']} edits)",
+            f"{edit['median']} / {edit['p99']} ms",
+            edit["median"] <= 60 and edit["p99"] <= 150,
+        ),
+        (
+            f"idle CPU ≤ 0.5 % over {r['daemon']['idle_seconds']:g} s",
+            f"{r['daemon']['idle_cpu_pct']} %",
+            r["daemon"]["idle_cpu_pct"] <= 0.5,
+        ),
+        ("idle RSS ≤ 60 MB", f"{r['daemon']['rss_mb']} MB", r["daemon"]["rss_mb"] <= 60),
+        (
+            f"start-up with {large['sessions']:,} vs {small['sessions']:,} sessions ≤ 1.5",
+            f"{startup_ratio:.2f}",
+            startup_ratio <= 1.5,
+        ),
+        ("list --limit 20, same ratio ≤ 1.5", f"{list_ratio:.2f}", list_ratio <= 1.5),
+        (
+            "≤ 200 bytes per session on disk",
+            f"{large['bytes_per_session']} B",
+            large["bytes_per_session"] <= 200,
+        ),
+        (
+            "≥ 2,000 start+end pairs/s, 8 clients",
+            f"{r['throughput']['pairs_per_second']:,}/s",
+            r["throughput"]["pairs_per_second"] >= 2000,
+        ),
+    ]
+    if "watson start" in cli:
+        watson = min(cli["watson start"]["median"], cli["watson stop"]["median"])
+        ours = max(cli["daemon start"]["median"], cli["daemon end"]["median"])
+        rows.append(("≥ 1.5 × faster than watson start/stop", f"{watson / ours:.2f} ×", watson / ours >= 1.5))
+    return [{"goal": goal, "measured": measured, "met": met} for goal, measured, met in rows]
+
+
+def print_tables(r: dict[str, Any]) -> None:
+    m = r["machine"]
+    print(f"session-agent bench{' (--quick)' if r['quick'] else ''}: {m['cpu']}, {m['cores']} cores, ")
+    print(f"Linux {m['kernel']}, Python {m['python']}, {m['date']}; {r['seconds']} s\n")
+    print("| command | median ms | p99 ms | × floor |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, s in r["cli_ms"].items():
+        print(f"| {name} | {s['median']} | {s['p99']} | {s['x_floor']} |")
+    for peer, why in r["skipped"].items():
+        print(f"| {peer} | skipped: {why} | | |")
+    d = r["daemon"]
+    e = d["edit_to_durable_ms"]
+    print(f"\nfile edit → durable: p50 {e['median']} ms, p99 {e['p99']} ms over {e['n']} edits")
+    print(f"idle daemon: {d['idle_cpu_pct']} % of a core over {d['idle_seconds']:g} s; RSS {d['rss_mb']} MB")
+    print("\n| stored sessions | start-up to READY | list --limit 20 | bytes/session | filled in |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for h in r["history"]:
+        print(
+            f"| {h['sessions']:,} | {h['startup_to_ready_ms']['median']} ms | {h['list_20_ms']['median']} ms "
+            f"| {h['bytes_per_session']} | {h['fill_seconds']} s |"
+        )
+    t = r["throughput"]
+    print(
+        f"\nthroughput: {t['pairs_per_second']:,} start+end pairs/s with {t['clients']} clients "
+        f"({t['refused_per_second']:,}/s starts refused: another client's session was active)"
+    )
+    if "watcher_curve" in r:
+        print("\n| watcher step | edit → durable p50 | p99 | idle CPU |")
+        print("| ---: | ---: | ---: | ---: |")
+        for row in r["watcher_curve"]:
+            lat = row["edit_to_durable_ms"]
+            print(f"| {row['step_ms']} ms | {lat['median']} ms | {lat['p99']} ms | {row['idle_cpu_pct']} % |")
+    print("\n| goal | measured | met |")
+    print("| --- | ---: | :---: |")
+    for g in r["goals"]:
+        print(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else '**no**'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short run with small numbers")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plot", metavar="DIR", type=Path, help="write PNG plots into DIR")
+    parser.add_argument("--no-curve", action="store_true", help="skip the watcher-step curve")
+    args = parser.parse_args()
+    results = run(args.quick, with_curve=not (args.quick or args.no_curve))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_tables(results)
+    if args.plot:
+        import bench_plot
+
+        for path in bench_plot.write(results, args.plot):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""What the daemon costs and how fast it reacts, on real daemons.
+
+* file edit -> durable effect: timed from the write of ``start`` (or the
+  deletion of the file) to the daemon's ``STATUS=`` notification, which it
+  sends once the change is committed to the store; edits are spaced by a
+  random pause so that they land anywhere in the watcher's cycle;
+* idle CPU (user + system time over a quiet period) and RSS;
+* start-up to READY and ``list --limit 20`` with a small and a large store,
+  filled directly (no daemon) with completed sessions one minute apart;
+  bytes per session on disk;
+* durable throughput: concurrent socket clients each doing start + end.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench_env import SESSION_AGENT, daemon, private_home, summary, wall
+
+from agent.control.client import DaemonClient
+from agent.errors import DaemonError
+from agent.session import Session, SessionStatus, utc_now
+from agent.store import SessionStore, open_db
+
+
+def edits_and_idle(edits: int, idle: float, *watch_args: str) -> dict[str, object]:
+    """``edits`` starts and as many deletions, then ``idle`` quiet seconds."""
+    rng = random.Random(1)
+    with private_home("edits") as home, daemon(home, *watch_args) as running:
+        home.current_file.parent.mkdir(parents=True, exist_ok=True)
+        latencies = []
+        for _ in range(edits):
+            time.sleep(rng.uniform(0.005, 0.1))
+            began = time.perf_counter()
+            home.current_file.write_text("start\n")
+            running.wait_status(b"STATUS=session")
+            latencies.append(time.perf_counter() - began)
+            time.sleep(rng.uniform(0.005, 0.1))
+            began = time.perf_counter()
+            home.current_file.unlink()
+            running.wait_status(b"STATUS=no active session")
+            latencies.append(time.perf_counter() - began)
+        time.sleep(1.0)  # let the last reaction finish before timing idleness
+        cpu, began = running.cpu_seconds(), time.monotonic()
+        time.sleep(idle)
+        idle_pct = 100 * (running.cpu_seconds() - cpu) / (time.monotonic() - began)
+        return {
+            "edit_to_durable_ms": summary(latencies),
+            "idle_cpu_pct": round(idle_pct, 3),
+            "idle_seconds": idle,
+            "rss_mb": round(running.rss_bytes() / 1e6, 1),
+        }
+
+
+def fill(data_dir: Path, count: int) -> None:
+    """``count`` completed sessions, one a minute back from now, straight into the store."""
+    data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+    store = SessionStore(open_db(data_dir / "db"))
+    try:
+        now = utc_now()
+        batch: list[Session] = []
+        for i in range(count, 0, -1):
+            began = now - timedelta(minutes=i)
+            batch.append(
+                Session.begin(began).terminated(SessionStatus.COMPLETED, began + timedelta(seconds=30))
+            )
+            if len(batch) == 20_000:
+                store.commit(tuple(batch))
+                batch.clear()
+        store.commit(tuple(batch))
+    finally:
+        store.close()
+
+
+def _disk_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def history(count: int, repeats: int) -> dict[str, object]:
+    """Start-up to READY and ``list --limit 20`` (CLI through the daemon) with ``count`` sessions."""
+    with private_home(f"history-{count}") as home:
+        began = time.perf_counter()
+        fill(home.data_dir, count)
+        filled_in = time.perf_counter() - began
+        startups, listings = [], []
+        for _ in range(repeats):
+            with daemon(home) as running:
+                startups.append(running.ready_after)
+                for _ in range(3):
+                    listings.append(wall([str(SESSION_AGENT), "list", "--limit", "20"], home.env))
+        return {
+            "sessions": count,
+            "fill_seconds": round(filled_in, 1),
+            "startup_to_ready_ms": summary(startups),
+            "list_20_ms": summary(listings),
+            "bytes_per_session": round(_disk_bytes(home.data_dir / "db") / count, 1),
+        }
+
+
+def throughput(clients: int, seconds: float) -> dict[str, object]:
+    """Clients each looping start + end through the daemon's socket. Only one
+    session can be active, so a start that finds another client's session
+    active (exit 3) counts as a refusal, not a pair."""
+    with private_home("throughput") as home, daemon(home):
+        pairs = [0] * clients
+        refused = [0] * clients
+        deadline = time.monotonic() + seconds
+
+        def client(i: int) -> None:
+            connection = DaemonClient.connect(home.socket, home.data_dir)
+            assert connection is not None
+            try:
+                while time.monotonic() < deadline:
+                    try:
+                        session = connection.request("start")
+                    except DaemonError:
+                        refused[i] += 1
+                        continue
+                    connection.request("end", id=session["id"])
+                    pairs[i] += 1
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        began = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        took = time.monotonic() - began
+        return {
+            "clients": clients,
+            "seconds": round(took, 1),
+            "pairs_per_second": round(sum(pairs) / took),
+            "refused_per_second": round(sum(refused) / took),
+        }
+
+
+def watcher_curve(steps: list[int], edits: int, idle: float) -> list[dict[str, object]]:
+    rows = []
+    for step in steps:
+        row = edits_and_idle(edits, idle, "--watch-step", str(step))
+        rows.append({"step_ms": step, **row})
+    return rows
