@@ -17,7 +17,6 @@ import os
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.control.client import ANSWER_TIMEOUT, DaemonClient
 from agent.control.protocol import MAX_PAGE
@@ -25,35 +24,38 @@ from agent.errors import DaemonError, StoreLockedError
 from agent.paths import Paths, ensure_private_dir
 from agent.session import Session, SessionStatus, format_time
 
+TYPE_CHECKING = False  # typing costs every command milliseconds; it is for the checker only
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from agent.manager import SessionManager
 
-__all__ = ["Backend", "DaemonBackend", "EmbeddedBackend", "open_backend"]
+    class Backend(Protocol):
+        """What the commands need, whoever carries them out."""
+
+        def start(self) -> Session: ...
+        def end(self, session_id: str | None) -> Session | None: ...
+        def abandon(self, session_id: str | None) -> Session | None: ...
+        def current(self) -> Session | None: ...
+        def touch(self) -> Session | None: ...
+        def get(self, session_id: str) -> Session | None: ...
+        def list_sessions(
+            self,
+            *,
+            statuses: frozenset[SessionStatus] | None,
+            since: datetime | None,
+            limit: int | None,
+            errors: list[str],
+        ) -> list[Session]: ...
+        def status(self) -> dict[str, Any]: ...
+        def close(self) -> None: ...
+
+
+__all__ = ["DaemonBackend", "EmbeddedBackend", "open_backend"]  # and, for type checking, Backend
 
 # How long an embedded command waits for another one to release the store
 # before it looks for a daemon's socket again.
 _LOCK_POLL = 0.05
-
-
-class Backend(Protocol):
-    """What the commands need, whoever carries them out."""
-
-    def start(self) -> Session: ...
-    def end(self, session_id: str | None) -> Session | None: ...
-    def abandon(self, session_id: str | None) -> Session | None: ...
-    def current(self) -> Session | None: ...
-    def touch(self) -> Session | None: ...
-    def get(self, session_id: str) -> Session | None: ...
-    def list_sessions(
-        self,
-        *,
-        statuses: frozenset[SessionStatus] | None,
-        since: datetime | None,
-        limit: int | None,
-        errors: list[str],
-    ) -> list[Session]: ...
-    def status(self) -> dict[str, Any]: ...
-    def close(self) -> None: ...
 
 
 def open_backend(paths: Paths, *, before_embedded: Callable[[], None] | None = None) -> Backend:

@@ -31,13 +31,16 @@ import errno
 import os
 import stat
 import struct
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agent import faults
 from agent.errors import SessionIOError
 from agent.session import parse_session_id
+from agent.values import Value
+
+TYPE_CHECKING = False  # typing costs every command milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "MAX_CONTENT",
@@ -81,14 +84,23 @@ def _kind_of(mode: int) -> FileKind:
     return FileKind.OTHER
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(Value):
     """What was at the path at one moment. ``content`` is read for regular
     files only, and holds at most ``MAX_CONTENT + 1`` bytes."""
 
+    __slots__ = ("content", "identity", "kind")
+
     kind: FileKind
-    identity: tuple[int, int, int, int] | None = None  # dev, ino, size, mtime_ns
-    content: bytes | None = None
+    identity: tuple[int, int, int, int] | None  # dev, ino, size, mtime_ns
+    content: bytes | None
+
+    def __init__(
+        self,
+        kind: FileKind,
+        identity: tuple[int, int, int, int] | None = None,
+        content: bytes | None = None,
+    ) -> None:
+        self._set(kind=kind, identity=identity, content=content)
 
     @property
     def mtime_ns(self) -> int | None:
@@ -98,14 +110,18 @@ class Observation:
 MISSING = Observation(FileKind.MISSING)
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
+class Stamp(Value):
     """Our last completed write: which id, and the file's identity after it."""
+
+    __slots__ = ("identity", "session_id")
 
     session_id: str
     identity: tuple[int, int, int, int]
 
     _FORMAT = struct.Struct("<36sQQQq")
+
+    def __init__(self, session_id: str, identity: tuple[int, int, int, int]) -> None:
+        self._set(session_id=session_id, identity=identity)
 
     def encode(self) -> bytes:
         return self._FORMAT.pack(self.session_id.encode("ascii"), *self.identity)
@@ -131,11 +147,17 @@ class EditKind(enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Edit:
+class Edit(Value):
+    """What the file's content asks for."""
+
+    __slots__ = ("kind", "problem", "session_id")
+
     kind: EditKind
-    session_id: str | None = None  # for NAMES
-    problem: str | None = None  # for INVALID: why it was rejected
+    session_id: str | None  # for NAMES
+    problem: str | None  # for INVALID: why it was rejected
+
+    def __init__(self, kind: EditKind, session_id: str | None = None, problem: str | None = None) -> None:
+        self._set(kind=kind, session_id=session_id, problem=problem)
 
 
 _KEYWORDS = {"end": EditKind.END, "start": EditKind.START, "abandon": EditKind.ABANDON}
@@ -326,7 +348,7 @@ class CurrentFile:
 
 _RENAME_EXCHANGE = 2  # from <linux/fs.h>
 _AT_FDCWD = -100
-_renameat2: Any = None
+_renameat2: Any = None  # the libc function once looked up; False if it has none
 
 
 def _exchange(a: Path, b: Path) -> bool:

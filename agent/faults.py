@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-from dataclasses import dataclass
 
 __all__ = ["CRASH_EXIT_CODE", "ENV_VAR", "FILE_ENV_VAR", "POINTS", "configure", "point"]
 
@@ -51,12 +50,14 @@ _ERRNOS = {"enospc": errno.ENOSPC, "eio": errno.EIO, "eacces": errno.EACCES}
 _ACTIONS = ("crash", "kill", *_ERRNOS)
 
 
-@dataclass
 class _Fault:
-    action: str
-    fire_at: int  # the pass that fires (1-based)
-    sticky: bool  # and every pass after it
-    passes: int = 0
+    __slots__ = ("action", "fire_at", "passes", "sticky")
+
+    def __init__(self, action: str, fire_at: int, sticky: bool) -> None:
+        self.action = action
+        self.fire_at = fire_at  # the pass that fires (1-based)
+        self.sticky = sticky  # and every pass after it
+        self.passes = 0
 
 
 _plan: dict[str, _Fault] = {}

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from agent.errors import SessionIOError
+from agent.values import Value
 
 __all__ = ["APP_NAME", "DATA_DIR_ENV", "RUNTIME_DIR_ENV", "Paths", "ensure_private_dir"]
 
@@ -25,26 +26,16 @@ DATA_DIR_ENV = "SESSION_AGENT_DATA_DIR"
 RUNTIME_DIR_ENV = "SESSION_AGENT_RUNTIME_DIR"
 
 
-class Paths:
-    """The data dir and the runtime dir, and what lives in them. (A plain
-    class: ``dataclasses`` costs the CLI's fast path milliseconds.)"""
+class Paths(Value):
+    """The data dir and the runtime dir, and what lives in them."""
 
     __slots__ = ("data_dir", "runtime_dir")
 
+    data_dir: Path
+    runtime_dir: Path
+
     def __init__(self, data_dir: Path, runtime_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.runtime_dir = runtime_dir
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Paths):
-            return NotImplemented
-        return (self.data_dir, self.runtime_dir) == (other.data_dir, other.runtime_dir)
-
-    def __hash__(self) -> int:
-        return hash((self.data_dir, self.runtime_dir))
-
-    def __repr__(self) -> str:
-        return f"Paths(data_dir={self.data_dir!r}, runtime_dir={self.runtime_dir!r})"
+        self._set(data_dir=data_dir, runtime_dir=runtime_dir)
 
     @classmethod
     def resolve(

@@ -11,10 +11,10 @@ import enum
 import os
 import struct
 import threading
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from agent.errors import InvalidSessionIdError, StorageError
+from agent.values import Value
 
 __all__ = [
     "RECORD_VERSION",
@@ -140,14 +140,16 @@ def parse_session_id(raw: str) -> str:
 # --- the model --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(Value):
     """One span of work. Times are timezone-aware UTC.
 
     Invariants (checked on every construction): ``ended_at`` is set exactly
     when the status is terminated; ``started_at <= last_activity_at``, and
     both are ``<= ended_at`` once ended; ``memory_count >= 0``.
+    Immutable, compared and hashed by value.
     """
+
+    __slots__ = ("ended_at", "id", "last_activity_at", "memory_count", "started_at", "status")
 
     id: str
     started_at: datetime
@@ -156,10 +158,31 @@ class Session:
     memory_count: int
     last_activity_at: datetime
 
-    def __post_init__(self) -> None:
+    def __init__(  # noqa: PLR0917 -- a record's fields, in their order
+        self,
+        id: str,
+        started_at: datetime,
+        ended_at: datetime | None,
+        status: SessionStatus,
+        memory_count: int,
+        last_activity_at: datetime,
+    ) -> None:
+        self._set(
+            id=id,
+            started_at=started_at,
+            ended_at=ended_at,
+            status=status,
+            memory_count=memory_count,
+            last_activity_at=last_activity_at,
+        )
         problem = self._problem()
         if problem:
             raise ValueError(f"invalid session {self.id!r}: {problem}")
+
+    def _replace(self, **changes: object) -> Session:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Session(**fields)
 
     def _problem(self) -> str | None:
         if not isinstance(self.id, str) or _canonical_uuid(self.id) is None:
@@ -213,12 +236,12 @@ class Session:
             raise ValueError(f"session {self.id} is already {self.status.value}")
         # A clock that stepped back must not produce an end before the start.
         ended = max(at or utc_now(), self.last_activity_at)
-        return replace(self, status=status, ended_at=ended)
+        return self._replace(status=status, ended_at=ended)
 
     def with_activity(self, at: datetime) -> Session:
         if not self.is_active:
             raise ValueError(f"session {self.id} is {self.status.value}")
-        return replace(self, last_activity_at=max(at, self.last_activity_at))
+        return self._replace(last_activity_at=max(at, self.last_activity_at))
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of a session, as the CLI and the socket print it."""

@@ -98,3 +98,21 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
 )
 def test_only_the_hot_forms_take_the_fast_path(argv: list[str], hot: bool) -> None:
     assert (_parse(argv) is not None) == hot
+
+
+def test_the_embedded_fast_path_imports_only_what_it_needs(tmp_path: Path, data_dir: Path) -> None:
+    """No daemon: the store is opened here, and still no click, typing or
+    dataclasses (each costs milliseconds), nor anything of the daemon's."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "agent", "--data-dir", str(data_dir), "current"],
+        capture_output=True,
+        text=True,
+        env=daemon_env(tmp_path, tmp_path / "no-daemon"),
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "rocksdict" in imported  # it did open the store
+    never = {"click", "typing", "dataclasses", "platformdirs", "asyncio", "watchfiles", "psutil", "agent.cli"}
+    assert not imported & never
