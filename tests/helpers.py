@@ -1,4 +1,4 @@
-"""Helpers for tests: a second real process, a raw socket client, a filled store."""
+"""Helpers for tests: a second real process, a raw socket client."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.control.protocol import decode_reply, encode_request
-from agent.session import Session, SessionStatus, utc_now
-from agent.store import SessionStore, open_db
 
 HOLD_STORE = """
 import sys
@@ -99,23 +96,3 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def fill_store(data_dir: Path, count: int) -> None:
-    """``count`` completed sessions, one a minute back from now, written
-    straight into the store (no daemon may run on ``data_dir``)."""
-    store = SessionStore(open_db(data_dir / "db"))
-    try:
-        now = utc_now()
-        batch = []
-        for i in range(count, 0, -1):
-            began = now - timedelta(minutes=i)
-            batch.append(
-                Session.begin(began).terminated(SessionStatus.COMPLETED, began + timedelta(seconds=30))
-            )
-            if len(batch) == 10_000:
-                store.commit(tuple(batch))
-                batch.clear()
-        store.commit(tuple(batch))
-    finally:
-        store.close()

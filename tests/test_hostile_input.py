@@ -33,10 +33,11 @@ from agent.control.client import DaemonClient
 from agent.control.protocol import MAX_CONNECTIONS, MAX_REQUEST
 from agent.errors import DaemonError, SessionAlreadyActiveError
 from agent.paths import Paths
+from agent.testing import fill_store
 
 from .crash_harness import History, all_sessions, read_file
 from .daemon_process import DaemonProcess, run_daemon, wait_for
-from .helpers import Raw, fill_store
+from .helpers import Raw
 
 pytestmark = pytest.mark.reliability
 

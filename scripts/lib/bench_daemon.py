@@ -16,15 +16,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from bench_env import SESSION_AGENT, daemon, private_home, summary, wall
 
 from agent.control.client import DaemonClient
 from agent.errors import DaemonError
-from agent.session import Session, SessionStatus, utc_now
-from agent.store import SessionStore, open_db
+from agent.testing import fill_store
 
 
 def edits_and_idle(edits: int, idle: float, *watch_args: str) -> dict[str, object]:
@@ -56,26 +54,6 @@ def edits_and_idle(edits: int, idle: float, *watch_args: str) -> dict[str, objec
         }
 
 
-def fill(data_dir: Path, count: int) -> None:
-    """``count`` completed sessions, one a minute back from now, straight into the store."""
-    data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
-    store = SessionStore(open_db(data_dir / "db"))
-    try:
-        now = utc_now()
-        batch: list[Session] = []
-        for i in range(count, 0, -1):
-            began = now - timedelta(minutes=i)
-            batch.append(
-                Session.begin(began).terminated(SessionStatus.COMPLETED, began + timedelta(seconds=30))
-            )
-            if len(batch) == 20_000:
-                store.commit(tuple(batch))
-                batch.clear()
-        store.commit(tuple(batch))
-    finally:
-        store.close()
-
-
 def _disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -84,7 +62,7 @@ def history(count: int, repeats: int) -> dict[str, object]:
     """Start-up to READY and ``list --limit 20`` (CLI through the daemon) with ``count`` sessions."""
     with private_home(f"history-{count}") as home:
         began = time.perf_counter()
-        fill(home.data_dir, count)
+        fill_store(home.data_dir, count)
         filled_in = time.perf_counter() - began
         startups, listings = [], []
         for _ in range(repeats):
