@@ -54,11 +54,11 @@ def run(argv: list[str]) -> int | None:
     from agent.errors import DaemonError, SessionError
     from agent.paths import Paths
 
+    paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
     try:
-        paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
         client = DaemonClient.connect(paths.socket, paths.data_dir)
-    except SessionError:
-        return None  # the full CLI reports it, the same way
+    except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
+        return _fail(error, error.exit_code)
     if client is None:
         return _embedded(paths, command, as_json)
     try:

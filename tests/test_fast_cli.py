@@ -116,3 +116,49 @@ def test_the_embedded_fast_path_imports_only_what_it_needs(tmp_path: Path, data_
     assert "rocksdict" in imported  # it did open the store
     never = {"click", "typing", "dataclasses", "platformdirs", "asyncio", "watchfiles", "psutil", "agent.cli"}
     assert not imported & never
+
+
+def test_a_daemon_that_never_accepts_is_reported_within_five_seconds(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """A listener whose backlog is full and that never accepts: the fast path
+    reports it itself (exit 6) rather than hand over to the full CLI, which
+    would wait as long again."""
+    import socket
+    import time
+
+    from agent.paths import Paths
+
+    sock_path = Paths(data_dir, runtime_dir).socket
+    sock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock_path))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the backlog (non-blocking: stop once it refuses)
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        try:
+            filler.connect(str(sock_path))
+        except BlockingIOError:
+            filler.close()
+            break
+        fillers.append(filler)
+    try:
+        began = time.monotonic()
+        done = subprocess.run(
+            [str(SESSION_AGENT), "--data-dir", str(data_dir), "current"],
+            capture_output=True,
+            text=True,
+            env=daemon_env(tmp_path, runtime_dir),
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        took = time.monotonic() - began
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert done.returncode == 6, done.stderr
+    assert "did not answer within" in done.stderr
+    assert took < 5.0
