@@ -28,12 +28,13 @@ TYPE_CHECKING = False  # typing costs every command milliseconds; it is for the 
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
+    from agent.config import StartRequest
     from agent.manager import SessionManager
 
     class Backend(Protocol):
         """What the commands need, whoever carries them out."""
 
-        def start(self) -> Session: ...
+        def start(self, request: StartRequest | None = None) -> Session: ...
         def end(self, session_id: str | None) -> Session | None: ...
         def abandon(self, session_id: str | None) -> Session | None: ...
         def current(self) -> Session | None: ...
@@ -83,8 +84,16 @@ class DaemonBackend:
     def __init__(self, client: DaemonClient) -> None:
         self._client = client
 
-    def start(self) -> Session:
-        return _session(self._client.request("start"))
+    def start(self, request: StartRequest | None = None) -> Session:
+        args: dict[str, Any] = {}
+        if request is not None:
+            args = {
+                "replace": request.replace or None,
+                "owner_pid": request.owner_pid,
+                "idle_timeout": request.idle_timeout,
+                "idle_grace": request.idle_grace,
+            }
+        return _session(self._client.request("start", **{k: v for k, v in args.items() if v is not None}))
 
     def end(self, session_id: str | None) -> Session | None:
         return _maybe_session(self._client.request("end", id=session_id))
@@ -179,8 +188,8 @@ class EmbeddedBackend:
             manager.close()
             raise
 
-    def start(self) -> Session:
-        return self._manager.start()
+    def start(self, request: StartRequest | None = None) -> Session:
+        return self._manager.start(request)
 
     def end(self, session_id: str | None) -> Session | None:
         return self._manager.end(session_id)

@@ -21,13 +21,16 @@ import click
 from agent import __version__
 from agent.errors import SessionError, SessionNotFoundError
 from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths
-from agent.session import SessionStatus, parse_session_id
+from agent.session import MAX_PID, SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
     from agent.backend import Backend
     from agent.session import Session
 
-__all__ = ["cli", "main"]
+__all__ = ["IDLE_GRACE_ENV", "IDLE_TIMEOUT_ENV", "cli", "main"]
+
+IDLE_TIMEOUT_ENV = "SESSION_AGENT_IDLE_TIMEOUT"
+IDLE_GRACE_ENV = "SESSION_AGENT_IDLE_GRACE"
 
 
 class AgentGroup(click.Group):
@@ -71,7 +74,24 @@ class SinceType(click.ParamType[datetime]):
             self.fail(str(exc), param, ctx)
 
 
+class DurationType(click.ParamType[int]):
+    """A duration in seconds: 90s, 30m, 1h30m, 2d, plain seconds; 0 or off: none."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from agent.config import parse_seconds
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_seconds(str(value), "the duration")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 SESSION_ID = SessionIdType()
+DURATION = DurationType()
 T = TypeVar("T")
 
 
@@ -208,14 +228,52 @@ def daemon(ctx: click.Context, step_ms: int | None, debounce_ms: int | None) -> 
 
 
 @cli.command()
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="End the active session (reason `replaced`) and start the new one at once, atomically.",
+)
+@click.option(
+    "--owner-pid",
+    type=click.IntRange(1, MAX_PID),
+    metavar="PID",
+    help="Bind the session to this process: when it exits, the session is abandoned (`owner_exited`).",
+)
+@click.option(
+    "--idle-timeout",
+    type=DURATION,
+    envvar=IDLE_TIMEOUT_ENV,
+    help="Abandon the session (`idle`) after this long without activity (30m, 2h; 0: never) "
+    f"[env: {IDLE_TIMEOUT_ENV}; default: config.toml's, else never].",
+)
+@click.option(
+    "--idle-grace",
+    type=DURATION,
+    envvar=IDLE_GRACE_ENV,
+    help="Counted as work after the last activity when the session ends idle "
+    f"[env: {IDLE_GRACE_ENV}; default: config.toml's, else 0].",
+)
 @_json_option
 @click.pass_obj
-def start(agent: Agent, as_json: bool) -> None:
+def start(  # noqa: PLR0917 -- click passes the options by name; the order is click's
+    agent: Agent,
+    replace: bool,
+    owner_pid: int | None,
+    idle_timeout: int | None,
+    idle_grace: int | None,
+    as_json: bool,
+) -> None:
     """Start a session and print its id.
 
-    Exits 3, naming the active session, if one is already active.
+    Exits 3, naming the active session, if one is already active (unless
+    --replace). Exits 2 if the owner process does not exist.
     """
-    session = agent.backend().start()
+    from agent.config import StartRequest
+
+    request = StartRequest(
+        owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
+    )
+    session = agent.backend().start(request)
     if as_json:
         _echo_json(session.to_dict())
     else:

@@ -8,7 +8,13 @@
   the one systemd passed), start watching the file, then tell systemd
   ``READY=1``: from then on the CLI goes through us;
 * **main loop** -- wait for a signal or a periodic duty (the systemd
-  watchdog, a retry after a failed reconcile); act on it;
+  watchdog, a retry after a failed reconcile); act on it. Beside it, the
+  active session's rules are armed after every change: a pidfd watch on
+  its owner process, and a timer for its idle timeout. The timer sleeps on
+  the event loop's clock, which stops while the machine is suspended, so it
+  wakes at least every ``idle_recheck`` seconds to look at the boot clock:
+  after a resume, an expired session ends within that time (or at once, on
+  the first event);
 * **shutdown** -- in ``finally``, each step bounded: ``STOPPING=1``, stop
   watching, close the socket (connections get ``SHUTDOWN_GRACE`` seconds),
   unlink it, close the store, drop the lock. The active session stays
@@ -39,18 +45,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
+from agent.clock import SystemClock
 from agent.control.handlers import RequestHandler
 from agent.control.server import ControlServer, bind_unix_socket
 from agent.errors import SessionError, SessionIOError, StorageError
 from agent.instance import InstanceLock
 from agent.manager import SessionManager
+from agent.owner_watch import OwnerWatch
 from agent.paths import Paths, ensure_private_dir
-from agent.session import Session, format_time
+from agent.session import EndReason, Session, format_time
 from agent.store import close_db, open_db
 from agent.systemd import Notifier, listen_fds
 from agent.watcher import FileWatcher, WatchSettings, dir_identity
 
-__all__ = ["EXIT_DATA_DIR_REPLACED", "Daemon", "DaemonConfig"]
+__all__ = ["EXIT_DATA_DIR_REPLACED", "IDLE_RECHECK_ENV", "Daemon", "DaemonConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +70,24 @@ _MAX_SOCKET_PATH = 107
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _UNGUARDED_OPS = frozenset({"ping", "status"})
+IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
+_IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
+
+
+def _idle_recheck_default() -> float:
+    raw = os.environ.get(IDLE_RECHECK_ENV)
+    try:
+        value = float(raw) if raw else _IDLE_RECHECK
+    except ValueError:
+        value = _IDLE_RECHECK
+    return min(max(value, 0.05), 3600.0)
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
     paths: Paths
     watch: WatchSettings = field(default_factory=WatchSettings)
+    idle_recheck: float = field(default_factory=_idle_recheck_default)
 
 
 class Daemon:
@@ -94,6 +114,9 @@ class Daemon:
         self._failed_reconciles = 0
         self._retry: asyncio.TimerHandle | None = None
         self._shown_status: str | None = None
+        self._clock = SystemClock()
+        self._owner_watch: OwnerWatch | None = None
+        self._rule_timer: asyncio.TimerHandle | None = None
 
     # --- the story ---------------------------------------------------------------
 
@@ -122,10 +145,13 @@ class Daemon:
         self._lock = InstanceLock.acquire(paths.data_dir)
         db = open_db(paths.db, wait=STORE_WAIT)
         try:
-            self._manager = SessionManager(db, paths.data_dir)
+            self._manager = SessionManager(db, paths.data_dir, clock=self._clock)
         except BaseException:
             close_db(db)
             raise
+        self._owner_watch = OwnerWatch(self._clock, lambda: self._reconcile("the owner process exited"))
+        self._manager.owner_exit_time = self._owner_watch.exited_at
+        self._manager.recover_orphans()
         active = self._manager.reconcile()
         if active is not None:
             log.info("restored session %s", active.id)
@@ -145,6 +171,7 @@ class Daemon:
         self._watcher_task = asyncio.create_task(watcher.run(), name="watcher")
         self._watcher_task.add_done_callback(lambda _: self._wake())  # the main loop checks on it
         await watcher.established.wait()
+        self._arm_rules()
 
     async def _main_loop(self) -> None:
         assert self._wakeup is not None
@@ -169,6 +196,10 @@ class Daemon:
         self._notifier.stopping()
         if self._retry is not None:
             self._retry.cancel()
+        if self._rule_timer is not None:
+            self._rule_timer.cancel()
+        if self._owner_watch is not None:
+            self._owner_watch.stop()
         if self._watcher_task is not None:
             self._watcher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -181,6 +212,10 @@ class Daemon:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._socket_path)
         if self._manager is not None:
+            try:
+                self._manager.note_owner_alive()
+            except SessionError as exc:
+                log.warning("could not record that the owner process was alive: %s", exc)
             self._manager.close()
         if self._lock is not None:
             self._lock.release()
@@ -226,7 +261,7 @@ class Daemon:
             self._retry_later(f"{op} failed: {exc}")
             raise
         finally:
-            self._show_status()
+            self._settled()
 
     def _check_data_dir(self) -> None:
         if dir_identity(self.paths.data_dir) != self._dir_identity:
@@ -252,7 +287,7 @@ class Daemon:
         if self._failed_reconciles:
             log.info("the current file is applied again")
         self._failed_reconciles = 0
-        self._show_status()
+        self._settled()
 
     def _retry_later(self, problem: str) -> None:
         """Log ``problem`` and reconcile again after a delay that grows with
@@ -312,11 +347,11 @@ class Daemon:
             elif sig == signal.SIGUSR1:
                 active = manager.reconcile()
                 if active is None:
-                    log.info("SIGUSR1: started session %s", manager.start().id)
+                    log.info("SIGUSR1: started session %s", manager.start(reason=EndReason.SIGNAL).id)
                 else:
                     log.info("SIGUSR1: session %s is already active", active.id)
             elif sig == signal.SIGUSR2:
-                ended = manager.end()
+                ended = manager.end(reason=EndReason.SIGNAL)
                 log.info("SIGUSR2: %s", f"completed session {ended.id}" if ended else "no active session")
         except (SessionIOError, StorageError) as exc:
             self._retry_later(f"{sig.name} failed: {exc}")
@@ -324,7 +359,32 @@ class Daemon:
             log.error("%s failed: %s", sig.name, exc)
         except Exception:  # a bug: keep the traceback, keep running
             log.exception("unexpected error while handling %s", sig.name)
+        self._settled()
+
+    # --- the active session's rules ---------------------------------------------
+
+    def _settled(self) -> None:
+        """After anything that may have changed the active session."""
+        self._arm_rules()
         self._show_status()
+
+    def _arm_rules(self) -> None:
+        """Watch the active session's owner, and wake for its idle timeout."""
+        if self._manager is None or self._owner_watch is None:
+            return
+        if self._rule_timer is not None:
+            self._rule_timer.cancel()
+            self._rule_timer = None
+        try:
+            active = self._manager.active()
+            self._owner_watch.watch(self._manager.owner_of(active) if active else None)
+            wait = self._manager.seconds_to_next_rule()
+        except SessionError as exc:
+            log.warning("could not arm the active session's rules: %s", exc)
+            return
+        if wait is not None:
+            delay = min(wait + 0.01, self.config.idle_recheck)
+            self._rule_timer = asyncio.get_running_loop().call_later(delay, self._reconcile, "idle check")
 
     # --- status ------------------------------------------------------------------
 

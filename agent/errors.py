@@ -7,9 +7,11 @@ exit codes in one place and nothing below it ever calls ``sys.exit``.
 from __future__ import annotations
 
 __all__ = [
+    "ConfigError",
     "DaemonError",
     "DaemonNotAnsweringError",
     "DaemonRunningError",
+    "InvalidArgumentError",
     "InvalidSessionIdError",
     "SessionAlreadyActiveError",
     "SessionError",
@@ -38,6 +40,19 @@ class InvalidSessionIdError(SessionError, ValueError):
             "a session id is a UUID, as `session-agent start` prints it"
         )
         self.raw = raw
+
+
+class InvalidArgumentError(SessionError, ValueError):
+    """A request's argument is wrong (an owner process that does not exist,
+    a duration out of range); the message names it and the fix."""
+
+    exit_code = 2
+
+
+class ConfigError(SessionError):
+    """The data dir's config.toml cannot be used; the message says where."""
+
+    exit_code = 2
 
 
 class SessionNotFoundError(SessionError):

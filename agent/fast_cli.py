@@ -20,6 +20,7 @@ daemon and without.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 TYPE_CHECKING = False  # typing costs milliseconds on this path
@@ -30,6 +31,8 @@ __all__ = ["main"]
 
 _GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
 _HOT = {"start": True, "end": False, "abandon": False, "current": True, "touch": True}  # takes --json?
+# Environment that changes what `start` does: the full CLI reads it.
+_START_ENV = ("SESSION_AGENT_IDLE_TIMEOUT", "SESSION_AGENT_IDLE_GRACE")
 
 
 def main() -> None:
@@ -135,6 +138,8 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool] | None:
             return None
         options[name] = value
     if not rest or rest[0] not in _HOT:
+        return None
+    if rest[0] == "start" and any(os.environ.get(name) for name in _START_ENV):
         return None
     command, flags = rest[0], rest[1:]
     if not flags:

@@ -12,6 +12,13 @@ To know whether the file was deleted by a user or never written, the store
 keeps a ``Stamp`` of our last completed file write: a missing file ends the
 active session only if the stamp says we had finished writing it.
 
+Every settle also applies the session's own rules (``agent.lifecycle``): an
+active session whose idle timeout passed, or whose owner process exited, is
+abandoned with that reason and the moment the rule gives -- as of each
+edit's mtime before the edit is applied, and as of now after it. So the
+same code ends it whether the daemon's timer fires, an editor's heartbeat
+arrives after a night's sleep, or a restart finds it expired.
+
 Transitions are serialized by a lock, and the store itself admits one process
 at a time. The work is sub-millisecond synchronous I/O, so the async methods
 (the API of the original task) run it inline rather than in a thread.
@@ -28,6 +35,8 @@ from types import TracebackType
 from rocksdict import Rdict
 
 from agent import faults
+from agent.clock import Clock, SystemClock
+from agent.config import StartRequest, StartRules, load_defaults
 from agent.current_file import (
     CurrentFile,
     EditKind,
@@ -37,10 +46,22 @@ from agent.current_file import (
     Stamp,
     parse_edit,
 )
-from agent.errors import SessionAlreadyActiveError, SessionIOError, StorageError
+from agent.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    SessionAlreadyActiveError,
+    SessionIOError,
+    StorageError,
+)
+from agent.lifecycle import Tracking, due_end, idle_deadline
+from agent.owner import OwnerIdentity
 from agent.paths import ensure_private_dir
-from agent.session import Session, SessionStatus, parse_session_id, session_id_floor, utc_now
+from agent.session import EndReason, Session, SessionStatus, parse_session_id, session_id_floor
 from agent.store import SessionStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["HEARTBEAT_INTERVAL", "SessionManager"]
 
@@ -48,9 +69,11 @@ log = logging.getLogger(__name__)
 
 META_ACTIVE = b"active"  # id of the active session, absent when none
 META_STAMP = b"file_stamp"  # Stamp of our last completed write of the file
+META_TRACKING = b"tracking"  # Tracking of the active session, absent when none
 HEARTBEAT_INTERVAL = timedelta(seconds=1)
 _SETTLE_ATTEMPTS = 8
 _ENDS_AS = {EditKind.END: SessionStatus.COMPLETED, EditKind.ABANDON: SessionStatus.ABANDONED}
+ORPHAN_SCAN = 64  # recent records looked at for a second active session, at the daemon's start
 
 
 class SessionManager:
@@ -59,10 +82,14 @@ class SessionManager:
     Takes ownership of ``db``: ``close()`` closes it.
     """
 
-    def __init__(self, db: Rdict, data_dir: str | Path) -> None:
+    def __init__(self, db: Rdict, data_dir: str | Path, *, clock: Clock | None = None) -> None:
         self._store = SessionStore(db)
-        self._file = CurrentFile(ensure_private_dir(Path(data_dir)))
+        self._data_dir = ensure_private_dir(Path(data_dir))
+        self._file = CurrentFile(self._data_dir)
         self._lock = threading.RLock()
+        self._clock = clock or SystemClock()
+        # Set by the daemon: when an owner it watches exited, if it saw it.
+        self.owner_exit_time: Callable[[OwnerIdentity], datetime | None] | None = None
         self._file.remove_leftovers()
 
     @property
@@ -71,14 +98,24 @@ class SessionManager:
 
     # --- the API of the original task -----------------------------------------
 
-    async def start_session(self) -> str:
-        return self.start().id
+    async def start_session(
+        self,
+        *,
+        owner_pid: int | None = None,
+        idle_timeout: int | None = None,
+        idle_grace: int | None = None,
+        replace: bool = False,
+    ) -> str:
+        request = StartRequest(
+            owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
+        )
+        return self.start(request, reason=EndReason.API).id
 
     async def end_session(self, session_id: str) -> None:
-        self.end(session_id)
+        self.end(session_id, reason=EndReason.API)
 
     async def abandon_session(self, session_id: str) -> None:
-        self.abandon(session_id)
+        self.abandon(session_id, reason=EndReason.API)
 
     async def get_current_session(self) -> str | None:
         active = self.reconcile(busy_ok=True)
@@ -89,28 +126,35 @@ class SessionManager:
 
     # --- synchronous core -------------------------------------------------------
 
-    def start(self) -> Session:
-        """Start a session; ``SessionAlreadyActiveError`` if one is active."""
+    def start(self, request: StartRequest | None = None, *, reason: EndReason = EndReason.CLI) -> Session:
+        """Start a session; ``SessionAlreadyActiveError`` if one is active,
+        unless ``request.replace``: then the active one ends (``replaced``)
+        in the same batch that starts the new one. ``reason`` is unused
+        unless a session is replaced; it names who asked, for the log."""
+        request = request or StartRequest()
         with self._lock:
             active = self._settle(busy_ok=True)
-            if active is not None:
+            if active is not None and not request.replace:
                 raise SessionAlreadyActiveError(active.id)
-            session = Session.begin()
-            self._record(session, moves_pointer=True)
+            session, tracking = self._begin(request, self._start_defaults())
+            replaced = active.abandoned(EndReason.REPLACED, session.started_at) if active else None
+            self._record(session, tracking=tracking, also=replaced)
+            if replaced is not None:
+                log.info("session %s replaced by %s (%s)", replaced.id, session.id, reason.value)
             self._mirror(f"session {session.id} was started")
             return session
 
-    def end(self, session_id: str | None = None) -> Session | None:
+    def end(self, session_id: str | None = None, *, reason: EndReason = EndReason.CLI) -> Session | None:
         """Complete ``session_id`` (default: the active one).
 
         Idempotent: returns the ended session, or ``None`` when it was
         unknown or already terminated.
         """
-        return self._terminate(session_id, SessionStatus.COMPLETED)
+        return self._terminate(session_id, SessionStatus.COMPLETED, reason)
 
-    def abandon(self, session_id: str | None = None) -> Session | None:
+    def abandon(self, session_id: str | None = None, *, reason: EndReason = EndReason.CLI) -> Session | None:
         """Like ``end``, but the session is recorded as abandoned."""
-        return self._terminate(session_id, SessionStatus.ABANDONED)
+        return self._terminate(session_id, SessionStatus.ABANDONED, reason)
 
     def get(self, session_id: str) -> Session | None:
         return self._store.get(parse_session_id(session_id))
@@ -122,11 +166,7 @@ class SessionManager:
             active = self._settle(busy_ok=True)
             if active is None:
                 return None
-            now = utc_now()
-            if now - active.last_activity_at >= HEARTBEAT_INTERVAL:
-                active = active.with_activity(now)
-                self._store.commit((active,))
-            return active
+            return self._record_activity(active, self._clock.now())
 
     def active(self) -> Session | None:
         """The active session as the store has it, without looking at the file."""
@@ -142,6 +182,53 @@ class SessionManager:
         store's, which is the truth up to the edits not yet applied."""
         with self._lock:
             return self._settle(busy_ok=busy_ok)
+
+    def seconds_to_next_rule(self) -> float | None:
+        """How long until the active session's idle timeout could end it
+        (boot-clock seconds; ``None`` without one). The daemon settles
+        again then; an owner's exit it learns of by its own watch."""
+        with self._lock:
+            active = self._active()
+            if active is None:
+                return None
+            return idle_deadline(active, self._tracking(active), self._clock)
+
+    def owner_of(self, session: Session) -> OwnerIdentity | None:
+        """The process ``session`` (the active one) is bound to, if any."""
+        tracking = self._tracking(session)
+        return tracking.owner(session) if tracking is not None else None
+
+    def note_owner_alive(self) -> None:
+        """Record that the active session's owner lives now: the daemon's
+        last word before it stops, so that an exit while none runs is dated
+        no earlier than this."""
+        with self._lock:
+            active = self._active()
+            tracking = self._tracking(active) if active else None
+            owner = tracking.owner(active) if active and tracking else None
+            if tracking is None or owner is None or not owner.alive(self._clock):
+                return
+            seen = tracking.with_activity(tracking.activity_boot, self._clock.now())
+            self._store.commit(meta={META_TRACKING: seen.encode()})
+
+    def recover_orphans(self, limit: int = ORPHAN_SCAN) -> list[Session]:
+        """Abandon (``crash_recovery``) any recent active record that is not
+        the active session: invariant 1 repaired after whatever left one
+        behind (a store written by a crashed older version, a restored
+        backup). Dated at its last activity, the last sign of it."""
+        with self._lock:
+            active = self._active()
+            orphans = []
+            for index, session in enumerate(self._store.newest_first(errors=[])):
+                if index >= limit:
+                    break
+                if session.is_active and (active is None or session.id != active.id):
+                    orphans.append(session.abandoned(EndReason.CRASH_RECOVERY, session.last_activity_at))
+            if orphans:
+                self._store.commit(tuple(orphans))
+                for orphan in orphans:
+                    log.warning("session %s was active beside the active one; abandoned it", orphan.id)
+            return orphans
 
     def list_sessions(
         self,
@@ -195,7 +282,7 @@ class SessionManager:
 
     # --- internals ----------------------------------------------------------------
 
-    def _terminate(self, session_id: str | None, status: SessionStatus) -> Session | None:
+    def _terminate(self, session_id: str | None, status: SessionStatus, reason: EndReason) -> Session | None:
         wanted = parse_session_id(session_id) if session_id is not None else None
         with self._lock:
             active = self._settle(busy_ok=True)
@@ -204,10 +291,57 @@ class SessionManager:
                 target = self._store.get(wanted)
             if target is None or not target.is_active:
                 return None
-            ended = target.terminated(status)
-            self._record(ended, moves_pointer=active is not None and active.id == ended.id)
+            ended = target.terminated(status, reason, self._clock.now())
+            if active is not None and active.id == ended.id:
+                self._record(ended)
+            else:  # an active record that is not the active session: leave the pointer
+                self._store.commit((ended,))
             self._mirror(f"session {ended.id} was {ended.status.value}")
             return ended
+
+    def _start_defaults(self) -> tuple[int, int]:
+        return load_defaults(self._data_dir)
+
+    def _begin(self, request: StartRequest, defaults: tuple[int, int]) -> tuple[Session, Tracking]:
+        """A new session under ``request``'s rules; ``InvalidArgumentError``
+        when its owner is not running."""
+        rules = StartRules.resolve(request, defaults)
+        owner = None
+        if rules.owner_pid is not None:
+            owner = OwnerIdentity.of(rules.owner_pid, self._clock)
+            if owner is None:
+                raise InvalidArgumentError(
+                    f"no process {rules.owner_pid} is running to own the session; "
+                    "give the pid of a live process (the editor, the tool), or no owner"
+                )
+        session = Session.begin(
+            self._clock.now(),
+            owner_pid=rules.owner_pid,
+            idle_timeout=rules.idle_timeout,
+            idle_grace=rules.idle_grace,
+        )
+        return session, Tracking.begin(session, self._clock, owner)
+
+    def _tracking(self, active: Session) -> Tracking | None:
+        tracking = Tracking.decode(self._store.get_meta(META_TRACKING))
+        return tracking if tracking is not None and tracking.session_id == active.id else None
+
+    def _end_by_rules(self, active: Session, at: datetime | None = None) -> bool:
+        """Abandon ``active`` if a rule (idle, owner) ended it by ``at``
+        (default: now); say whether it did."""
+        tracking = self._tracking(active)
+        exited_at, alive = None, True
+        owner = tracking.owner(active) if tracking is not None else None
+        if owner is not None:
+            exited_at = self.owner_exit_time(owner) if self.owner_exit_time else None
+            alive = exited_at is None and owner.alive(self._clock)
+        end = due_end(active, tracking, self._clock, at=at, owner_exited_at=exited_at, owner_alive=alive)
+        if end is None:
+            return False
+        ended = active.abandoned(end.reason, end.at)
+        log.info("session %s abandoned: %s (ended at %s)", active.id, _RULE_TEXT[end.reason], ended.ended_at)
+        self._record(ended)
+        return True
 
     def _active(self) -> Session | None:
         raw = self._store.get_meta(META_ACTIVE)
@@ -240,9 +374,12 @@ class SessionManager:
             active = self._active()
             stamp = Stamp.decode(self._store.get_meta(META_STAMP))
             try:
-                return self._apply(observed, active, stamp, mirroring=mirroring)
+                active = self._apply(observed, active, stamp, mirroring=mirroring)
             except FileChangedError:
                 continue  # an edit landed while we worked: apply it too
+            if active is None or not self._end_by_rules(active):
+                return active
+            # It ended by its rules just now: the next pass mirrors that in the file.
         if busy_ok:
             log.warning("%s keeps changing; its latest edits are applied once it settles", self._file.path)
             return self._active()
@@ -268,8 +405,10 @@ class SessionManager:
             if active is None:
                 return None
             if stamp is not None and stamp.session_id == active.id:
+                if self._end_by_rules(active):
+                    return None  # it had ended by its rules before the deletion was seen
                 log.info("current file deleted: completing session %s", active.id)
-                return self._transition(observed, active.completed())
+                return self._transition(observed, active.completed(EndReason.FILE, self._clock.now()))
             if not mirroring:
                 log.info("restoring the current file for session %s (its write was interrupted)", active.id)
             self._write_truth(observed, active)
@@ -281,23 +420,30 @@ class SessionManager:
 
         edit = parse_edit(observed.content)
         faults.point("manager.reconcile")
+        # The edit was made at its mtime: the rules first, as of then (now for a start).
+        moment = self._edit_moment(observed) if edit.kind is not EditKind.START else None
+        if active is not None and edit.kind is not EditKind.INVALID and self._end_by_rules(active, moment):
+            ended_id, active = active.id, None
+        else:
+            ended_id = None
         if edit.kind is EditKind.INVALID:
             log.warning("ignored an edit of %s: %s; restored it", path, edit.problem)
         elif edit.kind is EditKind.START:
-            if active is None:
-                started = Session.begin()
-                log.info("current file says start: started session %s", started.id)
-                return self._transition(observed, started)
+            assert edit.start is not None
+            if active is None or edit.start.replace:
+                return self._start_from_file(observed, active, edit.start)
             log.info("current file says start, but session %s is already active", active.id)
         elif edit.kind in (EditKind.END, EditKind.ABANDON):
             if active is not None:
-                ended = active.terminated(_ENDS_AS[edit.kind])
+                ended = active.terminated(_ENDS_AS[edit.kind], EndReason.FILE, moment)
                 log.info(
                     "current file says %s: %s session %s", edit.kind.value, ended.status.value, active.id
                 )
                 return self._transition(observed, ended)
         elif active is not None and edit.session_id == active.id:
-            return self._heartbeat(observed, active, stamp)
+            return self._heartbeat(observed, active, stamp, moment)
+        elif ended_id is not None and edit.session_id == ended_id:
+            log.info("ignored a heartbeat of session %s: it had already ended by its rules", ended_id)
         else:
             log.warning(
                 "ignored an edit of %s: %s is not the active session; restored it", path, edit.session_id
@@ -305,21 +451,88 @@ class SessionManager:
         self._write_truth(observed, active)
         return active
 
+    def _start_from_file(
+        self, observed: Observation, active: Session | None, request: StartRequest
+    ) -> Session | None:
+        try:
+            defaults = self._start_defaults()
+        except ConfigError as exc:
+            log.error("%s; starting with the built-in defaults", exc)
+            defaults = (0, 0)
+        try:
+            started, tracking = self._begin(request, defaults)
+        except InvalidArgumentError as exc:
+            log.warning("ignored an edit of %s: `start`: %s; restored it", self._file.path, exc)
+            self._write_truth(observed, active)
+            return active
+        replaced = active.abandoned(EndReason.REPLACED, started.started_at) if active else None
+        log.info(
+            "current file says start: started session %s%s",
+            started.id,
+            f", replacing {replaced.id}" if replaced else "",
+        )
+        self._record(started, tracking=tracking, also=replaced)
+        self._write_truth(observed, started)
+        return started
+
+    def _edit_moment(self, observed: Observation) -> datetime:
+        """When an edit was made: its mtime, unless the clock says that is
+        in the future (then now)."""
+        now = self._clock.now()
+        if observed.mtime_ns is None:
+            return now
+        return min(_from_ns(observed.mtime_ns), now)
+
     def _transition(self, observed: Observation, session: Session) -> Session | None:
         """Commit a change decided from ``observed``, then mirror it in the file."""
-        self._record(session, moves_pointer=True)
+        self._record(session)
         active = session if session.is_active else None
         self._write_truth(observed, active)
         return active
 
-    def _record(self, session: Session, *, moves_pointer: bool) -> None:
-        """One synced batch: the session and, if it is or was the active one,
-        the pointer to it (set when it starts, cleared when it ends)."""
-        pointer = session.id.encode("ascii") if session.is_active else None
-        self._store.commit((session,), {META_ACTIVE: pointer} if moves_pointer else None)
+    def _record(
+        self, session: Session, *, tracking: Tracking | None = None, also: Session | None = None
+    ) -> None:
+        """One synced batch: ``session`` (the new active one, or the active
+        one ended), the pointer to it (set when it starts, cleared when it
+        ends) and its tracking; ``also``, a session it replaces."""
+        meta: dict[bytes, bytes | None] = {META_ACTIVE: None, META_TRACKING: None}
+        if session.is_active:
+            assert tracking is not None
+            meta = {META_ACTIVE: session.id.encode("ascii"), META_TRACKING: tracking.encode()}
+        self._store.commit((also, session) if also else (session,), meta)
         faults.point("manager.after_store")
 
-    def _heartbeat(self, observed: Observation, active: Session, stamp: Stamp | None) -> Session:
+    def _record_activity(
+        self, active: Session, moment: datetime, meta: dict[bytes, bytes] | None = None
+    ) -> Session:
+        """A heartbeat at ``moment`` (wall time), at most one a second as
+        measured on the boot clock: a wall clock set back must not silence
+        heartbeats (and let the session go idle) until it catches up."""
+        meta = dict(meta or {})
+        tracking = self._tracking(active)
+        boot = self._clock.boot_at(moment)
+        if tracking is not None and tracking.boot_id == self._clock.boot_id():
+            due = boot - tracking.activity_boot >= HEARTBEAT_INTERVAL.total_seconds()
+        else:  # restored after a reboot: the wall clock is all there is
+            due = moment - active.last_activity_at >= HEARTBEAT_INTERVAL
+        if due:
+            active = active.with_activity(moment)
+            if tracking is None:  # lost: idleness is measured from here on
+                tracking = Tracking(active.id, self._clock.boot_id(), boot)
+            if tracking.boot_id == self._clock.boot_id():  # else kept: it names the owner's boot
+                owner = tracking.owner(active)
+                seen = moment if owner is not None and owner.alive(self._clock) else None
+                meta[META_TRACKING] = tracking.with_activity(boot, seen).encode()
+            self._store.commit((active,), meta)
+            log.debug("heartbeat recorded for session %s", active.id)
+        elif meta:
+            self._store.commit(meta=meta)
+        return active
+
+    def _heartbeat(
+        self, observed: Observation, active: Session, stamp: Stamp | None, moment: datetime | None
+    ) -> Session:
         identity = observed.identity
         canonical = identity is not None and observed.content == f"{active.id}\n".encode("ascii")
         meta = {META_STAMP: Stamp(active.id, identity).encode()} if identity and canonical else {}
@@ -328,13 +541,8 @@ class SessionManager:
             if meta:
                 self._store.commit(meta=meta)
         else:
-            now = utc_now()
-            touched = _from_ns(observed.mtime_ns) if observed.mtime_ns is not None else now
-            moment = min(max(touched, active.last_activity_at), now)
-            if moment - active.last_activity_at >= HEARTBEAT_INTERVAL:
-                active = active.with_activity(moment)
-                self._store.commit((active,), meta)
-                log.debug("heartbeat recorded for session %s", active.id)
+            at = max(moment or self._clock.now(), active.last_activity_at)
+            active = self._record_activity(active, at, meta)
         if not canonical:
             self._write_truth(observed, active)
         return active
@@ -348,6 +556,12 @@ class SessionManager:
         faults.point("manager.after_file")
         if new_stamp is not None:
             self._store.commit(meta={META_STAMP: new_stamp.encode()})
+
+
+_RULE_TEXT = {
+    EndReason.IDLE: "idle for its whole idle timeout",
+    EndReason.OWNER_EXITED: "its owner process exited",
+}
 
 
 def _from_ns(ns: int) -> datetime:

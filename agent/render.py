@@ -30,18 +30,30 @@ def session_detail(session: Session, now: datetime) -> str:
         ("started", format_local(session.started_at)),
         ("ended", format_local(session.ended_at) if session.ended_at else "-"),
         ("duration", _duration(session, now)),
+        ("end reason", session.end_reason.value if session.end_reason else "-"),
         ("last activity", format_local(session.last_activity_at)),
+        ("owner", f"process {session.owner_pid}" if session.owner_pid else "-"),
+        ("idle timeout", _idle_rule(session)),
         ("memories", str(session.memory_count)),
     ]
     return _rows(rows, 15)
 
 
+def _idle_rule(session: Session) -> str:
+    if session.idle_timeout is None:
+        return "-"
+    text = format_duration(timedelta(seconds=session.idle_timeout))
+    if session.idle_grace:
+        text += f" (grace {format_duration(timedelta(seconds=session.idle_grace))})"
+    return text
+
+
 def session_table(sessions: Iterable[Session], now: datetime) -> str:
-    lines = [f"{'ID':<36}  {'STATUS':<9}  {'STARTED':<19}  DURATION"]
+    lines = [f"{'ID':<36}  {'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  DURATION"]
     for s in sessions:
-        lines.append(
-            f"{s.id:<36}  {s.status.value:<9}  {format_local(s.started_at):<19}  {_duration(s, now)}"
-        )
+        reason = s.end_reason.value if s.end_reason else "-"
+        started = format_local(s.started_at)
+        lines.append(f"{s.id:<36}  {s.status.value:<9}  {reason:<14}  {started:<19}  {_duration(s, now)}")
     return "\n".join(lines)
 
 

@@ -17,15 +17,20 @@ from agent.errors import InvalidSessionIdError, StorageError
 from agent.values import Value
 
 __all__ = [
+    "MAX_IDLE_SECONDS",
+    "MAX_PID",
     "RECORD_VERSION",
+    "EndReason",
     "Session",
     "SessionStatus",
     "decode_record",
     "encode_record",
     "format_time",
+    "from_micros",
     "new_session_id",
     "parse_session_id",
     "session_id_floor",
+    "to_micros",
     "utc_now",
 ]
 
@@ -47,6 +52,24 @@ class SessionStatus(enum.StrEnum):
         return self is not SessionStatus.ACTIVE
 
 
+class EndReason(enum.StrEnum):
+    """Why a session ended: every terminated session carries one."""
+
+    CLI = "cli"  # `session-agent end`/`abandon`, or the control socket
+    API = "api"  # the Python API (SessionManager.end_session, ...)
+    FILE = "file"  # the current file: `end`/`abandon` written, or the file deleted
+    SIGNAL = "signal"  # SIGUSR2 to the daemon
+    IDLE = "idle"  # no activity for the session's idle timeout
+    OWNER_EXITED = "owner_exited"  # the process the session was bound to exited
+    REPLACED = "replaced"  # `start --replace` began a new one
+    CRASH_RECOVERY = "crash_recovery"  # found active beside the active one, after a crash
+    UNKNOWN = "unknown"  # ended before end reasons were recorded
+
+
+MAX_PID = 1 << 22  # Linux's largest pid_max
+MAX_IDLE_SECONDS = 366 * 86400
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -56,11 +79,11 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _to_micros(moment: datetime) -> int:
+def to_micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _from_micros(micros: int) -> datetime:
+def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
@@ -77,7 +100,7 @@ def new_session_id(at: datetime | None = None) -> str:
     millisecond or when the clock steps back, so key order is start order.
     """
     global _last_id_state
-    millis = _to_micros(at or utc_now()) // 1000
+    millis = to_micros(at or utc_now()) // 1000
     with _id_lock:
         last_millis, last_rand = _last_id_state
         if millis <= last_millis:
@@ -116,7 +139,7 @@ def _canonical_uuid(text: str) -> str | None:
 
 def session_id_floor(moment: datetime) -> str:
     """The smallest UUIDv7 text of ``moment``'s millisecond, for range scans."""
-    millis = max(0, _to_micros(moment) // 1000)
+    millis = max(0, to_micros(moment) // 1000)
     return _uuid_text((millis << 80) | (0x7 << 76))
 
 
@@ -143,13 +166,27 @@ def parse_session_id(raw: str) -> str:
 class Session(Value):
     """One span of work. Times are timezone-aware UTC.
 
-    Invariants (checked on every construction): ``ended_at`` is set exactly
-    when the status is terminated; ``started_at <= last_activity_at``, and
-    both are ``<= ended_at`` once ended; ``memory_count >= 0``.
-    Immutable, compared and hashed by value.
+    Invariants (checked on every construction): ``ended_at`` and
+    ``end_reason`` are set exactly when the status is terminated;
+    ``started_at <= last_activity_at``, and both are ``<= ended_at`` once
+    ended; ``memory_count >= 0``. The rules the session was started under
+    travel with it: ``owner_pid`` (the process it is bound to), and
+    ``idle_timeout``/``idle_grace`` in seconds. Immutable, compared and
+    hashed by value.
     """
 
-    __slots__ = ("ended_at", "id", "last_activity_at", "memory_count", "started_at", "status")
+    __slots__ = (
+        "end_reason",
+        "ended_at",
+        "id",
+        "idle_grace",
+        "idle_timeout",
+        "last_activity_at",
+        "memory_count",
+        "owner_pid",
+        "started_at",
+        "status",
+    )
 
     id: str
     started_at: datetime
@@ -157,6 +194,10 @@ class Session(Value):
     status: SessionStatus
     memory_count: int
     last_activity_at: datetime
+    end_reason: EndReason | None
+    owner_pid: int | None
+    idle_timeout: int | None
+    idle_grace: int
 
     def __init__(  # noqa: PLR0917 -- a record's fields, in their order
         self,
@@ -166,6 +207,10 @@ class Session(Value):
         status: SessionStatus,
         memory_count: int,
         last_activity_at: datetime,
+        end_reason: EndReason | None = None,
+        owner_pid: int | None = None,
+        idle_timeout: int | None = None,
+        idle_grace: int = 0,
     ) -> None:
         self._set(
             id=id,
@@ -174,6 +219,10 @@ class Session(Value):
             status=status,
             memory_count=memory_count,
             last_activity_at=last_activity_at,
+            end_reason=end_reason,
+            owner_pid=owner_pid,
+            idle_timeout=idle_timeout,
+            idle_grace=idle_grace,
         )
         problem = self._problem()
         if problem:
@@ -199,16 +248,35 @@ class Session(Value):
                 return f"time {moment!r} is not timezone-aware UTC"
         if (self.ended_at is None) != (self.status is SessionStatus.ACTIVE):
             return f"status {self.status.value} with ended_at {self.ended_at}"
+        if (self.end_reason is None) != (self.status is SessionStatus.ACTIVE):
+            return f"status {self.status.value} with end_reason {self.end_reason}"
+        if self.end_reason is not None and not isinstance(self.end_reason, EndReason):
+            return f"unknown end reason {self.end_reason!r}"
         if self.last_activity_at < self.started_at:
             return "last activity before start"
         if self.ended_at is not None and self.ended_at < self.last_activity_at:
             return "ended before its last activity"
-        if not isinstance(self.memory_count, int) or self.memory_count < 0:
+        if not _is_count(self.memory_count):
             return f"memory_count {self.memory_count!r} is not a count"
+        if self.owner_pid is not None and not (_is_count(self.owner_pid) and 0 < self.owner_pid <= MAX_PID):
+            return f"owner_pid {self.owner_pid!r} is not a process id"
+        if self.idle_timeout is not None and not (
+            _is_count(self.idle_timeout) and 0 < self.idle_timeout <= MAX_IDLE_SECONDS
+        ):
+            return f"idle_timeout {self.idle_timeout!r} is not a number of seconds up to {MAX_IDLE_SECONDS}"
+        if not _is_count(self.idle_grace) or self.idle_grace > (self.idle_timeout or 0):
+            return f"idle_grace {self.idle_grace!r} is not a number of seconds up to the idle timeout"
         return None
 
     @classmethod
-    def begin(cls, at: datetime | None = None) -> Session:
+    def begin(
+        cls,
+        at: datetime | None = None,
+        *,
+        owner_pid: int | None = None,
+        idle_timeout: int | None = None,
+        idle_grace: int = 0,
+    ) -> Session:
         now = at or utc_now()
         return cls(
             id=new_session_id(now),
@@ -217,26 +285,29 @@ class Session(Value):
             status=SessionStatus.ACTIVE,
             memory_count=0,
             last_activity_at=now,
+            owner_pid=owner_pid,
+            idle_timeout=idle_timeout,
+            idle_grace=idle_grace,
         )
 
     @property
     def is_active(self) -> bool:
         return self.status is SessionStatus.ACTIVE
 
-    def completed(self, at: datetime | None = None) -> Session:
-        return self.terminated(SessionStatus.COMPLETED, at)
+    def completed(self, reason: EndReason, at: datetime | None = None) -> Session:
+        return self.terminated(SessionStatus.COMPLETED, reason, at)
 
-    def abandoned(self, at: datetime | None = None) -> Session:
-        return self.terminated(SessionStatus.ABANDONED, at)
+    def abandoned(self, reason: EndReason, at: datetime | None = None) -> Session:
+        return self.terminated(SessionStatus.ABANDONED, reason, at)
 
-    def terminated(self, status: SessionStatus, at: datetime | None = None) -> Session:
+    def terminated(self, status: SessionStatus, reason: EndReason, at: datetime | None = None) -> Session:
         if not status.is_terminated:
             raise ValueError("a session can only be terminated as completed or abandoned")
         if not self.is_active:
             raise ValueError(f"session {self.id} is already {self.status.value}")
         # A clock that stepped back must not produce an end before the start.
         ended = max(at or utc_now(), self.last_activity_at)
-        return self._replace(status=status, ended_at=ended)
+        return self._replace(status=status, ended_at=ended, end_reason=reason)
 
     def with_activity(self, at: datetime) -> Session:
         if not self.is_active:
@@ -252,6 +323,10 @@ class Session(Value):
             "ended_at": format_time(self.ended_at) if self.ended_at else None,
             "memory_count": self.memory_count,
             "last_activity_at": format_time(self.last_activity_at),
+            "end_reason": self.end_reason.value if self.end_reason else None,
+            "owner_pid": self.owner_pid,
+            "idle_timeout": self.idle_timeout,
+            "idle_grace": self.idle_grace,
         }
 
     @classmethod
@@ -262,6 +337,7 @@ class Session(Value):
             raise ValueError(f"a session is a JSON object, not {type(data).__name__}")
         try:
             ended = data["ended_at"]
+            reason = data.get("end_reason")
             return cls(
                 id=data["id"],
                 started_at=_parse_time(data["started_at"]),
@@ -269,11 +345,19 @@ class Session(Value):
                 status=SessionStatus(data["status"]),
                 memory_count=data["memory_count"],
                 last_activity_at=_parse_time(data["last_activity_at"]),
+                end_reason=None if reason is None else EndReason(reason),
+                owner_pid=data.get("owner_pid"),
+                idle_timeout=data.get("idle_timeout"),
+                idle_grace=data.get("idle_grace", 0),
             )
         except KeyError as exc:
             raise ValueError(f"a session lacks the field {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ValueError(f"a session has a field of the wrong type: {exc}") from None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _parse_time(text: object) -> datetime:
@@ -284,27 +368,37 @@ def _parse_time(text: object) -> datetime:
 
 # --- record encoding ----------------------------------------------------------
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 # v1: version, status code, started_at, ended_at (-1 = none), last_activity_at
 # (microseconds since the epoch), memory_count. The id is the key, not stored.
+# v2: v1, then end reason code (0 = none), owner pid, idle timeout and idle
+# grace in seconds (0 = none). v1 records are read as ended for an unknown
+# reason, with no owner and no timeout.
 _RECORD_V1 = struct.Struct("<BBqqqQ")
+_RECORD_V2 = struct.Struct("<BBqqqQBIII")
 _STATUS_CODES = {
     SessionStatus.ACTIVE: 1,
     SessionStatus.COMPLETED: 2,
     SessionStatus.ABANDONED: 3,
 }
 _STATUS_BY_CODE = {code: status for status, code in _STATUS_CODES.items()}
+_REASON_CODES = {reason: code for code, reason in enumerate(EndReason, start=1)}
+_REASON_BY_CODE = {code: reason for reason, code in _REASON_CODES.items()}
 
 
 def encode_record(session: Session) -> bytes:
-    ended = _to_micros(session.ended_at) if session.ended_at is not None else -1
-    return _RECORD_V1.pack(
+    ended = to_micros(session.ended_at) if session.ended_at is not None else -1
+    return _RECORD_V2.pack(
         RECORD_VERSION,
         _STATUS_CODES[session.status],
-        _to_micros(session.started_at),
+        to_micros(session.started_at),
         ended,
-        _to_micros(session.last_activity_at),
+        to_micros(session.last_activity_at),
         session.memory_count,
+        _REASON_CODES[session.end_reason] if session.end_reason else 0,
+        session.owner_pid or 0,
+        session.idle_timeout or 0,
+        session.idle_grace,
     )
 
 
@@ -314,20 +408,35 @@ def decode_record(key: bytes, value: bytes) -> Session:
     try:
         if not value:
             raise ValueError("empty record")
-        if value[0] != RECORD_VERSION:
-            raise ValueError(f"unknown record version {value[0]}")
-        if len(value) != _RECORD_V1.size:
-            raise ValueError(f"{len(value)} bytes, expected {_RECORD_V1.size}")
-        _, code, started, ended, activity, count = _RECORD_V1.unpack(value)
+        version = value[0]
+        layout = {1: _RECORD_V1, 2: _RECORD_V2}.get(version)
+        if layout is None:
+            raise ValueError(f"unknown record version {version}")
+        if len(value) != layout.size:
+            raise ValueError(f"{len(value)} bytes, expected {layout.size} for version {version}")
+        _, code, started, ended, activity, count, *rules = layout.unpack(value)
         if code not in _STATUS_BY_CODE:
             raise ValueError(f"unknown status code {code}")
+        status = _STATUS_BY_CODE[code]
+        if rules:
+            reason_code, owner, idle, grace = rules
+            if reason_code and reason_code not in _REASON_BY_CODE:
+                raise ValueError(f"unknown end reason code {reason_code}")
+            reason = _REASON_BY_CODE.get(reason_code)
+        else:  # version 1
+            reason = None if status is SessionStatus.ACTIVE else EndReason.UNKNOWN
+            owner = idle = grace = 0
         return Session(
             id=key.decode("ascii"),
-            started_at=_from_micros(started),
-            ended_at=None if ended == -1 else _from_micros(ended),
-            status=_STATUS_BY_CODE[code],
+            started_at=from_micros(started),
+            ended_at=None if ended == -1 else from_micros(ended),
+            status=status,
             memory_count=count,
-            last_activity_at=_from_micros(activity),
+            last_activity_at=from_micros(activity),
+            end_reason=reason,
+            owner_pid=owner or None,
+            idle_timeout=idle or None,
+            idle_grace=grace,
         )
     except (ValueError, OverflowError, UnicodeDecodeError) as exc:
         raise StorageError(f"session record {shown_key} is corrupt: {exc}") from None

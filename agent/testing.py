@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from agent.session import Session, SessionStatus, utc_now
+from agent.session import EndReason, Session, utc_now
 from agent.store import SessionStore, open_db
 
 __all__ = ["fill_store"]
@@ -24,7 +24,7 @@ def fill_store(data_dir: Path, count: int, *, batch_size: int = 20_000) -> None:
         for i in range(count, 0, -1):
             began = now - timedelta(minutes=i)
             ended = began + timedelta(seconds=30)
-            batch.append(Session.begin(began).terminated(SessionStatus.COMPLETED, ended))
+            batch.append(Session.begin(began).completed(EndReason.CLI, ended))
             if len(batch) == batch_size:
                 store.commit(tuple(batch))
                 batch.clear()

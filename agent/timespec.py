@@ -5,11 +5,22 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["format_duration", "format_local", "parse_since"]
+__all__ = ["format_duration", "format_local", "parse_duration", "parse_since"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d{1,9}[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(text: str) -> int:
+    """``90s``, ``30m``, ``1h30m``, ``2d``, or plain seconds, as seconds.
+    Raises ``ValueError`` with a message meant for the user."""
+    spec = text.strip().lower()
+    if spec.isdigit() and len(spec) <= 10:
+        return int(spec)
+    if not _DURATION.fullmatch(spec):
+        raise ValueError(f"{text!r} is not a duration (90s, 30m, 1h30m, 2d, or seconds)")
+    return sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(spec))
 
 
 def parse_since(text: str, now: datetime) -> datetime:

@@ -15,6 +15,8 @@ import pytest
 
 from agent import SessionManager, open_db
 from agent.faults import ENV_VAR as FAULTS_ENV
+from agent.lifecycle import Tracking
+from agent.manager import META_TRACKING
 from agent.session import Session
 
 SESSION_AGENT = Path(sys.executable).with_name("session-agent")
@@ -144,6 +146,15 @@ def backdate_active(manager: SessionManager, seconds: float) -> Session:
     active = manager.reconcile()
     assert active is not None
     earlier = active.started_at - timedelta(seconds=seconds)
-    moved = Session(active.id, earlier, None, active.status, 0, earlier)
-    manager._store.commit((moved,))
+    moved = active._replace(started_at=earlier, last_activity_at=earlier)
+    tracking = manager._tracking(active)
+    assert tracking is not None
+    then = Tracking(
+        tracking.session_id,
+        tracking.boot_id,
+        tracking.activity_boot - seconds,
+        tracking.owner_ticks,
+        tracking.owner_seen_at,
+    )
+    manager._store.commit((moved,), {META_TRACKING: then.encode()})
     return moved

@@ -22,7 +22,18 @@ from .conftest import SESSION_AGENT, Cli, backdate_active, clean_env, open_manag
 from .helpers import store_held_by_another_process
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
-SESSION_KEYS = {"id", "status", "started_at", "ended_at", "memory_count", "last_activity_at"}
+SESSION_KEYS = {
+    "id",
+    "status",
+    "started_at",
+    "ended_at",
+    "memory_count",
+    "last_activity_at",
+    "end_reason",
+    "owner_pid",
+    "idle_timeout",
+    "idle_grace",
+}
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 
@@ -175,7 +186,7 @@ def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
     table = cli("list")
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "STARTED", "DURATION"]
+    assert lines[0].split() == ["ID", "STATUS", "REASON", "STARTED", "DURATION"]
     assert [line.split()[0] for line in lines[1:]] == ids[::-1]
     listed = json.loads(cli("list", "--json").stdout)
     assert [s["id"] for s in listed] == ids[::-1]

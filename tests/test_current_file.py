@@ -175,7 +175,7 @@ def test_parse_edit_understands_the_protocol(content: bytes, kind: EditKind, ses
         (b"\xff\xfe\x00", "not valid UTF-8"),
         (b"x" * (MAX_CONTENT + 1), "more than 4096 bytes"),
         (b"restart", "neither a keyword nor a session id"),
-        (b"start\nend\n", "neither a keyword"),
+        (b"start\nend\n", "`start` does not take 'end'"),
         (b"../../etc/passwd", "neither a keyword"),
         (None, "cannot be read"),
     ],

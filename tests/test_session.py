@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 
 from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
 from agent.session import (
+    MAX_IDLE_SECONDS,
+    MAX_PID,
+    EndReason,
     decode_record,
     encode_record,
     new_session_id,
@@ -88,24 +92,32 @@ def test_a_new_session_is_active_and_consistent() -> None:
 
 def test_completion_and_abandonment_set_the_end() -> None:
     s = Session.begin(T0)
-    done = s.completed(T0 + timedelta(minutes=5))
-    assert (done.status, done.ended_at) == (SessionStatus.COMPLETED, T0 + timedelta(minutes=5))
-    gone = s.abandoned(T0 + timedelta(minutes=7))
-    assert (gone.status, gone.ended_at) == (SessionStatus.ABANDONED, T0 + timedelta(minutes=7))
+    done = s.completed(EndReason.CLI, T0 + timedelta(minutes=5))
+    assert (done.status, done.ended_at, done.end_reason) == (
+        SessionStatus.COMPLETED,
+        T0 + timedelta(minutes=5),
+        EndReason.CLI,
+    )
+    gone = s.abandoned(EndReason.IDLE, T0 + timedelta(minutes=7))
+    assert (gone.status, gone.ended_at, gone.end_reason) == (
+        SessionStatus.ABANDONED,
+        T0 + timedelta(minutes=7),
+        EndReason.IDLE,
+    )
 
 
 def test_an_end_before_the_start_is_clamped_to_the_start() -> None:
-    done = Session.begin(T0).completed(T0 - timedelta(hours=1))
+    done = Session.begin(T0).completed(EndReason.FILE, T0 - timedelta(hours=1))
     assert done.ended_at == T0
 
 
 @pytest.mark.parametrize("terminate", ["completed", "abandoned"])
 def test_a_terminated_session_never_changes_again(terminate: str) -> None:
-    ended = getattr(Session.begin(T0), terminate)(T0 + timedelta(seconds=1))
+    ended = getattr(Session.begin(T0), terminate)(EndReason.CLI, T0 + timedelta(seconds=1))
     with pytest.raises(ValueError, match="already"):
-        ended.completed(T0 + timedelta(hours=1))
+        ended.completed(EndReason.CLI, T0 + timedelta(hours=1))
     with pytest.raises(ValueError, match="already"):
-        ended.abandoned(T0 + timedelta(hours=1))
+        ended.abandoned(EndReason.IDLE, T0 + timedelta(hours=1))
     with pytest.raises(ValueError, match=ended.status.value):
         ended.with_activity(T0 + timedelta(hours=1))
 
@@ -126,6 +138,14 @@ def test_activity_never_moves_backwards() -> None:
         ({"id": "../x"}, "not a UUID"),
         ({"id": "0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"}, "canonical"),
         ({"last_activity_at": T0 - timedelta(seconds=1)}, "before start"),
+        ({"end_reason": EndReason.CLI}, "status active with end_reason cli"),
+        ({"owner_pid": 0}, "not a process id"),
+        ({"owner_pid": True}, "not a process id"),
+        ({"owner_pid": 1 << 23}, "not a process id"),
+        ({"idle_timeout": 0}, "idle_timeout 0"),
+        ({"idle_timeout": 400 * 86400}, "idle_timeout"),
+        ({"idle_grace": 5}, "idle_grace 5 is not a number of seconds up to the idle timeout"),
+        ({"idle_timeout": 60, "idle_grace": 61}, "idle_grace 61"),
     ],
 )
 def test_invalid_sessions_cannot_be_built(changes: dict[str, object], problem: str) -> None:
@@ -143,15 +163,37 @@ def test_invalid_sessions_cannot_be_built(changes: dict[str, object], problem: s
 
 
 def test_json_shape() -> None:
-    s = Session.begin(T0).completed(T0 + timedelta(seconds=90))
+    s = Session.begin(T0, owner_pid=42, idle_timeout=1800, idle_grace=60)
+    s = s.abandoned(EndReason.OWNER_EXITED, T0 + timedelta(seconds=90))
     assert s.to_dict() == {
         "id": s.id,
-        "status": "completed",
+        "status": "abandoned",
         "started_at": "2026-11-24T09:00:00Z",
         "ended_at": "2026-11-24T09:01:30Z",
         "memory_count": 0,
         "last_activity_at": "2026-11-24T09:00:00Z",
+        "end_reason": "owner_exited",
+        "owner_pid": 42,
+        "idle_timeout": 1800,
+        "idle_grace": 60,
     }
+    assert Session.from_dict(s.to_dict()) == s
+
+
+def test_a_reply_of_an_older_daemon_without_the_new_fields_still_reads() -> None:
+    s = Session.begin(T0).completed(EndReason.CLI, T0 + timedelta(seconds=5))
+    old = {
+        k: v
+        for k, v in s.to_dict().items()
+        if k in ("id", "status", "started_at", "ended_at", "memory_count", "last_activity_at")
+    }
+    old["end_reason"] = None
+    with pytest.raises(ValueError, match="end_reason"):
+        Session.from_dict(old)  # an ended session must say why: a malformed reply
+    del old["end_reason"]
+    old["status"] = "active"
+    old["ended_at"] = None
+    assert Session.from_dict(old).end_reason is None
 
 
 moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
@@ -163,16 +205,38 @@ moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 
     end=st.one_of(st.none(), st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=30))),
     abandon=st.booleans(),
     count=st.integers(min_value=0, max_value=2**63),
+    reason=st.sampled_from(EndReason),
+    owner=st.one_of(st.none(), st.integers(min_value=1, max_value=MAX_PID)),
+    idle=st.one_of(st.none(), st.integers(min_value=1, max_value=MAX_IDLE_SECONDS)),
+    grace=st.floats(min_value=0, max_value=1),
 )
 def test_records_round_trip(
-    start: datetime, activity: timedelta, end: timedelta | None, abandon: bool, count: int
+    start: datetime,
+    activity: timedelta,
+    end: timedelta | None,
+    abandon: bool,
+    count: int,
+    reason: EndReason,
+    owner: int | None,
+    idle: int | None,
+    grace: float,
 ) -> None:
-    s = Session.begin(start).with_activity(start + activity)
-    s = Session(s.id, s.started_at, None, s.status, count, s.last_activity_at)
+    s = Session.begin(start, owner_pid=owner, idle_timeout=idle, idle_grace=int((idle or 0) * grace))
+    s = s.with_activity(start + activity)._replace(memory_count=count)
     if end is not None:
         moment = s.last_activity_at + end
-        s = s.abandoned(moment) if abandon else s.completed(moment)
+        s = s.abandoned(reason, moment) if abandon else s.completed(reason, moment)
     assert decode_record(s.id.encode(), encode_record(s)) == s
+
+
+def test_a_version_1_record_reads_as_ended_for_an_unknown_reason() -> None:
+    """Stores written before end reasons existed keep working, unmigrated."""
+    ended = struct.pack("<BBqqqQ", 1, 2, 1_000_000, 3_000_000, 2_000_000, 7)
+    s = decode_record(b"01a20d59-6bfa-78e2-8256-6ac15137b415", ended)
+    assert (s.status, s.end_reason, s.memory_count) == (SessionStatus.COMPLETED, EndReason.UNKNOWN, 7)
+    assert (s.owner_pid, s.idle_timeout, s.idle_grace) == (None, None, 0)
+    active = struct.pack("<BBqqqQ", 1, 1, 1_000_000, -1, 2_000_000, 0)
+    assert decode_record(b"01a20d59-6bfa-78e2-8256-6ac15137b415", active).end_reason is None
 
 
 @pytest.mark.parametrize(
@@ -184,6 +248,8 @@ def test_records_round_trip(
         (lambda b: b + b"x", "bytes, expected"),
         (lambda b: b[:1] + b"\x07" + b[2:], "unknown status code 7"),
         (lambda b: b[:1] + b"\x02" + b[2:], "status completed with ended_at None"),
+        (lambda b: b[:34] + b"\x63" + b[35:], "unknown end reason code 99"),
+        (lambda b: b[:34] + b"\x01" + b[35:], "status active with end_reason"),
     ],
 )
 def test_corrupt_records_raise_storage_error_naming_the_key(mangle: object, problem: str) -> None:

@@ -22,7 +22,7 @@ from agent.control.protocol import (
 from agent.errors import DaemonError, DaemonRunningError, SessionAlreadyActiveError
 from agent.instance import InstanceLock, live_daemon_pid, read_pid
 from agent.manager import SessionManager
-from agent.session import Session
+from agent.session import EndReason, Session
 from agent.watcher import DEFAULT_DEBOUNCE_MS, DEFAULT_STEP_MS, WatchSettings
 
 from .helpers import HOLD_INSTANCE_LOCK, held_by_another_process
@@ -139,7 +139,7 @@ def test_a_process_that_is_no_daemon_is_not_named(data_dir: Path) -> None:
 
 
 def test_session_from_dict_inverts_to_dict() -> None:
-    session = Session.begin().completed()
+    session = Session.begin(owner_pid=1, idle_timeout=60, idle_grace=5).completed(EndReason.FILE)
     assert Session.from_dict(session.to_dict()) == session
 
 

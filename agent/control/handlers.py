@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
+from agent.config import StartRequest, parse_seconds
 from agent.control.protocol import MAX_PAGE, ProtocolError
 from agent.errors import StorageError
 from agent.manager import SessionManager
@@ -33,7 +34,7 @@ class RequestHandler:
         self._status = status
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _: {"pid": os.getpid(), "version": __version__},
-            "start": lambda _: self._manager.start().to_dict(),
+            "start": lambda args: self._manager.start(_start_request(args)).to_dict(),
             "end": lambda args: _dump(self._manager.end(_optional_id(args))),
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
             "current": lambda _: _dump(self._manager.reconcile(busy_ok=True)),
@@ -56,6 +57,25 @@ class RequestHandler:
             errors=errors,
         )
         return {"sessions": [s.to_dict() for s in sessions], "errors": [str(e) for e in errors]}
+
+
+def _start_request(args: dict[str, Any]) -> StartRequest:
+    unknown = sorted(set(args) - {"replace", "owner_pid", "idle_timeout", "idle_grace"})
+    if unknown:
+        raise ProtocolError(f"start does not take {', '.join(unknown)}")
+    replace = args.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ProtocolError("replace must be true or false")
+    owner = args.get("owner_pid")
+    if owner is not None and (isinstance(owner, bool) or not isinstance(owner, int)):
+        raise ProtocolError("owner_pid must be a whole number")
+    timeout, grace = args.get("idle_timeout"), args.get("idle_grace")
+    return StartRequest(
+        owner_pid=owner,
+        idle_timeout=None if timeout is None else parse_seconds(timeout, "idle_timeout"),
+        idle_grace=None if grace is None else parse_seconds(grace, "idle_grace"),
+        replace=replace,
+    )
 
 
 def _optional_id(args: dict[str, Any], key: str = "id") -> str | None:

@@ -28,7 +28,8 @@ Operations (``args`` in braces; sessions as in ``session-agent show --json``):
 op            args                                       result
 ============  =========================================  ===========================
 ``ping``      --                                         ``{"pid": int, "version": str}``
-``start``     --                                         the new session
+``start``     ``{"replace"?: bool, "owner_pid"?: int,    the new session
+              "idle_timeout"?: dur, "idle_grace"?: dur}``
 ``end``       ``{"id"?: str}``                           the ended session or null
 ``abandon``   ``{"id"?: str}``                           the abandoned session or null
 ``current``   --                                         the active session or null
@@ -39,6 +40,9 @@ op            args                                       result
               "limit": int, "before"?: id}``              "errors": [str]}``
 ``status``    --                                         daemon, paths, watcher, current
 ============  =========================================  ===========================
+
+A duration (``dur``) is seconds (an integer) or text such as ``"30m"``;
+0 means none. ``end`` and ``abandon`` record the end reason ``cli``.
 
 ``list`` answers at most ``MAX_PAGE`` sessions; a client pages through more
 by sending the last id it got as ``before``.
