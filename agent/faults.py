@@ -34,6 +34,7 @@ FILE_ENV_VAR = "SESSION_AGENT_FAULTS_FILE"
 CRASH_EXIT_CODE = 86
 POINTS = (
     "manager.reconcile",  # an external edit was read and is about to be applied
+    "manager.end_by_rule",  # a rule (idle, owner) ended the active session; not yet recorded
     "store.commit",  # before a synced batch is written
     "store.after_commit",  # the batch is durable, the caller does not know yet
     "manager.after_store",  # between the store write and the file write

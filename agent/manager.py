@@ -339,6 +339,7 @@ class SessionManager:
         if end is None:
             return False
         ended = active.abandoned(end.reason, end.at)
+        faults.point("manager.end_by_rule")
         log.info("session %s abandoned: %s (ended at %s)", active.id, _RULE_TEXT[end.reason], ended.ended_at)
         self._record(ended)
         return True

@@ -11,9 +11,19 @@ What is checked after every restart (``History.verify``):
 * every acknowledged ``start`` is in the store;
 * every acknowledged ``end``/``abandon`` left its session terminated, with
   the status and ``ended_at`` the acknowledgement reported;
-* a session once seen terminated keeps its status and ``ended_at``;
+* a session once seen terminated keeps its status, ``ended_at`` and
+  ``end_reason``; every terminated session has a reason;
 * at most one session is active, the daemon's ``current`` names it, and the
-  current file names it (``<id>\\n``) or is absent when none is active.
+  current file names it (``<id>\\n``) or is absent when none is active;
+* the rules held: a session ``replaced`` has a successor that started as it
+  ended (one batch, never half); ``owner_exited`` only for owners the driver
+  killed, and no active session is bound to one; ``idle`` ends exactly at
+  the last activity plus the grace, and no active session is past its
+  timeout.
+
+Sessions are started with random rules: ``--replace``, an owner (a
+``sleep`` helper that the driver kills at random moments), short idle
+timeouts (1-2 s, so they expire during a run).
 """
 
 from __future__ import annotations
@@ -21,12 +31,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +50,10 @@ from agent.paths import Paths
 from .conftest import CLI_TIMEOUT, SESSION_AGENT
 from .daemon_process import DaemonProcess, daemon_env, spawn_daemon, wait_ready
 
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+
 Session = dict[str, Any]
+IDLE_SLACK = timedelta(seconds=3)  # for the daemon's timer to fire, on a loaded machine
 
 
 @dataclass
@@ -47,13 +62,16 @@ class History:
 
     acked_starts: set[str] = field(default_factory=set)
     acked_ends: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (status, ended_at)
-    terminated: dict[str, tuple[str, str]] = field(default_factory=dict)
+    terminated: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # + end_reason
     acknowledged: int = 0  # operations acknowledged (ok reply or CLI exit 0)
+    killed_owners: set[int] = field(default_factory=set)  # every owner pid the driver killed
+    dead_owners: set[int] = field(default_factory=set)  # those not reused by a live helper since
+    reasons: dict[str, int] = field(default_factory=dict)  # end reasons seen, for the report
 
     def saw(self, session: Session | None) -> None:
         if session is None or session["status"] == "active":
             return
-        seen = (session["status"], session["ended_at"])
+        seen = (session["status"], session["ended_at"], session["end_reason"])
         before = self.terminated.setdefault(session["id"], seen)
         if before != seen:
             raise AssertionError(f"session {session['id']} was {before}, now {seen}")
@@ -85,14 +103,43 @@ class History:
             now = sessions.get(sid)
             if now is None or (now["status"], now["ended_at"]) != ended:
                 problems.append(f"acknowledged end of {sid} ({ended}) is now {now}")
-        for sid, ended in self.terminated.items():
+        for sid, seen in self.terminated.items():
             now = sessions.get(sid)
-            if now is None or (now["status"], now["ended_at"]) != ended:
-                problems.append(f"terminated session {sid} ({ended}) is now {now}")
+            if now is None or (now["status"], now["ended_at"], now["end_reason"]) != seen:
+                problems.append(f"terminated session {sid} ({seen}) is now {now}")
+        problems += self._rule_problems(sessions)
         if problems:
             raise AssertionError("invariants violated:\n  " + "\n  ".join(problems))
         for session in sessions.values():
             self.saw(session)
+
+    def _rule_problems(self, sessions: dict[str, Session]) -> list[str]:
+        problems = []
+        starts = {s["started_at"] for s in sessions.values()}
+        now = datetime.now(UTC)
+        self.reasons = {}
+        for sid, s in sessions.items():
+            reason = s["end_reason"]
+            self.reasons[reason or "active"] = self.reasons.get(reason or "active", 0) + 1
+            if (s["status"] == "active") != (reason is None):
+                problems.append(f"{sid} is {s['status']} with end reason {reason}")
+            if reason == "replaced" and s["ended_at"] not in starts:
+                problems.append(f"{sid} was replaced, but no session started at {s['ended_at']}")
+            if reason == "owner_exited" and s["owner_pid"] not in self.killed_owners:
+                problems.append(f"{sid} ended owner_exited, but its owner {s['owner_pid']} was never killed")
+            if s["status"] == "active" and s["owner_pid"] in self.dead_owners:
+                problems.append(f"{sid} is active, but its owner {s['owner_pid']} was killed")
+            last = datetime.fromisoformat(s["last_activity_at"])
+            if reason == "idle":
+                expected = last + timedelta(seconds=s["idle_grace"])
+                if datetime.fromisoformat(s["ended_at"]) != expected:
+                    problems.append(f"{sid} ended idle at {s['ended_at']}, not at {expected}")
+            idle_for = now - last - timedelta(seconds=s["idle_timeout"] or 0)
+            if s["status"] == "active" and s["idle_timeout"] and idle_for > IDLE_SLACK:
+                problems.append(
+                    f"{sid} is active, idle since {s['last_activity_at']} ({s['idle_timeout']} s)"
+                )
+        return problems
 
 
 def all_sessions(client: DaemonClient) -> dict[str, Session]:
@@ -127,6 +174,7 @@ class CrashRun:
     history: History = field(default_factory=History)
     crashes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    owners: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # live helpers
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -143,7 +191,7 @@ class CrashRun:
         random moment), ``point:<name>`` (a crash injected into the daemon),
         ``embedded:<name>`` (into an embedded CLI command), ``embedded-kill``."""
         self.control.write_text("")
-        daemon = self._start_daemon()
+        daemon = self.start_daemon()
         try:
             self._verify(daemon)
             if kind.startswith("embedded"):
@@ -170,9 +218,48 @@ class CrashRun:
             return f"embedded:{point}"
         return "embedded-kill"
 
+    def close(self) -> None:
+        for helper in self.owners.values():
+            helper.kill()
+            helper.wait()
+        self.owners.clear()
+
+    def owner(self) -> int:
+        """A live helper's pid, spawning one if there are few."""
+        if len(self.owners) < 3:
+            helper = subprocess.Popen([SLEEP, "3600"])
+            self.owners[helper.pid] = helper
+            self.history.dead_owners.discard(helper.pid)  # the pid names this one now
+        return self.rng.choice(sorted(self.owners))
+
+    def kill_owner(self, pid: int | None = None) -> None:
+        """Kill helper ``pid`` (default: one at random)."""
+        if not self.owners:
+            return
+        pid = pid or self.rng.choice(sorted(self.owners))
+        helper = self.owners.pop(pid)
+        helper.kill()
+        helper.wait()
+        self.history.killed_owners.add(pid)
+        self.history.dead_owners.add(pid)
+
+    def _start_rules(self) -> dict[str, Any]:
+        """Random rules for a start: none, replace, an owner, an idle timeout."""
+        rng = self.rng
+        rules: dict[str, Any] = {}
+        if rng.random() < 0.25:
+            rules["replace"] = True
+        if rng.random() < 0.25:
+            rules["owner_pid"] = self.owner()
+        if rng.random() < 0.4:
+            timeout = rng.randint(1, 2)
+            rules["idle_timeout"] = timeout
+            rules["idle_grace"] = rng.randint(0, timeout)
+        return rules
+
     def final_check(self) -> None:
         self.control.write_text("")
-        daemon = self._start_daemon()
+        daemon = self.start_daemon()
         try:
             self._verify(daemon)
         finally:
@@ -180,14 +267,14 @@ class CrashRun:
 
     # --- the pieces ---------------------------------------------------------------
 
-    def _start_daemon(self) -> DaemonProcess:
+    def start_daemon(self) -> DaemonProcess:
         faults = {FILE_ENV_VAR: str(self.control)}
         daemon = spawn_daemon(self.tmp_path, self.data_dir, self.runtime_dir, env=faults)
         wait_ready(daemon)
         return daemon
 
     def _verify(self, daemon: DaemonProcess) -> None:
-        client = self._client()
+        client = self.client()
         assert client is not None, "the daemon is ready but its socket does not answer"
         try:
             sessions = all_sessions(client)
@@ -197,7 +284,12 @@ class CrashRun:
         self.history.verify(sessions, current and current["id"], read_file(self.paths.current_file))
         _check_log(daemon)
 
-    def _client(self) -> DaemonClient | None:
+    def connected(self) -> DaemonClient:
+        client = self.client()
+        assert client is not None, "the daemon is ready but its socket does not answer"
+        return client
+
+    def client(self) -> DaemonClient | None:
         return DaemonClient.connect(self.paths.socket, self.data_dir)
 
     def _crash_daemon(self, daemon: DaemonProcess, kind: str) -> None:
@@ -223,7 +315,7 @@ class CrashRun:
 
     def _drive(self, daemon: DaemonProcess, max_ops: int) -> None:
         """Random operations until the daemon dies or ``max_ops`` are done."""
-        client = self._client()
+        client = self.client()
         try:
             for _ in range(max_ops):
                 if daemon.proc.poll() is not None or client is None:
@@ -247,7 +339,7 @@ class CrashRun:
         roll = rng.random()
         if roll < 0.25:
             try:
-                self.history.started(client.request("start"))
+                self.history.started(client.request("start", **self._start_rules()))
             except DaemonError as exc:
                 if exc.exit_code != SessionAlreadyActiveError.exit_code:
                     raise
@@ -257,19 +349,37 @@ class CrashRun:
         elif roll < 0.45 and self.history.acked_starts:
             target = rng.choice(sorted(self.history.acked_starts))
             self.history.ended(client.request("end", id=target))
-        elif roll < 0.55:
+        elif roll < 0.47:
             self.history.saw(client.request("current"))
+        elif roll < 0.51:
+            self.kill_owner()
+        elif roll < 0.55:
+            time.sleep(rng.uniform(0.5, 2.0))  # idle: let timeouts expire under the daemon's eyes
         elif roll < 0.8:
             self._edit_file()
         elif roll < 0.9:
             daemon.send(rng.choice((signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)))
         else:
-            self._cli(rng.choice(("start", "end", "abandon", "current")), wait=True)
+            self._cli(rng.choice(("start", "start --replace", "end", "abandon", "current")), wait=True)
 
     def _edit_file(self) -> None:
         rng = self.rng
         path = self.paths.current_file
-        content = rng.choice((b"start\n", b"end\n", b"abandon\n", b"  \n", b"", b"junk\n", b"\xff\xfe", None))
+        content = rng.choice(
+            (
+                b"start\n",
+                b"start replace\n",
+                f"start owner={self.owner()}\n".encode(),
+                b"start idle=1s grace=1s\n",
+                b"end\n",
+                b"abandon\n",
+                b"  \n",
+                b"",
+                b"junk\n",
+                b"\xff\xfe",
+                None,
+            )
+        )
         how = rng.choice(("atomic", "in-place", "touch"))
         try:
             if content is None:
@@ -289,7 +399,7 @@ class CrashRun:
         self, command: str, *, wait: bool, extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
-            [str(SESSION_AGENT), "--data-dir", str(self.data_dir), command],
+            [str(SESSION_AGENT), "--data-dir", str(self.data_dir), *command.split()],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**self.env, **(extra_env or {})},
@@ -303,7 +413,7 @@ class CrashRun:
         out, err = proc.communicate(timeout=CLI_TIMEOUT)
         if proc.returncode == 0:
             self.history.acknowledged += 1
-            if command == "start":
+            if command.startswith("start"):
                 self.history.acked_starts.add(out.decode().strip())
             return False
         # 1: none active; 3: one is active; 5: the daemon died mid-request
@@ -314,7 +424,9 @@ class CrashRun:
     def _crash_embedded(self, kind: str) -> bool:
         """No daemon: CLI commands open the store themselves, one crashes.
         ``True`` if it did (the point may not be on that command's path)."""
-        commands = [self.rng.choice(("start", "end", "abandon", "start")) for _ in range(3)]
+        commands = [
+            self.rng.choice(("start", "end", "abandon", "start", "start --replace")) for _ in range(3)
+        ]
         crash_at = self.rng.randrange(len(commands))
         crashed = False
         for i, command in enumerate(commands):
@@ -354,3 +466,5 @@ def crash_run(tmp_path: Path, runtime_dir: Path, seed: int) -> Iterator[CrashRun
     except AssertionError as exc:
         where = f"seed {seed}, after {run.crashes} crashes; rerun with --seed {seed}"
         raise AssertionError(f"{exc}\n({where})") from None
+    finally:
+        run.close()
