@@ -8,6 +8,7 @@ sessions. Mixed random operations from many clients keep the invariants
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -103,6 +104,53 @@ def test_racing_socket_starts_exactly_one_wins(tmp_path: Path, data_dir: Path, r
             ended = client.request("end")
             client.close()
             assert ended["id"] == won[0]
+
+
+@pytest.mark.parametrize("through_daemon", [True, False])
+def test_racing_replacing_starts_form_one_chain(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, through_daemon: bool
+) -> None:
+    """32 `start --replace` at once: each one that succeeded started a
+    session; all but the last were replaced, each by a session that started
+    as it ended; one is active and the file names it."""
+    env = clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir) if through_daemon else contextlib.nullcontext():
+        procs = [
+            subprocess.Popen(
+                [str(SESSION_AGENT), "--data-dir", str(data_dir), "start", "--replace", "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(RACERS)
+        ]
+        started = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=CLI_TIMEOUT * 2)
+            assert "Traceback" not in err
+            if through_daemon or proc.returncode == 0:
+                assert proc.returncode == 0, err
+                started.append(json.loads(out))
+            else:
+                assert proc.returncode == 6, err  # embedded: the store was busy
+        listed = subprocess.run(
+            [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--limit", "0", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=CLI_TIMEOUT,
+            check=True,
+        )
+    sessions = {s["id"]: s for s in json.loads(listed.stdout)}
+    assert set(sessions) == {s["id"] for s in started}
+    active = [s for s in sessions.values() if s["status"] == "active"]
+    assert len(active) == 1
+    replaced = sorted((s for s in sessions.values() if s["end_reason"] == "replaced"), key=lambda s: s["id"])
+    assert len(replaced) == len(sessions) - 1
+    starts = sorted(s["started_at"] for s in sessions.values())
+    assert sorted(s["ended_at"] for s in replaced) == starts[1:]  # each ended as the next began
+    assert (data_dir / "current_session").read_text() == f"{active[0]['id']}\n"
 
 
 def test_racing_embedded_starts_exactly_one_wins(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:

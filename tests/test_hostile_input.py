@@ -112,6 +112,10 @@ frames = st.fixed_dictionaries(
                 | json_values,
                 "since": st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "now"]) | json_values,
                 "before": json_values,
+                "replace": st.booleans() | json_values,
+                "owner_pid": st.sampled_from([1, 0, -1, 1 << 22, 1 << 40]) | json_values,
+                "idle_timeout": st.sampled_from([1, 0, -5, "30m", "off", "soon", 10**12]) | json_values,
+                "idle_grace": st.sampled_from([0, 2, "1s", "2h"]) | json_values,
             },
         )
         | json_values,
@@ -269,13 +273,16 @@ def _status(sock_path: Path, data_dir: Path) -> dict[str, Any]:
 
 # --- the current file ---------------------------------------------------------------
 
+FILE_CONTENTS = [
+    b"start", b"end", b"abandon", b" START \n", b"End", b"", b"  \n\t", b"\xff\xfe", b"x" * 5000,
+    b"start replace", b"start owner=1", b"start owner=999999", b"start idle=1s grace=1s",
+    b"start idle=", b"start owner=1 owner=1", b"start replace=1", b"start idle=5m grace=1h",
+]  # fmt: skip
+
 file_actions = st.one_of(
     st.tuples(
         st.just("write"),
-        st.sampled_from(
-            [b"start", b"end", b"abandon", b" START \n", b"End", b"", b"  \n\t", b"\xff\xfe", b"x" * 5000]
-        )
-        | st.binary(max_size=64),
+        st.sampled_from(FILE_CONTENTS) | st.binary(max_size=64),
         st.booleans(),  # atomically (rename) or in place
     ),
     st.tuples(st.just("active-id"), st.booleans(), st.booleans()),  # rewrite or touch the active id
@@ -459,6 +466,7 @@ words = st.sampled_from(
         "--since", "--limit", "active", "completed", "abandoned", "90m", "2h", "7d", "0", "-1",
         "99999999999999999999", "2026-01-01", "2026-13-45T99:00", "../x", "", "\x00", "🙂",
         "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "--debug", "--version", "--help", "-x", "x" * 5000,
+        "--replace", "--owner-pid", "--idle-timeout", "--idle-grace", "1", "30m", "off", "4194305",
     ]
 ) | st.text(max_size=20)  # fmt: skip
 
