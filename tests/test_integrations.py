@@ -119,6 +119,35 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_that_is_killed_leaves_no_session_active(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    """The session is bound to the editor's process: kill -9 (no exit hook
+    runs) and the agent abandons it as owner_exited."""
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    current = data_dir / "current_session"
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        proc = _run_editor(editor, env, scenario)
+        try:
+            wait_for(lambda: len(_read(current)) == 37, timeout=20)
+            sid = _read(current).strip()
+            assert _session(client, sid)["owner_pid"] == proc.pid
+            proc.kill()
+            proc.communicate(timeout=EDITOR_TIMEOUT)
+            wait_for(lambda: _session(client, sid)["status"] == "abandoned", timeout=10)
+            assert _session(client, sid)["end_reason"] == "owner_exited"
+            wait_for(lambda: not current.exists())
+        finally:
+            client.close()
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
 def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir: Path, editor: str) -> None:
     """The data dir exists but no daemon runs: the editor's words wait in the
     file and the next command applies them (start, then end: nothing)."""

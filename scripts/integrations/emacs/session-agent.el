@@ -9,7 +9,7 @@
 ;; A session per Emacs run, driven through session-agent's current-session
 ;; file: no process is spawned, nothing blocks.
 ;;
-;;   startup (emacs-startup-hook)   -> write `start'
+;;   startup (emacs-startup-hook)   -> write `start owner=<emacs's pid>'
 ;;   after-save-hook, focus gained  -> touch the file (a heartbeat)
 ;;   kill-emacs-hook                -> write `end'
 ;;
@@ -20,7 +20,9 @@
 ;; else ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session.  If
 ;; that directory does not exist (the agent was never run) nothing is
 ;; written.  If no daemon runs, the last word written waits in the file and
-;; is applied by the next `session-agent' command or daemon start.
+;; is applied by the next `session-agent' command or daemon start.  The
+;; session is bound to this Emacs: if it crashes or is killed (no
+;; kill-emacs-hook), the agent abandons the session (`owner_exited').
 
 ;;; Code:
 
@@ -56,7 +58,7 @@
 (defun session-agent-start ()
   "Ask the agent to start a session (kept if one is active)."
   (interactive)
-  (ignore-errors (session-agent--write "start")))
+  (ignore-errors (session-agent--write (format "start owner=%d" (emacs-pid)))))
 
 (defun session-agent-end ()
   "Ask the agent to end the active session."

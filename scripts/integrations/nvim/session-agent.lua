@@ -1,7 +1,7 @@
 -- session-agent for Neovim (0.7+): a session per editor run, driven through
 -- the current-session file -- no process is spawned, nothing blocks.
 --
---   VimEnter                              -> write `start`
+--   VimEnter                              -> write `start owner=<nvim's pid>`
 --   FocusGained, BufWritePost, CursorHold -> touch the file (a heartbeat)
 --   VimLeavePre                           -> write `end`
 --
@@ -12,6 +12,8 @@
 -- agent has it. If that directory does not exist (the agent was never run)
 -- nothing is written. If no daemon runs, the last word written waits in the
 -- file and is applied by the next `session-agent` command or daemon start.
+-- The session is bound to this Neovim: if it crashes or is killed (no
+-- VimLeavePre), the agent abandons the session with reason `owner_exited`.
 
 if vim.g.loaded_session_agent then
   return
@@ -80,12 +82,12 @@ vim.api.nvim_create_autocmd("VimLeavePre", {
   end,
 })
 if vim.v.vim_did_enter == 1 then
-  pcall(write, "start")
+  pcall(write, "start owner=" .. vim.fn.getpid())
 else
   vim.api.nvim_create_autocmd("VimEnter", {
     group = group,
     callback = function()
-      pcall(write, "start")
+      pcall(write, "start owner=" .. vim.fn.getpid())
     end,
   })
 end

@@ -1,7 +1,7 @@
 " session-agent for Vim (8.1+): a session per editor run, driven through the
 " current-session file -- no process is spawned, nothing blocks.
 "
-"   VimEnter                              -> write `start`
+"   VimEnter                              -> write `start owner=<vim's pid>`
 "   FocusGained, BufWritePost, CursorHold -> a heartbeat
 "   VimLeavePre                           -> write `end`
 "
@@ -12,7 +12,9 @@
 " ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session. If that
 " directory does not exist (the agent was never run) nothing is written. If
 " no daemon runs, the last word written waits in the file and is applied by
-" the next `session-agent` command or daemon start.
+" the next `session-agent` command or daemon start. The session is bound to
+" this Vim: if it crashes or is killed (no VimLeavePre), the agent abandons
+" the session with reason `owner_exited`.
 
 if exists('g:loaded_session_agent')
   finish
@@ -68,7 +70,7 @@ augroup SessionAgent
 augroup END
 
 if v:vim_did_enter
-  call s:Write('start')
+  call s:Write('start owner=' . getpid())
 else
-  autocmd SessionAgent VimEnter * call s:Write('start')
+  autocmd SessionAgent VimEnter * call s:Write('start owner=' . getpid())
 endif
