@@ -226,6 +226,7 @@ class EmbeddedBackend:
             "daemon": {"running": False, "pid": None},
             "paths": self._paths.describe(),
             "current": self._active.to_dict() if self._active else None,
+            "idle_ends_in_seconds": self._manager.seconds_to_next_rule(),
         }
 
     def close(self) -> None:

@@ -435,4 +435,5 @@ class Daemon:
                 "debounce_ms": self.config.watch.debounce_ms,
             },
             "current": active.to_dict() if active else None,
+            "idle_ends_in_seconds": self._manager.seconds_to_next_rule() if self._manager else None,
         }

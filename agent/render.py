@@ -92,6 +92,14 @@ def status_text(report: dict[str, Any], now: datetime) -> str:
     if current:
         started = datetime.fromisoformat(current["started_at"])
         rows.append(("current", f"{current['id']} (active for {format_duration(now - started)})"))
+        rules = []
+        if current.get("owner_pid"):
+            rules.append(f"when process {current['owner_pid']} exits")
+        idle = report.get("idle_ends_in_seconds")
+        if idle is not None:
+            rules.append(f"if still idle in {format_duration(timedelta(seconds=float(idle)))}")
+        if rules:
+            rows.append(("ends", "; ".join(rules)))
     else:
         rows.append(("current", "none"))
     return _rows(rows, 14)

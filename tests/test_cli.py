@@ -241,6 +241,7 @@ def test_status_without_a_daemon_exits_7_and_shows_paths_and_session(cli: Cli, d
     assert obj["daemon"] == {"running": False, "pid": None}
     assert obj["paths"]["current_file"] == str(data_dir / "current_session")
     assert obj["current"]["id"] == sid
+    assert obj["idle_ends_in_seconds"] is None
 
 
 def test_the_data_dir_is_created_private(cli: Cli, tmp_path: Path) -> None:

@@ -106,6 +106,16 @@ def test_status_text_names_the_pid_and_the_session(daemon: DaemonProcess, cli: C
     assert done.returncode == 0
     assert f"running (pid {daemon.pid}" in done.stdout
     assert f"{sid} (active for" in done.stdout
+    assert "ends:" not in done.stdout  # no rules: it ends when told
+
+
+def test_status_says_how_the_current_session_will_end(daemon: DaemonProcess, cli: Cli) -> None:
+    started = cli("start", "--owner-pid", str(daemon.pid), "--idle-timeout", "2h")
+    assert started.returncode == 0, started.stderr
+    done = cli("status")
+    assert f"ends:         when process {daemon.pid} exits; if still idle in 1h59m" in done.stdout
+    report = json.loads(cli("status", "--json").stdout)
+    assert 7100 < report["idle_ends_in_seconds"] <= 7200
 
 
 def test_sigterm_exits_0_keeps_the_session_and_the_next_start_restores_it(
