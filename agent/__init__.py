@@ -14,6 +14,9 @@ TYPE_CHECKING = False  # typing costs milliseconds; the CLI's fast path never ne
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConfigError",
+    "EndReason",
+    "InvalidArgumentError",
     "InvalidSessionIdError",
     "Session",
     "SessionAlreadyActiveError",
@@ -34,6 +37,9 @@ _HOMES = {
     "close_db": "agent.store",
     "SessionManager": "agent.manager",
     "Session": "agent.session",
+    "EndReason": "agent.session",
+    "ConfigError": "agent.errors",
+    "InvalidArgumentError": "agent.errors",
     "SessionStatus": "agent.session",
     "InvalidSessionIdError": "agent.errors",
     "SessionAlreadyActiveError": "agent.errors",
@@ -46,6 +52,8 @@ _HOMES = {
 
 if TYPE_CHECKING:
     from agent.errors import (
+        ConfigError,
+        InvalidArgumentError,
         InvalidSessionIdError,
         SessionAlreadyActiveError,
         SessionError,
@@ -55,7 +63,7 @@ if TYPE_CHECKING:
         StoreLockedError,
     )
     from agent.manager import SessionManager
-    from agent.session import Session, SessionStatus
+    from agent.session import EndReason, Session, SessionStatus
     from agent.store import close_db, open_db
 
 

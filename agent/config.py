@@ -99,6 +99,10 @@ class StartRules(Value):
         timeout = defaults[0] if request.idle_timeout is None else request.idle_timeout
         if request.idle_grace is None:
             grace = min(defaults[1], timeout)  # a default grace never outgrows a timeout
+        elif request.idle_grace and not timeout:
+            raise InvalidArgumentError(
+                "an idle grace needs an idle timeout (--idle-timeout, or idle_timeout in config.toml)"
+            )
         elif request.idle_grace > timeout:
             raise InvalidArgumentError(
                 f"the idle grace ({request.idle_grace} s) cannot be longer than the idle timeout "

@@ -347,7 +347,7 @@ class Daemon:
             elif sig == signal.SIGUSR1:
                 active = manager.reconcile()
                 if active is None:
-                    log.info("SIGUSR1: started session %s", manager.start(reason=EndReason.SIGNAL).id)
+                    log.info("SIGUSR1: started session %s", manager.start().id)
                 else:
                     log.info("SIGUSR1: session %s is already active", active.id)
             elif sig == signal.SIGUSR2:

@@ -109,7 +109,7 @@ class SessionManager:
         request = StartRequest(
             owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
         )
-        return self.start(request, reason=EndReason.API).id
+        return self.start(request).id
 
     async def end_session(self, session_id: str) -> None:
         self.end(session_id, reason=EndReason.API)
@@ -126,11 +126,10 @@ class SessionManager:
 
     # --- synchronous core -------------------------------------------------------
 
-    def start(self, request: StartRequest | None = None, *, reason: EndReason = EndReason.CLI) -> Session:
+    def start(self, request: StartRequest | None = None) -> Session:
         """Start a session; ``SessionAlreadyActiveError`` if one is active,
         unless ``request.replace``: then the active one ends (``replaced``)
-        in the same batch that starts the new one. ``reason`` is unused
-        unless a session is replaced; it names who asked, for the log."""
+        in the same batch that starts the new one."""
         request = request or StartRequest()
         with self._lock:
             active = self._settle(busy_ok=True)
@@ -140,7 +139,7 @@ class SessionManager:
             replaced = active.abandoned(EndReason.REPLACED, session.started_at) if active else None
             self._record(session, tracking=tracking, also=replaced)
             if replaced is not None:
-                log.info("session %s replaced by %s (%s)", replaced.id, session.id, reason.value)
+                log.info("session %s replaced by %s", replaced.id, session.id)
             self._mirror(f"session {session.id} was started")
             return session
 

@@ -502,6 +502,8 @@ def test_config_toml_gives_the_defaults_and_explicit_values_win(
     manager.end()
     with pytest.raises(InvalidArgumentError, match="cannot be longer than the idle timeout"):
         manager.start(StartRequest(idle_timeout=60, idle_grace=61))
+    with pytest.raises(InvalidArgumentError, match="an idle grace needs an idle timeout"):
+        manager.start(StartRequest(idle_timeout=0, idle_grace=5))
 
 
 @pytest.mark.parametrize(

@@ -212,6 +212,7 @@ def test_bad_start_options_are_usage_errors(
         (["--idle-timeout", "soon"], "not a duration"),
         (["--idle-timeout", "1m", "--idle-grace", "2m"], "cannot be longer than the idle timeout"),
         (["--idle-timeout", "400d"], "between 0 and 366 days"),
+        (["--idle-grace", "1m"], "an idle grace needs an idle timeout"),
     ]
     with run_daemon(tmp_path, data_dir, runtime_dir) if through_daemon else _nothing():
         for args, message in cases:
