@@ -353,8 +353,9 @@ class CrashRun:
             self.history.saw(client.request("current"))
         elif roll < 0.51:
             self.kill_owner()
-        elif roll < 0.55:
-            time.sleep(rng.uniform(0.5, 2.0))  # idle: let timeouts expire under the daemon's eyes
+        elif roll < 0.55:  # idle: let timeouts expire under the daemon's eyes (unless it dies first)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.proc.wait(timeout=rng.uniform(0.5, 2.0))
         elif roll < 0.8:
             self._edit_file()
         elif roll < 0.9:
