@@ -16,6 +16,7 @@ import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,11 +33,11 @@ pytestmark = pytest.mark.reliability
 RACERS = 32
 
 
-def _race_cli(tmp_path: Path, data_dir: Path, runtime_dir: Path, command: str) -> list[tuple[int, str, str]]:
+def _race_cli(tmp_path: Path, data_dir: Path, runtime_dir: Path, *command: str) -> list[tuple[int, str, str]]:
     env = clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir))
     procs = [
         subprocess.Popen(
-            [str(SESSION_AGENT), "--data-dir", str(data_dir), command],
+            [str(SESSION_AGENT), "--data-dir", str(data_dir), *command],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -49,6 +50,19 @@ def _race_cli(tmp_path: Path, data_dir: Path, runtime_dir: Path, command: str) -
         out, err = proc.communicate(timeout=CLI_TIMEOUT * 2)
         results.append((proc.returncode, out.strip(), err))
     return results
+
+
+def _listed(env: dict[str, str], data_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every session, by id, as `session-agent list --limit 0 --json` has them."""
+    listed = subprocess.run(
+        [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--limit", "0", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT,
+        check=True,
+    )
+    return {s["id"]: s for s in json.loads(listed.stdout)}
 
 
 def _one_winner(results: list[tuple[int, str, str]], data_dir: Path, *, busy_allowed: bool) -> str:
@@ -115,34 +129,15 @@ def test_racing_replacing_starts_form_one_chain(
     as it ended; one is active and the file names it."""
     env = clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir) if through_daemon else contextlib.nullcontext():
-        procs = [
-            subprocess.Popen(
-                [str(SESSION_AGENT), "--data-dir", str(data_dir), "start", "--replace", "--json"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-            for _ in range(RACERS)
-        ]
         started = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=CLI_TIMEOUT * 2)
+        for code, out, err in _race_cli(tmp_path, data_dir, runtime_dir, "start", "--replace", "--json"):
             assert "Traceback" not in err
-            if through_daemon or proc.returncode == 0:
-                assert proc.returncode == 0, err
+            if through_daemon or code == 0:
+                assert code == 0, err
                 started.append(json.loads(out))
             else:
-                assert proc.returncode == 6, err  # embedded: the store was busy
-        listed = subprocess.run(
-            [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--limit", "0", "--json"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=CLI_TIMEOUT,
-            check=True,
-        )
-    sessions = {s["id"]: s for s in json.loads(listed.stdout)}
+                assert code == 6, err  # embedded: the store was busy
+        sessions = _listed(env, data_dir)
     assert set(sessions) == {s["id"] for s in started}
     active = [s for s in sessions.values() if s["status"] == "active"]
     assert len(active) == 1
@@ -270,14 +265,6 @@ def test_mixed_embedded_commands_keep_the_invariants(tmp_path: Path, data_dir: P
         assert code in (0, 1, 3, 6), (command, code)
         if command == "start" and code == 0:
             history.acked_starts.add(out)
-    listed = subprocess.run(
-        [str(SESSION_AGENT), "--data-dir", str(data_dir), "list", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=CLI_TIMEOUT,
-        check=True,
-    )
-    sessions = {s["id"]: s for s in json.loads(listed.stdout)}
+    sessions = _listed(env, data_dir)
     active = [sid for sid, s in sessions.items() if s["status"] == "active"]
     history.verify(sessions, active[0] if active else None, read_file(data_dir / "current_session"))

@@ -10,12 +10,13 @@ on a guess: the session was started, got a heartbeat, and was completed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,13 @@ def _session(client: DaemonClient, sid: str) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.parametrize("editor", sorted(EDITORS))
-def test_an_editor_starts_heartbeats_and_ends_a_session(
+@contextlib.contextmanager
+def _editing(
     tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
-) -> None:
+) -> Iterator[tuple[DaemonClient, subprocess.Popen[str], str, Path]]:
+    """A real daemon and ``editor`` running its scenario, from the moment the
+    daemon has applied the editor's `start`: (client, editor, session id,
+    scenario dir)."""
     scenario = tmp_path / "scenario"
     scenario.mkdir()
     current = data_dir / "current_session"
@@ -100,21 +104,29 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
         proc = _run_editor(editor, env, scenario)
         try:
             wait_for(lambda: len(_read(current)) == 37, timeout=20)  # the daemon applied `start`
-            sid = _read(current).strip()
-            started = datetime.fromisoformat(_session(client, sid)["started_at"])
-            # A heartbeat counts once a second has passed since the last one.
-            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
-            (scenario / "go-save").touch()
-            wait_for((scenario / "saved").exists, timeout=20)
-            wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
-            (scenario / "go-quit").touch()
-            _finished(proc)
-            wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
-            wait_for(lambda: not current.exists())
+            yield client, proc, _read(current).strip(), scenario
         finally:
             client.close()
             if proc.poll() is None:
                 proc.kill()
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_starts_heartbeats_and_ends_a_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    current = data_dir / "current_session"
+    with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, scenario):
+        started = datetime.fromisoformat(_session(client, sid)["started_at"])
+        # A heartbeat counts once a second has passed since the last one.
+        wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+        (scenario / "go-save").touch()
+        wait_for((scenario / "saved").exists, timeout=20)
+        wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+        (scenario / "go-quit").touch()
+        _finished(proc)
+        wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
+        wait_for(lambda: not current.exists())
     assert not list(data_dir.glob(".edit-*")), "a temporary file was left behind"
 
 
@@ -124,27 +136,13 @@ def test_an_editor_that_is_killed_leaves_no_session_active(
 ) -> None:
     """The session is bound to the editor's process: kill -9 (no exit hook
     runs) and the agent abandons it as owner_exited."""
-    scenario = tmp_path / "scenario"
-    scenario.mkdir()
-    current = data_dir / "current_session"
-    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        proc = _run_editor(editor, env, scenario)
-        try:
-            wait_for(lambda: len(_read(current)) == 37, timeout=20)
-            sid = _read(current).strip()
-            assert _session(client, sid)["owner_pid"] == proc.pid
-            proc.kill()
-            proc.communicate(timeout=EDITOR_TIMEOUT)
-            wait_for(lambda: _session(client, sid)["status"] == "abandoned", timeout=10)
-            assert _session(client, sid)["end_reason"] == "owner_exited"
-            wait_for(lambda: not current.exists())
-        finally:
-            client.close()
-            if proc.poll() is None:
-                proc.kill()
+    with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, _):
+        assert _session(client, sid)["owner_pid"] == proc.pid
+        proc.kill()
+        proc.communicate(timeout=EDITOR_TIMEOUT)
+        wait_for(lambda: _session(client, sid)["status"] == "abandoned", timeout=10)
+        assert _session(client, sid)["end_reason"] == "owner_exited"
+        wait_for(lambda: not (data_dir / "current_session").exists())
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
