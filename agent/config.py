@@ -19,7 +19,6 @@ sets it here.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -28,8 +27,6 @@ from agent.session import MAX_IDLE_SECONDS, MAX_PID
 from agent.values import Value
 
 __all__ = ["CONFIG_NAME", "StartRequest", "StartRules", "load_defaults", "parse_seconds"]
-
-log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.toml"
 _MAX_CONFIG = 64 * 1024

@@ -31,8 +31,10 @@ __all__ = ["main"]
 
 _GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
 _HOT = {"start": True, "end": False, "abandon": False, "current": True, "touch": True}  # takes --json?
-# Environment that changes what `start` does: the full CLI reads it.
-_START_ENV = ("SESSION_AGENT_IDLE_TIMEOUT", "SESSION_AGENT_IDLE_GRACE")
+# Environment that changes what `start` does: the full CLI reads it
+# (agent.cli's IDLE_TIMEOUT_ENV and IDLE_GRACE_ENV, spelled out here so that
+# this path does not import click; a test checks that they agree).
+START_ENV = ("SESSION_AGENT_IDLE_TIMEOUT", "SESSION_AGENT_IDLE_GRACE")
 
 
 def main() -> None:
@@ -139,7 +141,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool] | None:
         options[name] = value
     if not rest or rest[0] not in _HOT:
         return None
-    if rest[0] == "start" and any(os.environ.get(name) for name in _START_ENV):
+    if rest[0] == "start" and any(os.environ.get(name) for name in START_ENV):
         return None
     command, flags = rest[0], rest[1:]
     if not flags:

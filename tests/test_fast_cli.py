@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.fast_cli import _parse
+from agent.cli import IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV
+from agent.fast_cli import START_ENV, _parse
 
 from .conftest import CLI_TIMEOUT, SESSION_AGENT
 from .daemon_process import daemon_env, run_daemon
@@ -162,3 +163,8 @@ def test_a_daemon_that_never_accepts_is_reported_within_five_seconds(
     assert done.returncode == 6, done.stderr
     assert "did not answer within" in done.stderr
     assert took < 5.0
+
+
+def test_the_start_environment_is_the_full_clis() -> None:
+    """With either variable set, `start` goes to the full CLI, which reads it."""
+    assert (IDLE_TIMEOUT_ENV, IDLE_GRACE_ENV) == START_ENV
