@@ -1,0 +1,86 @@
+"""The daemon's watch on an owner process, on a real event loop with real
+processes: the pidfd path, the polling fallback (pidfd_open made to fail
+as on Linux < 5.3), and owners already gone when the watch begins."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+
+from agent import owner_watch
+from agent.clock import SystemClock
+from agent.owner import OwnerIdentity
+from agent.owner_watch import OwnerWatch
+
+SLEEP = shutil.which("sleep") or "/bin/sleep"
+
+
+async def _watch_until_exit(proc: subprocess.Popen[bytes], *, kill_after: float) -> tuple[datetime, datetime]:
+    """Watch ``proc``, kill it, and return (kill time, time the watch saw it)."""
+    clock = SystemClock()
+    exited = asyncio.Event()
+    watch = OwnerWatch(clock, exited.set)
+    identity = OwnerIdentity.of(proc.pid, clock)
+    assert identity is not None
+    watch.watch(identity)
+    await asyncio.sleep(kill_after)
+    assert not exited.is_set(), "reported an exit while the owner lived"
+    assert watch.exited_at(identity) is None
+    killed = datetime.now(UTC)
+    proc.kill()
+    await asyncio.wait_for(exited.wait(), 10)
+    seen = watch.exited_at(identity)
+    assert seen is not None
+    watch.stop()
+    return killed, seen
+
+
+def test_a_pidfd_reports_the_exit_at_once() -> None:
+    proc = subprocess.Popen([SLEEP, "600"])
+    try:
+        killed, seen = asyncio.run(_watch_until_exit(proc, kill_after=0.1))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert killed <= seen
+    assert (seen - killed).total_seconds() < 1
+
+
+def test_without_pidfds_the_watch_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int) -> int:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    monkeypatch.setattr(owner_watch, "FALLBACK_POLL", 0.05)
+    proc = subprocess.Popen([SLEEP, "600"])
+    try:
+        killed, seen = asyncio.run(_watch_until_exit(proc, kill_after=0.2))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert killed <= seen
+
+
+def test_an_owner_gone_before_the_watch_begins_is_reported() -> None:
+    async def scenario() -> None:
+        clock = SystemClock()
+        proc = subprocess.Popen([SLEEP, "600"])
+        identity = OwnerIdentity.of(proc.pid, clock)
+        assert identity is not None
+        proc.kill()
+        proc.wait()  # reaped: the pid names no one (or, later, someone else)
+        exited = asyncio.Event()
+        watch = OwnerWatch(clock, exited.set)
+        watch.watch(identity)
+        await asyncio.wait_for(exited.wait(), 5)
+        assert watch.exited_at(identity) is not None
+        watch.watch(None)
+        assert watch.identity is None
+
+    asyncio.run(scenario())
