@@ -86,14 +86,12 @@ class DaemonBackend:
 
     def start(self, request: StartRequest | None = None) -> Session:
         args: dict[str, Any] = {}
-        if request is not None:
+        if request is not None:  # only what was asked for: the daemon applies its defaults to the rest
+            fields = ("replace", "owner_pid", "idle_timeout", "idle_grace")
             args = {
-                "replace": request.replace or None,
-                "owner_pid": request.owner_pid,
-                "idle_timeout": request.idle_timeout,
-                "idle_grace": request.idle_grace,
+                name: getattr(request, name) for name in fields if getattr(request, name) not in (None, False)
             }
-        return _session(self._client.request("start", **{k: v for k, v in args.items() if v is not None}))
+        return _session(self._client.request("start", **args))
 
     def end(self, session_id: str | None) -> Session | None:
         return _maybe_session(self._client.request("end", id=session_id))

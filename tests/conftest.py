@@ -20,6 +20,7 @@ from agent.manager import META_TRACKING
 from agent.session import Session
 
 SESSION_AGENT = Path(sys.executable).with_name("session-agent")
+SLEEP = shutil.which("sleep") or "/bin/sleep"
 CLI_TIMEOUT = 30
 
 
@@ -80,6 +81,15 @@ def runtime_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def owner() -> Iterator[subprocess.Popen[bytes]]:
+    """A live process to bind sessions to; killed (if still alive) after the test."""
+    proc = subprocess.Popen([SLEEP, "600"])
+    yield proc
+    proc.kill()
+    proc.wait()
 
 
 def open_manager(data_dir: Path) -> SessionManager:

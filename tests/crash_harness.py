@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import threading
@@ -47,10 +46,8 @@ from agent.errors import DaemonError, SessionAlreadyActiveError, SessionError
 from agent.faults import CRASH_EXIT_CODE, FILE_ENV_VAR, POINTS
 from agent.paths import Paths
 
-from .conftest import CLI_TIMEOUT, SESSION_AGENT
+from .conftest import CLI_TIMEOUT, SESSION_AGENT, SLEEP
 from .daemon_process import DaemonProcess, daemon_env, spawn_daemon, wait_ready
-
-SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 Session = dict[str, Any]
 IDLE_SLACK = timedelta(seconds=3)  # for the daemon's timer to fire, on a loaded machine

@@ -9,7 +9,6 @@ agree again.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -144,33 +143,28 @@ def _still_serving(daemon: DaemonProcess, cli: Cli) -> None:
 
 @pytest.mark.parametrize("rule", ["owner", "idle"])
 def test_an_end_by_a_rule_that_cannot_be_recorded_keeps_its_moment(
-    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli, rule: str
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli, rule: str, owner: subprocess.Popen[bytes]
 ) -> None:
     """The disk is full when the owner exits (or the idle timeout passes):
     the daemon retries by itself, and the end it records once it can is
     dated at the exit (the last activity), not at the retry."""
     control = tmp_path / "faults"
     control.write_text("")
-    owner = subprocess.Popen([shutil.which("sleep") or "/bin/sleep", "600"])
-    try:
-        with run_daemon(tmp_path, data_dir, runtime_dir, env={FILE_ENV_VAR: str(control)}) as daemon:
-            args = ["--owner-pid", str(owner.pid)] if rule == "owner" else ["--idle-timeout", "1s"]
-            session = json.loads(cli("start", *args, "--json").stdout)
-            control.write_text("store.commit=enospc@1+")
-            before = datetime.now(UTC)
-            if rule == "owner":
-                owner.kill()
-                owner.wait()
-            after = datetime.now(UTC)
-            wait_for(lambda: "retrying in" in daemon.log(), timeout=10)
-            assert json.loads(cli("show", session["id"], "--json").stdout)["status"] == "active"
-            wait_for(lambda: daemon.log().count("retrying in") >= 2, timeout=10)  # it failed again, later
-            control.write_text("")
-            wait_for(lambda: "is applied again" in daemon.log(), timeout=15)
-            ended = json.loads(cli("show", session["id"], "--json").stdout)
-    finally:
-        owner.kill()
-        owner.wait()
+    with run_daemon(tmp_path, data_dir, runtime_dir, env={FILE_ENV_VAR: str(control)}) as daemon:
+        args = ["--owner-pid", str(owner.pid)] if rule == "owner" else ["--idle-timeout", "1s"]
+        session = json.loads(cli("start", *args, "--json").stdout)
+        control.write_text("store.commit=enospc@1+")
+        before = datetime.now(UTC)
+        if rule == "owner":
+            owner.kill()
+            owner.wait()
+        after = datetime.now(UTC)
+        wait_for(lambda: "retrying in" in daemon.log(), timeout=10)
+        assert json.loads(cli("show", session["id"], "--json").stdout)["status"] == "active"
+        wait_for(lambda: daemon.log().count("retrying in") >= 2, timeout=10)  # it failed again, later
+        control.write_text("")
+        wait_for(lambda: "is applied again" in daemon.log(), timeout=15)
+        ended = json.loads(cli("show", session["id"], "--json").stdout)
     ended_at = datetime.fromisoformat(ended["ended_at"])
     if rule == "owner":
         assert ended["end_reason"] == "owner_exited"

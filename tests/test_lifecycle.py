@@ -27,8 +27,9 @@ from agent.manager import META_TRACKING
 from agent.owner import OwnerIdentity, process_start_ticks
 from agent.session import EndReason, Session
 
+from .conftest import SLEEP
+
 HOUR = 3600
-SLEEP = shutil.which("sleep") or "/bin/sleep"
 TRUE = shutil.which("true") or "/bin/true"
 
 
@@ -272,14 +273,6 @@ def test_sessions_without_a_timeout_never_go_idle(manager: SessionManager, clock
 
 
 # --- owners ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def owner() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([SLEEP, "600"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def _end_of(proc: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import shutil
 import subprocess
 from datetime import UTC, datetime
 
@@ -17,8 +16,6 @@ from agent import owner_watch
 from agent.clock import SystemClock
 from agent.owner import OwnerIdentity
 from agent.owner_watch import OwnerWatch
-
-SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 async def _watch_until_exit(proc: subprocess.Popen[bytes], *, kill_after: float) -> tuple[datetime, datetime]:
@@ -41,40 +38,31 @@ async def _watch_until_exit(proc: subprocess.Popen[bytes], *, kill_after: float)
     return killed, seen
 
 
-def test_a_pidfd_reports_the_exit_at_once() -> None:
-    proc = subprocess.Popen([SLEEP, "600"])
-    try:
-        killed, seen = asyncio.run(_watch_until_exit(proc, kill_after=0.1))
-    finally:
-        proc.kill()
-        proc.wait()
+def test_a_pidfd_reports_the_exit_at_once(owner: subprocess.Popen[bytes]) -> None:
+    killed, seen = asyncio.run(_watch_until_exit(owner, kill_after=0.1))
     assert killed <= seen
     assert (seen - killed).total_seconds() < 1
 
 
-def test_without_pidfds_the_watch_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_pidfds_the_watch_polls(
+    monkeypatch: pytest.MonkeyPatch, owner: subprocess.Popen[bytes]
+) -> None:
     def no_pidfd(pid: int) -> int:
         raise OSError(errno.ENOSYS, "Function not implemented")
 
     monkeypatch.setattr(os, "pidfd_open", no_pidfd)
     monkeypatch.setattr(owner_watch, "FALLBACK_POLL", 0.05)
-    proc = subprocess.Popen([SLEEP, "600"])
-    try:
-        killed, seen = asyncio.run(_watch_until_exit(proc, kill_after=0.2))
-    finally:
-        proc.kill()
-        proc.wait()
+    killed, seen = asyncio.run(_watch_until_exit(owner, kill_after=0.2))
     assert killed <= seen
 
 
-def test_an_owner_gone_before_the_watch_begins_is_reported() -> None:
+def test_an_owner_gone_before_the_watch_begins_is_reported(owner: subprocess.Popen[bytes]) -> None:
     async def scenario() -> None:
         clock = SystemClock()
-        proc = subprocess.Popen([SLEEP, "600"])
-        identity = OwnerIdentity.of(proc.pid, clock)
+        identity = OwnerIdentity.of(owner.pid, clock)
         assert identity is not None
-        proc.kill()
-        proc.wait()  # reaped: the pid names no one (or, later, someone else)
+        owner.kill()
+        owner.wait()  # reaped: the pid names no one (or, later, someone else)
         exited = asyncio.Event()
         watch = OwnerWatch(clock, exited.set)
         watch.watch(identity)

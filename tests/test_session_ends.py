@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,10 +19,8 @@ from agent.clock import TEST_CLOCK_ENV
 from agent.daemon import IDLE_RECHECK_ENV
 from agent.session import Session
 
-from .conftest import Cli, open_manager, start_session
+from .conftest import SLEEP, Cli, open_manager, start_session
 from .daemon_process import run_daemon, wait_for
-
-SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 def _show(cli: Cli, sid: str) -> dict[str, object]:
@@ -49,14 +45,6 @@ def _ended(cli: Cli, sid: str, timeout: float = 15.0) -> dict[str, object]:
 
     wait_for(ended, timeout, interval=0.05)
     return found
-
-
-@pytest.fixture
-def owner() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([SLEEP, "600"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture
