@@ -14,6 +14,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from agent.errors import InvalidSessionIdError, StorageError
+from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.values import Value
 
 __all__ = [
@@ -171,8 +172,8 @@ class Session(Value):
     ``started_at <= last_activity_at``, and both are ``<= ended_at`` once
     ended; ``memory_count >= 0``. The rules the session was started under
     travel with it: ``owner_pid`` (the process it is bound to), and
-    ``idle_timeout``/``idle_grace`` in seconds. Immutable, compared and
-    hashed by value.
+    ``idle_timeout``/``idle_grace`` in seconds; and ``scope``, the lane it
+    belongs to (``agent.scope``). Immutable, compared and hashed by value.
     """
 
     __slots__ = (
@@ -184,6 +185,7 @@ class Session(Value):
         "last_activity_at",
         "memory_count",
         "owner_pid",
+        "scope",
         "started_at",
         "status",
     )
@@ -198,6 +200,7 @@ class Session(Value):
     owner_pid: int | None
     idle_timeout: int | None
     idle_grace: int
+    scope: str
 
     def __init__(  # noqa: PLR0917 -- a record's fields, in their order
         self,
@@ -211,6 +214,7 @@ class Session(Value):
         owner_pid: int | None = None,
         idle_timeout: int | None = None,
         idle_grace: int = 0,
+        scope: str = DEFAULT_SCOPE,
     ) -> None:
         self._set(
             id=id,
@@ -223,6 +227,7 @@ class Session(Value):
             owner_pid=owner_pid,
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
+            scope=scope,
         )
         problem = self._problem()
         if problem:
@@ -266,6 +271,9 @@ class Session(Value):
             return f"idle_timeout {self.idle_timeout!r} is not a number of seconds up to {MAX_IDLE_SECONDS}"
         if not _is_count(self.idle_grace) or self.idle_grace > (self.idle_timeout or 0):
             return f"idle_grace {self.idle_grace!r} is not a number of seconds up to the idle timeout"
+        scope = scope_problem(self.scope)
+        if scope is not None:
+            return f"scope {self.scope!r}: {scope}"
         return None
 
     @classmethod
@@ -276,6 +284,7 @@ class Session(Value):
         owner_pid: int | None = None,
         idle_timeout: int | None = None,
         idle_grace: int = 0,
+        scope: str = DEFAULT_SCOPE,
     ) -> Session:
         now = at or utc_now()
         return cls(
@@ -288,6 +297,7 @@ class Session(Value):
             owner_pid=owner_pid,
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
+            scope=scope,
         )
 
     @property
@@ -327,6 +337,7 @@ class Session(Value):
             "owner_pid": self.owner_pid,
             "idle_timeout": self.idle_timeout,
             "idle_grace": self.idle_grace,
+            "scope": self.scope,
         }
 
     @classmethod
@@ -349,6 +360,7 @@ class Session(Value):
                 owner_pid=data.get("owner_pid"),
                 idle_timeout=data.get("idle_timeout"),
                 idle_grace=data.get("idle_grace", 0),
+                scope=data.get("scope", DEFAULT_SCOPE),
             )
         except KeyError as exc:
             raise ValueError(f"a session lacks the field {exc.args[0]!r}") from None
@@ -368,14 +380,17 @@ def _parse_time(text: object) -> datetime:
 
 # --- record encoding ----------------------------------------------------------
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 # v1: version, status code, started_at, ended_at (-1 = none), last_activity_at
 # (microseconds since the epoch), memory_count. The id is the key, not stored.
 # v2: v1, then end reason code (0 = none), owner pid, idle timeout and idle
 # grace in seconds (0 = none). v1 records are read as ended for an unknown
 # reason, with no owner and no timeout.
+# v3: v2, then the scope's name: its length in one byte and its ASCII (length
+# 0: the default scope). v1 and v2 records belong to the default scope.
 _RECORD_V1 = struct.Struct("<BBqqqQ")
 _RECORD_V2 = struct.Struct("<BBqqqQBIII")
+_LAYOUTS = {1: _RECORD_V1, 2: _RECORD_V2, 3: _RECORD_V2}
 _STATUS_CODES = {
     SessionStatus.ACTIVE: 1,
     SessionStatus.COMPLETED: 2,
@@ -388,7 +403,8 @@ _REASON_BY_CODE = {code: reason for reason, code in _REASON_CODES.items()}
 
 def encode_record(session: Session) -> bytes:
     ended = to_micros(session.ended_at) if session.ended_at is not None else -1
-    return _RECORD_V2.pack(
+    scope = b"" if session.scope == DEFAULT_SCOPE else session.scope.encode("ascii")
+    fixed = _RECORD_V2.pack(
         RECORD_VERSION,
         _STATUS_CODES[session.status],
         to_micros(session.started_at),
@@ -400,6 +416,7 @@ def encode_record(session: Session) -> bytes:
         session.idle_timeout or 0,
         session.idle_grace,
     )
+    return fixed + bytes((len(scope),)) + scope
 
 
 def decode_record(key: bytes, value: bytes) -> Session:
@@ -409,12 +426,15 @@ def decode_record(key: bytes, value: bytes) -> Session:
         if not value:
             raise ValueError("empty record")
         version = value[0]
-        layout = {1: _RECORD_V1, 2: _RECORD_V2}.get(version)
+        layout = _LAYOUTS.get(version)
         if layout is None:
             raise ValueError(f"unknown record version {version}")
-        if len(value) != layout.size:
+        scope = DEFAULT_SCOPE
+        if version >= 3:
+            scope = _decode_scope(value[layout.size :], version)
+        elif len(value) != layout.size:
             raise ValueError(f"{len(value)} bytes, expected {layout.size} for version {version}")
-        _, code, started, ended, activity, count, *rules = layout.unpack(value)
+        _, code, started, ended, activity, count, *rules = layout.unpack(value[: layout.size])
         if code not in _STATUS_BY_CODE:
             raise ValueError(f"unknown status code {code}")
         status = _STATUS_BY_CODE[code]
@@ -437,6 +457,13 @@ def decode_record(key: bytes, value: bytes) -> Session:
             owner_pid=owner or None,
             idle_timeout=idle or None,
             idle_grace=grace,
+            scope=scope,
         )
-    except (ValueError, OverflowError, UnicodeDecodeError) as exc:
+    except (ValueError, OverflowError, UnicodeDecodeError, struct.error) as exc:
         raise StorageError(f"session record {shown_key} is corrupt: {exc}") from None
+
+
+def _decode_scope(tail: bytes, version: int) -> str:
+    if not tail or len(tail) != 1 + tail[0]:
+        raise ValueError(f"{_RECORD_V2.size + len(tail)} bytes do not hold a version {version} record")
+    return tail[1:].decode("ascii") or DEFAULT_SCOPE

@@ -2,9 +2,18 @@
 
 Layout: column family ``sessions`` maps the session id (ASCII of the
 canonical UUID) to an encoded record; ``meta`` holds the few keys the
-manager needs to find the active session without a scan. Ids are UUIDv7,
-so the newest sessions are at the end of ``sessions`` and listing recent
-ones never touches older history.
+manager needs to find the active session of each scope without a scan;
+``scopes`` is an index, ``<scope>\0<id>`` -> empty, written in the same
+batch as each record, so listing one scope never reads another's records.
+Ids are UUIDv7, so the newest sessions are at the end of ``sessions`` (and
+of each scope's range of ``scopes``) and listing recent ones never touches
+older history.
+
+Stores written before scopes have records without index entries, all in the
+default scope. The first open by this version notes the newest key then
+(``META_INDEX_FLOOR``): the default scope is listed from the index down to
+that key, and from ``sessions`` below it. Nothing is rewritten; nothing is
+asked of the user.
 
 Every open uses the same raw-mode options (a single open with other options
 rewrites ``rocksdict-config.json`` and breaks later opens), one process at a
@@ -26,12 +35,16 @@ from rocksdict import BottommostLevelCompaction, CompactOptions, Options, Rdict,
 
 from agent import faults
 from agent.errors import StorageError, StoreLockedError
+from agent.scope import DEFAULT_SCOPE
 from agent.session import Session, decode_record, encode_record
 
-__all__ = ["CF_META", "CF_SESSIONS", "SessionStore", "close_db", "open_db"]
+__all__ = ["CF_META", "CF_SCOPES", "CF_SESSIONS", "SessionStore", "close_db", "open_db"]
 
 CF_SESSIONS = "sessions"
 CF_META = "meta"
+CF_SCOPES = "scopes"
+META_INDEX_FLOOR = b"scope_index_floor"  # sessions up to this key may have no index entry
+_ID_CEILING = b"\x7f"  # above every id (ASCII)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +81,7 @@ def open_db(path: str | os.PathLike[str], *, wait: float = 0.0) -> Rdict:
         return Rdict(
             str(db_path),
             _options(),
-            column_families={CF_SESSIONS: Options(raw_mode=True), CF_META: Options(raw_mode=True)},
+            column_families={name: Options(raw_mode=True) for name in (CF_SESSIONS, CF_META, CF_SCOPES)},
         )
     except Exception as exc:
         if not ours:
@@ -134,14 +147,32 @@ class SessionStore:
         try:
             self._sessions = db.get_column_family(CF_SESSIONS)
             self._meta = db.get_column_family(CF_META)
+            self._index = db.get_column_family(CF_SCOPES)
             self._sessions_handle = db.get_column_family_handle(CF_SESSIONS)
             self._meta_handle = db.get_column_family_handle(CF_META)
+            self._index_handle = db.get_column_family_handle(CF_SCOPES)
         except Exception as exc:
             raise StorageError(f"the store has no usable column families: {exc}") from None
         self._sync = WriteOptions()
         self._sync.sync = True
         self._closed = False
         self._lowest_written: bytes | None = None  # the smallest session key written here
+        self._lowest_indexed: bytes | None = None  # the smallest index entry written here
+        self._index_floor = self._establish_index_floor()
+
+    def _establish_index_floor(self) -> bytes:
+        """The newest key that may lack an index entry (``b""``: none),
+        noted once, before this version writes its first record."""
+        floor = self.get_meta(META_INDEX_FLOOR)
+        if floor is not None:
+            return floor
+        try:
+            newest = next(iter(self._sessions.keys(backwards=True)), None)
+        except Exception as exc:
+            raise StorageError(f"cannot scan the store: {exc}") from None
+        floor = newest if isinstance(newest, bytes) else b""
+        self.commit(meta={META_INDEX_FLOOR: floor})
+        return floor
 
     def get(self, session_id: str) -> Session | None:
         key = session_id.encode("ascii")
@@ -163,11 +194,16 @@ class SessionStore:
         sessions: tuple[Session, ...] = (),
         meta: Mapping[bytes, bytes | None] | None = None,
     ) -> None:
-        """Write sessions and meta keys (``None`` deletes) in one synced batch."""
+        """Write sessions (with their index entries) and meta keys (``None``
+        deletes) in one synced batch."""
         batch = WriteBatch(raw_mode=True)
         for session in sessions:
             key = session.id.encode("ascii")
             batch.put(key, encode_record(session), self._sessions_handle)
+            entry = _index_key(session.scope, key)
+            batch.put(entry, b"", self._index_handle)
+            if self._lowest_indexed is None or entry < self._lowest_indexed:
+                self._lowest_indexed = entry
             if self._lowest_written is None or key < self._lowest_written:
                 self._lowest_written = key
         for key, value in (meta or {}).items():
@@ -182,39 +218,114 @@ class SessionStore:
             raise StorageError(f"cannot write to the store: {exc}") from None
         faults.point("store.after_commit")
 
+    def meta_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The meta keys that start with ``prefix``, and their values."""
+        try:
+            for key, value in self._meta.items(from_key=prefix):
+                if not isinstance(key, bytes) or not key.startswith(prefix):
+                    return
+                if isinstance(value, bytes):
+                    yield key, value
+        except Exception as exc:
+            raise StorageError(f"cannot scan the store's meta keys: {exc}") from None
+
     def newest_first(
         self,
         *,
+        scope: str | None = None,
         floor: str | None = None,
         before: str | None = None,
         errors: list[StorageError] | None = None,
     ) -> Iterator[Session]:
-        """Sessions from the newest (or the newest before the key ``before``)
-        back to the key ``floor`` (inclusive).
+        """Sessions of ``scope`` (``None``: every scope) from the newest (or
+        the newest before the key ``before``) back to the key ``floor``
+        (inclusive).
 
         A corrupt record is appended to ``errors`` when given (the listing
         goes on), and raised otherwise.
         """
         floor_key = floor.encode("ascii") if floor else b""
         ceiling = before.encode("ascii") if before else None
+        if scope is None:
+            yield from self._scan(floor_key, ceiling, errors)
+            return
+        # The default scope's older records predate the index: above the
+        # index floor it has them all, below it the records themselves tell.
+        unindexed = self._index_floor if scope == DEFAULT_SCOPE else b""
+        for key in self._indexed(scope, max(floor_key, unindexed), ceiling):
+            if key == unindexed:
+                break
+            value = self._sessions_get(key)
+            if value is None:
+                continue  # an index entry is written with its record: not expected
+            session = self._decoded(key, value, errors)
+            if session is not None:
+                yield session
+        if unindexed and unindexed >= floor_key:
+            from_floor = ceiling is None or ceiling > unindexed
+            older = self._scan(
+                floor_key, unindexed if from_floor else ceiling, errors, include_top=from_floor
+            )
+            yield from (s for s in older if s.scope == scope)
+
+    def _indexed(self, scope: str, floor_key: bytes, ceiling: bytes | None) -> Iterator[bytes]:
+        """Ids in ``scope``'s index range, newest first, from below
+        ``ceiling`` down to ``floor_key`` (inclusive)."""
+        prefix = _index_key(scope, b"")
+        start = prefix + (ceiling if ceiling is not None else _ID_CEILING)
         try:
-            for key, value in self._sessions.items(backwards=True, from_key=ceiling):
-                if not isinstance(key, bytes) or not isinstance(value, bytes):
-                    raise StorageError("the sessions column family holds non-bytes data")
+            for entry in self._index.keys(backwards=True, from_key=start):
+                if not isinstance(entry, bytes) or not entry.startswith(prefix):
+                    return
+                key = entry[len(prefix) :]
                 if key == ceiling:
                     continue
                 if key < floor_key:
                     return
-                try:
-                    yield decode_record(key, value)
-                except StorageError as exc:
-                    if errors is None:
-                        raise
-                    errors.append(exc)
+                yield key
+        except Exception as exc:
+            raise StorageError(f"cannot scan the store's scope index: {exc}") from None
+
+    def _sessions_get(self, key: bytes) -> bytes | None:
+        try:
+            value = self._sessions.get(key)
+        except Exception as exc:
+            raise StorageError(f"cannot read session {key.decode('ascii', 'replace')}: {exc}") from None
+        return value if isinstance(value, bytes) else None
+
+    def _scan(
+        self,
+        floor_key: bytes,
+        ceiling: bytes | None,
+        errors: list[StorageError] | None,
+        *,
+        include_top: bool = False,
+    ) -> Iterator[Session]:
+        try:
+            for key, value in self._sessions.items(backwards=True, from_key=ceiling):
+                if not isinstance(key, bytes) or not isinstance(value, bytes):
+                    raise StorageError("the sessions column family holds non-bytes data")
+                if key == ceiling and not include_top:
+                    continue
+                if key < floor_key:
+                    return
+                session = self._decoded(key, value, errors)
+                if session is not None:
+                    yield session
         except StorageError:
             raise
         except Exception as exc:
             raise StorageError(f"cannot scan the store: {exc}") from None
+
+    @staticmethod
+    def _decoded(key: bytes, value: bytes, errors: list[StorageError] | None) -> Session | None:
+        try:
+            return decode_record(key, value)
+        except StorageError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+            return None
 
     def close(self) -> None:
         """Drop every handle first: RocksDB keeps its LOCK while any is alive."""
@@ -222,7 +333,8 @@ class SessionStore:
             return
         self._closed = True
         self._merge_small_files()
-        del self._sessions, self._meta, self._sessions_handle, self._meta_handle
+        del self._sessions, self._meta, self._index
+        del self._sessions_handle, self._meta_handle, self._index_handle
         close_db(self._db)
 
     def _merge_small_files(self) -> None:
@@ -238,7 +350,12 @@ class SessionStore:
         where those files are, not the whole history.
         """
         try:
-            for family, lowest in ((self._meta, None), (self._sessions, self._lowest_written)):
+            families = (
+                (self._meta, None),
+                (self._sessions, self._lowest_written),
+                (self._index, self._lowest_indexed),
+            )
+            for family, lowest in families:
                 if _file_count(family) <= _MAX_SMALL_FILES:
                     continue
                 size = int(family.property_int_value("rocksdb.live-sst-files-size") or 0)
@@ -248,6 +365,10 @@ class SessionStore:
                 family.compact_range(begin, None, options)
         except Exception as exc:  # a missed tidy-up is not worth failing a command for
             log.warning("could not merge the store's small files: %s", exc)
+
+
+def _index_key(scope: str, session_key: bytes) -> bytes:
+    return scope.encode("ascii") + b"\0" + session_key
 
 
 def _file_count(family: Rdict) -> int:

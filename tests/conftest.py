@@ -16,7 +16,8 @@ import pytest
 from agent import SessionManager, open_db
 from agent.faults import ENV_VAR as FAULTS_ENV
 from agent.lifecycle import Tracking
-from agent.manager import META_TRACKING
+from agent.manager import META_TRACKING, scope_key
+from agent.scope import DEFAULT_SCOPE
 from agent.session import Session
 
 SESSION_AGENT = Path(sys.executable).with_name("session-agent")
@@ -150,14 +151,14 @@ def start_session(cli: Cli) -> str:
     return done.stdout.strip()
 
 
-def backdate_active(manager: SessionManager, seconds: float) -> Session:
+def backdate_active(manager: SessionManager, seconds: float, scope: str = DEFAULT_SCOPE) -> Session:
     """Move the active session's start and last activity into the past, so a
     heartbeat test needs no waiting for the one-second rate limit."""
-    active = manager.reconcile()
+    active = manager.reconcile(scope)
     assert active is not None
     earlier = active.started_at - timedelta(seconds=seconds)
     moved = active._replace(started_at=earlier, last_activity_at=earlier)
-    tracking = manager._tracking(active)
+    tracking = manager._tracking(scope, active)
     assert tracking is not None
     then = Tracking(
         tracking.session_id,
@@ -166,5 +167,5 @@ def backdate_active(manager: SessionManager, seconds: float) -> Session:
         tracking.owner_ticks,
         tracking.owner_seen_at,
     )
-    manager._store.commit((moved,), {META_TRACKING: then.encode()})
+    manager._store.commit((moved,), {scope_key(META_TRACKING, scope): then.encode()})
     return moved

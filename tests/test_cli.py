@@ -291,6 +291,7 @@ def test_a_corrupt_record_exits_5_on_show_and_is_skipped_by_list(cli: Cli, data_
     cli("end")
     broken = Session.begin()
     store = SessionStore(open_db(data_dir / "db"))
+    store.commit((broken,))  # stored with its index entry, then its record damaged
     store._sessions.put(broken.id.encode(), b"\x01\x00junk", store._sync)
     store.close()
     shown = cli("show", broken.id)

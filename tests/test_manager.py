@@ -202,6 +202,7 @@ def test_a_dangling_active_pointer_is_ignored(manager: SessionManager) -> None:
 
 def test_a_corrupt_record_does_not_stop_the_manager(manager: SessionManager) -> None:
     broken = Session.begin()
+    manager._store.commit((broken,))  # stored with its index entry, then its record damaged
     manager._store._sessions.put(broken.id.encode(), b"\x01\x02", manager._store._sync)
     with pytest.raises(StorageError, match=broken.id):
         manager.get(broken.id)

@@ -176,6 +176,7 @@ def test_json_shape() -> None:
         "owner_pid": 42,
         "idle_timeout": 1800,
         "idle_grace": 60,
+        "scope": "default",
     }
     assert Session.from_dict(s.to_dict()) == s
 
@@ -209,8 +210,9 @@ moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 
     owner=st.one_of(st.none(), st.integers(min_value=1, max_value=MAX_PID)),
     idle=st.one_of(st.none(), st.integers(min_value=1, max_value=MAX_IDLE_SECONDS)),
     grace=st.floats(min_value=0, max_value=1),
+    scope=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"),
 )
-def test_records_round_trip(
+def test_records_round_trip(  # noqa: PLR0917 -- hypothesis passes them by name
     start: datetime,
     activity: timedelta,
     end: timedelta | None,
@@ -220,8 +222,11 @@ def test_records_round_trip(
     owner: int | None,
     idle: int | None,
     grace: float,
+    scope: str,
 ) -> None:
-    s = Session.begin(start, owner_pid=owner, idle_timeout=idle, idle_grace=int((idle or 0) * grace))
+    s = Session.begin(
+        start, owner_pid=owner, idle_timeout=idle, idle_grace=int((idle or 0) * grace), scope=scope
+    )
     s = s.with_activity(start + activity)._replace(memory_count=count)
     if end is not None:
         moment = s.last_activity_at + end
@@ -239,13 +244,31 @@ def test_a_version_1_record_reads_as_ended_for_an_unknown_reason() -> None:
     assert decode_record(b"01a20d59-6bfa-78e2-8256-6ac15137b415", active).end_reason is None
 
 
+def test_records_before_scopes_belong_to_the_default_scope() -> None:
+    """Version 1 and 2 records (stores written before scopes) read unmigrated."""
+    v1 = struct.pack("<BBqqqQ", 1, 1, 1_000_000, -1, 2_000_000, 0)
+    v2 = struct.pack("<BBqqqQBIII", 2, 3, 1_000_000, 3_000_000, 2_000_000, 0, 6, 42, 60, 5)
+    key = b"01a20d59-6bfa-78e2-8256-6ac15137b415"
+    assert decode_record(key, v1).scope == decode_record(key, v2).scope == "default"
+    assert decode_record(key, v2).end_reason is EndReason.OWNER_EXITED
+    named = Session.begin(T0, scope="nvim-4242")
+    assert encode_record(named)[0] == 3
+    assert encode_record(named).endswith(b"\x09nvim-4242")
+    assert encode_record(Session.begin(T0)).endswith(b"\x00")  # the default scope: no name stored
+
+
 @pytest.mark.parametrize(
     ("mangle", "problem"),
     [
         (lambda b: b"", "empty record"),
         (lambda b: b"\x09" + b[1:], "unknown record version 9"),
-        (lambda b: b[:-1], "bytes, expected"),
-        (lambda b: b + b"x", "bytes, expected"),
+        (lambda b: b[:-1], "do not hold a version 3 record"),
+        (lambda b: b + b"x", "do not hold a version 3 record"),
+        (lambda b: b[:-1] + b"\x03ab", "do not hold a version 3 record"),
+        (lambda b: b[:-1] + b"\x02a/", "scope 'a/': a scope name cannot contain '/'"),
+        (lambda b: b[:-1] + b"\x02..", "a scope name starts with a letter or a digit"),
+        (lambda b: b[:-1] + b"\x01\xff", "codec can't decode"),
+        (lambda b: b"\x02" + b[1:-1] + b"\x00", "bytes, expected 47 for version 2"),
         (lambda b: b[:1] + b"\x07" + b[2:], "unknown status code 7"),
         (lambda b: b[:1] + b"\x02" + b[2:], "status completed with ended_at None"),
         (lambda b: b[:34] + b"\x63" + b[35:], "unknown end reason code 99"),
