@@ -14,9 +14,11 @@ TYPE_CHECKING = False  # typing costs milliseconds; the CLI's fast path never ne
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_SCOPE",
     "ConfigError",
     "EndReason",
     "InvalidArgumentError",
+    "InvalidScopeError",
     "InvalidSessionIdError",
     "Session",
     "SessionAlreadyActiveError",
@@ -48,6 +50,8 @@ _HOMES = {
     "SessionNotFoundError": "agent.errors",
     "StorageError": "agent.errors",
     "StoreLockedError": "agent.errors",
+    "DEFAULT_SCOPE": "agent.scope",
+    "InvalidScopeError": "agent.scope",
 }
 
 if TYPE_CHECKING:
@@ -63,6 +67,7 @@ if TYPE_CHECKING:
         StoreLockedError,
     )
     from agent.manager import SessionManager
+    from agent.scope import DEFAULT_SCOPE, InvalidScopeError
     from agent.session import EndReason, Session, SessionStatus
     from agent.store import close_db, open_db
 

@@ -22,6 +22,7 @@ from agent.control.client import ANSWER_TIMEOUT, DaemonClient
 from agent.control.protocol import MAX_PAGE
 from agent.errors import DaemonError, StoreLockedError
 from agent.paths import Paths, ensure_private_dir
+from agent.scope import DEFAULT_SCOPE
 from agent.session import Session, SessionStatus, format_time
 
 TYPE_CHECKING = False  # typing costs every command milliseconds; it is for the checker only
@@ -34,11 +35,11 @@ if TYPE_CHECKING:
     class Backend(Protocol):
         """What the commands need, whoever carries them out."""
 
-        def start(self, request: StartRequest | None = None) -> Session: ...
-        def end(self, session_id: str | None) -> Session | None: ...
-        def abandon(self, session_id: str | None) -> Session | None: ...
-        def current(self) -> Session | None: ...
-        def touch(self) -> Session | None: ...
+        def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session: ...
+        def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None: ...
+        def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None: ...
+        def current(self, scope: str = DEFAULT_SCOPE) -> Session | None: ...
+        def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None: ...
         def get(self, session_id: str) -> Session | None: ...
         def list_sessions(
             self,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
             since: datetime | None,
             limit: int | None,
             errors: list[str],
+            scope: str | None = DEFAULT_SCOPE,
         ) -> list[Session]: ...
         def status(self) -> dict[str, Any]: ...
         def close(self) -> None: ...
@@ -84,26 +86,26 @@ class DaemonBackend:
     def __init__(self, client: DaemonClient) -> None:
         self._client = client
 
-    def start(self, request: StartRequest | None = None) -> Session:
-        args: dict[str, Any] = {}
+    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
+        args: dict[str, Any] = _scoped(scope)
         if request is not None:  # only what was asked for: the daemon applies its defaults to the rest
             fields = ("replace", "owner_pid", "idle_timeout", "idle_grace")
-            args = {
+            args |= {
                 name: getattr(request, name) for name in fields if getattr(request, name) not in (None, False)
             }
         return _session(self._client.request("start", **args))
 
-    def end(self, session_id: str | None) -> Session | None:
-        return _maybe_session(self._client.request("end", id=session_id))
+    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return _maybe_session(self._client.request("end", id=session_id, **_scoped(scope)))
 
-    def abandon(self, session_id: str | None) -> Session | None:
-        return _maybe_session(self._client.request("abandon", id=session_id))
+    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return _maybe_session(self._client.request("abandon", id=session_id, **_scoped(scope)))
 
-    def current(self) -> Session | None:
-        return _maybe_session(self._client.request("current"))
+    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return _maybe_session(self._client.request("current", **_scoped(scope)))
 
-    def touch(self) -> Session | None:
-        return _maybe_session(self._client.request("touch"))
+    def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return _maybe_session(self._client.request("touch", **_scoped(scope)))
 
     def get(self, session_id: str) -> Session | None:
         return _maybe_session(self._client.request("get", id=session_id))
@@ -115,9 +117,11 @@ class DaemonBackend:
         since: datetime | None,
         limit: int | None,
         errors: list[str],
+        scope: str | None = DEFAULT_SCOPE,
     ) -> list[Session]:
         found: list[Session] = []
         before: str | None = None
+        which = {"all_scopes": True} if scope is None else _scoped(scope)
         while limit is None or len(found) < limit:
             page = min(MAX_PAGE, limit - len(found)) if limit is not None else MAX_PAGE
             reply = self._client.request(
@@ -126,6 +130,7 @@ class DaemonBackend:
                 since=format_time(since) if since else None,
                 limit=page,
                 before=before,
+                **which,
             )
             if not isinstance(reply, dict) or not isinstance(reply.get("sessions"), list):
                 raise DaemonError("the daemon sent a malformed list reply")
@@ -147,6 +152,12 @@ class DaemonBackend:
         self._client.close()
 
 
+def _scoped(scope: str) -> dict[str, Any]:
+    """The scope argument of a request: none for the default scope, which
+    is also what a daemon from before scopes understands."""
+    return {} if scope == DEFAULT_SCOPE else {"scope": scope}
+
+
 def _session(data: object) -> Session:
     try:
         return Session.from_dict(data)
@@ -159,13 +170,12 @@ def _maybe_session(data: object) -> Session | None:
 
 
 class EmbeddedBackend:
-    """The store opened by this process. Opening it applies any edit of the
-    current file first, as the daemon would have."""
+    """The store opened by this process. Each command first applies any edit
+    of the current files it concerns, as the daemon would have."""
 
     def __init__(self, manager: SessionManager, paths: Paths) -> None:
         self._manager = manager
         self._paths = paths
-        self._active = manager.reconcile(busy_ok=True)
 
     @classmethod
     def open(cls, paths: Paths) -> EmbeddedBackend:
@@ -180,29 +190,29 @@ class EmbeddedBackend:
         except BaseException:
             close_db(db)
             raise
-        try:
-            return cls(manager, paths)
-        except BaseException:
-            manager.close()
-            raise
+        return cls(manager, paths)
 
-    def start(self, request: StartRequest | None = None) -> Session:
-        return self._manager.start(request)
+    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
+        return self._manager.start(request, scope=scope)
 
-    def end(self, session_id: str | None) -> Session | None:
-        return self._manager.end(session_id)
+    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.end(session_id, scope=scope)
 
-    def abandon(self, session_id: str | None) -> Session | None:
-        return self._manager.abandon(session_id)
+    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.abandon(session_id, scope=scope)
 
-    def current(self) -> Session | None:
-        return self._active
+    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.reconcile(scope, busy_ok=True)
 
-    def touch(self) -> Session | None:
-        return self._manager.touch()
+    def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.touch(scope)
 
     def get(self, session_id: str) -> Session | None:
-        return self._manager.get(session_id)
+        session = self._manager.get(session_id)
+        if session is not None and session.is_active:  # an edit of its file may have ended it
+            self._manager.reconcile(session.scope, busy_ok=True)
+            session = self._manager.get(session_id)
+        return session
 
     def list_sessions(
         self,
@@ -211,11 +221,18 @@ class EmbeddedBackend:
         since: datetime | None,
         limit: int | None,
         errors: list[str],
+        scope: str | None = DEFAULT_SCOPE,
     ) -> list[Session]:
         from agent.errors import StorageError
 
+        if scope is None:
+            self._manager.reconcile_all(busy_ok=True)
+        else:
+            self._manager.reconcile(scope, busy_ok=True)
         problems: list[StorageError] = []
-        sessions = self._manager.list_sessions(statuses=statuses, since=since, limit=limit, errors=problems)
+        sessions = self._manager.list_sessions(
+            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope
+        )
         errors.extend(str(p) for p in problems)
         return sessions
 
@@ -223,9 +240,18 @@ class EmbeddedBackend:
         return {
             "daemon": {"running": False, "pid": None},
             "paths": self._paths.describe(),
-            "current": self._active.to_dict() if self._active else None,
-            "idle_ends_in_seconds": self._manager.seconds_to_next_rule(),
+            **self._manager.describe_active(self._manager.reconcile_all(busy_ok=True)),
         }
 
     def close(self) -> None:
+        """Remove the scopes left empty long enough (as a daemon would, by
+        its timer), then close the store."""
+        from agent.errors import SessionError
+
+        try:
+            self._manager.sweep_empty_scopes()
+        except SessionError as exc:  # a missed tidy-up is not worth failing the command for
+            import logging
+
+            logging.getLogger(__name__).warning("could not remove empty scopes: %s", exc)
         self._manager.close()

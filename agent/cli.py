@@ -21,6 +21,7 @@ import click
 from agent import __version__
 from agent.errors import SessionError, SessionNotFoundError
 from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths
+from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, InvalidScopeError, parse_scope
 from agent.session import MAX_PID, SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
@@ -90,8 +91,21 @@ class DurationType(click.ParamType[int]):
             self.fail(str(exc), param, ctx)
 
 
+class ScopeType(click.ParamType[str]):
+    """A scope name, checked before it becomes a directory or a key."""
+
+    name = "SCOPE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_scope(value)
+        except InvalidScopeError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 SESSION_ID = SessionIdType()
 DURATION = DurationType()
+SCOPE = ScopeType()
 T = TypeVar("T")
 
 
@@ -141,6 +155,17 @@ def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(f)
 
 
+def _scope_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--scope",
+        type=SCOPE,
+        envvar=SCOPE_ENV,
+        default=DEFAULT_SCOPE,
+        help="The scope: one editor window or AI-coding session, with its own current session "
+        f"[env: {SCOPE_ENV}; default: the default scope].",
+    )(f)
+
+
 def _echo_json(value: object) -> None:
     from agent.render import to_json
 
@@ -175,7 +200,9 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
 
     The current session's id is in DATA_DIR/current_session; editors may
     write `start`, `end` or `abandon` into that file, delete it to end the
-    session, or touch it as a heartbeat.
+    session, or touch it as a heartbeat. Each scope (--scope NAME) has one
+    more such file, DATA_DIR/scopes/NAME/current_session, and its own
+    session.
 
     \b
     Examples:
@@ -183,6 +210,8 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
       session-agent current          # prints it again (exit 1 if none)
       session-agent end              # completes it
       session-agent list --since 7d --status completed
+      session-agent start --scope nvim-4242
+      session-agent list --all-scopes
     """
     ctx.obj = Agent(ctx, Paths.resolve(data_dir, runtime_dir), debug=debug)
     if debug and ctx.invoked_subcommand != "daemon":
@@ -253,6 +282,7 @@ def daemon(ctx: click.Context, step_ms: int | None, debounce_ms: int | None) -> 
     help="Counted as work after the last activity when the session ends idle "
     f"[env: {IDLE_GRACE_ENV}; default: config.toml's, else 0].",
 )
+@_scope_option
 @_json_option
 @click.pass_obj
 def start(  # noqa: PLR0917 -- click passes the options by name; the order is click's
@@ -261,60 +291,64 @@ def start(  # noqa: PLR0917 -- click passes the options by name; the order is cl
     owner_pid: int | None,
     idle_timeout: int | None,
     idle_grace: int | None,
+    scope: str,
     as_json: bool,
 ) -> None:
-    """Start a session and print its id.
+    """Start a session (in the scope, created on first use) and print its id.
 
-    Exits 3, naming the active session, if one is already active (unless
-    --replace). Exits 2 if the owner process does not exist.
+    Exits 3, naming the active session, if one is already active in the
+    scope (unless --replace). Exits 2 if the owner process does not exist.
     """
     from agent.config import StartRequest
 
     request = StartRequest(
         owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
     )
-    session = agent.backend().start(request)
+    session = agent.backend().start(request, scope)
     if as_json:
         _echo_json(session.to_dict())
     else:
         click.echo(session.id)
 
 
-def _terminate(agent: Agent, session_id: str | None, abandon: bool) -> None:
+def _terminate(agent: Agent, session_id: str | None, scope: str, abandon: bool) -> None:
     backend = agent.backend()
-    ended = backend.abandon(session_id) if abandon else backend.end(session_id)
+    ended = backend.abandon(session_id, scope) if abandon else backend.end(session_id, scope)
     if ended is None and session_id is not None and backend.get(session_id) is None:
         click.echo(f"session-agent: no session {session_id}; nothing to do", err=True)
 
 
 @cli.command()
 @click.argument("session_id", metavar="[ID]", required=False, type=SESSION_ID)
+@_scope_option
 @click.pass_obj
-def end(agent: Agent, session_id: str | None) -> None:
-    """Complete session ID, or the current session.
+def end(agent: Agent, session_id: str | None, scope: str) -> None:
+    """Complete session ID (in whatever scope), or the scope's current session.
 
     Succeeds also when the session has already ended or none is active.
     """
-    _terminate(agent, session_id, abandon=False)
+    _terminate(agent, session_id, scope, abandon=False)
 
 
 @cli.command()
 @click.argument("session_id", metavar="[ID]", required=False, type=SESSION_ID)
+@_scope_option
 @click.pass_obj
-def abandon(agent: Agent, session_id: str | None) -> None:
-    """Abandon session ID, or the current session (idempotent, like `end`)."""
-    _terminate(agent, session_id, abandon=True)
+def abandon(agent: Agent, session_id: str | None, scope: str) -> None:
+    """Abandon session ID, or the scope's current session (idempotent, like `end`)."""
+    _terminate(agent, session_id, scope, abandon=True)
 
 
 @cli.command()
+@_scope_option
 @_json_option
 @click.pass_obj
-def current(agent: Agent, as_json: bool) -> None:
-    """Print the current session's id; exit 1 if none is active.
+def current(agent: Agent, scope: str, as_json: bool) -> None:
+    """Print the scope's current session id; exit 1 if none is active.
 
     With --json, print the whole session, or `null` when none is active.
     """
-    active = agent.read(lambda backend: backend.current())
+    active = agent.read(lambda backend: backend.current(scope))
     if as_json:
         _echo_json(active.to_dict() if active else None)
     elif active:
@@ -326,12 +360,14 @@ def current(agent: Agent, as_json: bool) -> None:
 
 
 @cli.command()
+@_scope_option
 @_json_option
 @click.pass_obj
-def touch(agent: Agent, as_json: bool) -> None:
-    """Record activity on the current session (a heartbeat); exit 1 if none
-    is active. Like touching the current file: at most one write a second."""
-    active = agent.backend().touch()
+def touch(agent: Agent, scope: str, as_json: bool) -> None:
+    """Record activity on the scope's current session (a heartbeat); exit 1
+    if none is active. Like touching the current file: at most one write a
+    second."""
+    active = agent.backend().touch(scope)
     if as_json:
         _echo_json(active.to_dict() if active else None)
     elif active is None:
@@ -341,26 +377,39 @@ def touch(agent: Agent, as_json: bool) -> None:
 
 
 @cli.command()
+@_scope_option
 @click.pass_obj
-def path(agent: Agent) -> None:
-    """Print the current-session file's path, for integrations.
+def path(agent: Agent, scope: str) -> None:
+    """Print the scope's current-session file's path, for integrations.
 
-    It opens nothing: the file may not exist (no session is active), and the
-    data dir may not exist yet (the agent has never run)."""
-    click.echo(str(agent.paths.current_file))
+    It opens nothing: the file may not exist (no session is active), and
+    its directory may not exist yet (the scope or the agent was never used:
+    create it with `mkdir -p`, mode 0700, before writing `start` there)."""
+    click.echo(str(agent.paths.current_file_of(scope)))
 
 
 @cli.command()
-@click.argument("session_id", metavar="ID", type=SESSION_ID)
+@click.argument("session_id", metavar="[ID]", required=False, type=SESSION_ID)
+@_scope_option
 @_json_option
 @click.pass_obj
-def show(agent: Agent, session_id: str, as_json: bool) -> None:
-    """Show one session; exit 4 if there is no such session."""
+def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> None:
+    """Show session ID (in whatever scope), or the scope's current session.
+
+    Exits 4 if there is no such session, 1 if no ID was given and the scope
+    has no active session.
+    """
     from agent.render import session_detail
 
-    session = agent.read(lambda backend: backend.get(session_id))
+    if session_id is None:
+        session = agent.read(lambda backend: backend.current(scope))
+        if session is None:
+            click.echo("session-agent: no active session", err=True)
+            _exit(1)
+    else:
+        session = agent.read(lambda backend: backend.get(session_id))
     if session is None:
-        raise SessionNotFoundError(session_id)
+        raise SessionNotFoundError(session_id or "")
     if as_json:
         _echo_json(session.to_dict())
     else:
@@ -385,17 +434,33 @@ def show(agent: Agent, session_id: str, as_json: bool) -> None:
     show_default=True,
     help="At most this many sessions; 0 for all.",
 )
+@_scope_option
+@click.option("--all-scopes", is_flag=True, help="Sessions of every scope (with a SCOPE column).")
 @_json_option
-@click.pass_obj
-def list_(agent: Agent, statuses: tuple[str, ...], since: datetime | None, limit: int, as_json: bool) -> None:
-    """List sessions, newest first.
+@click.pass_context
+def list_(  # noqa: PLR0917 -- click passes the options by name; the order is click's
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    since: datetime | None,
+    limit: int,
+    scope: str,
+    all_scopes: bool,
+    as_json: bool,
+) -> None:
+    """List the scope's sessions (or every scope's), newest first.
 
     \b
     Examples:
       session-agent list --since 2h
       session-agent list --status abandoned --limit 0 --json
+      session-agent list --scope nvim-4242
+      session-agent list --all-scopes --status active
     """
     from agent.render import session_table
+
+    agent: Agent = ctx.obj
+    if all_scopes and ctx.get_parameter_source("scope") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --scope or --all-scopes, not both")
 
     def query(backend: Backend) -> tuple[list[Session], list[str]]:
         errors: list[str] = []
@@ -404,6 +469,7 @@ def list_(agent: Agent, statuses: tuple[str, ...], since: datetime | None, limit
             since=since,
             limit=limit or None,
             errors=errors,
+            scope=None if all_scopes else scope,
         )
         return sessions, errors
 
@@ -413,25 +479,31 @@ def list_(agent: Agent, statuses: tuple[str, ...], since: datetime | None, limit
     if as_json:
         _echo_json([s.to_dict() for s in sessions])
     else:
-        click.echo(session_table(sessions, datetime.now(UTC)))
+        click.echo(session_table(sessions, datetime.now(UTC), with_scope=all_scopes))
 
 
 @cli.command()
+@_scope_option
 @_json_option
 @click.pass_obj
-def status(agent: Agent, as_json: bool) -> None:
-    """Show whether the daemon runs, its resources, where files live and
-    the current session.
+def status(agent: Agent, scope: str, as_json: bool) -> None:
+    """Show whether the daemon runs, its resources, where files live, the
+    scope's current session and the active session of every other scope.
 
     Exits 0 when the daemon is running, 7 when it is not.
     """
     from agent.render import status_text
 
     report = agent.read(lambda backend: backend.status())
+    if scope != DEFAULT_SCOPE:  # the report's `current` is the default scope's: show this one's
+        entries: list[dict[str, Any]] = report.get("scopes") or []
+        entry = next((e for e in entries if e.get("scope") == scope), {})
+        report |= {"current": entry.get("current"), "idle_ends_in_seconds": entry.get("idle_ends_in_seconds")}
+        report["paths"] = {**report.get("paths", {}), "current_file": str(agent.paths.current_file_of(scope))}
     if as_json:
         _echo_json(report)
     else:
-        click.echo(status_text(report, datetime.now(UTC)))
+        click.echo(status_text(report, datetime.now(UTC), scope))
     if not report.get("daemon", {}).get("running"):
         _exit(7)
 

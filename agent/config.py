@@ -7,6 +7,9 @@ data dir's ``config.toml``, else the built-in defaults.
     idle_timeout = "30m"   # 90s, 30m, 1h30m, 2d or seconds; 0 or "off": never (the default)
     idle_grace = "2m"      # counted as work after the last activity; default 0
 
+    [scopes]
+    remove_empty_after = "1h"  # a scope's directory, once nothing is active or left in it
+
 It lives in the data dir, so the daemon and a command that opens the store
 itself read the same file and start sessions alike. It is read at each
 start (kept while its mtime and size stay the same).
@@ -26,7 +29,7 @@ from agent.errors import ConfigError, InvalidArgumentError
 from agent.session import MAX_IDLE_SECONDS, MAX_PID
 from agent.values import Value
 
-__all__ = ["CONFIG_NAME", "StartRequest", "StartRules", "load_defaults", "parse_seconds"]
+__all__ = ["CONFIG_NAME", "Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
 
 CONFIG_NAME = "config.toml"
 _MAX_CONFIG = 64 * 1024
@@ -110,17 +113,46 @@ class StartRules(Value):
         return cls(request.owner_pid, timeout or None, grace)
 
 
-_cache: dict[Path, tuple[tuple[int, int, int], tuple[int, int]]] = {}
+REMOVE_EMPTY_SCOPES_AFTER = 3600  # seconds
 
 
-def load_defaults(data_dir: Path) -> tuple[int, int]:
-    """``(idle_timeout, idle_grace)`` in seconds from ``config.toml``;
-    ``(0, 0)`` without one. ``ConfigError`` when it cannot be used."""
+class Settings(Value):
+    """What ``config.toml`` sets, in seconds, defaults filled in."""
+
+    __slots__ = ("idle_grace", "idle_timeout", "remove_empty_scopes_after")
+    idle_timeout: int
+    idle_grace: int
+    remove_empty_scopes_after: int
+
+    def __init__(
+        self,
+        idle_timeout: int = 0,
+        idle_grace: int = 0,
+        remove_empty_scopes_after: int = REMOVE_EMPTY_SCOPES_AFTER,
+    ) -> None:
+        self._set(
+            idle_timeout=idle_timeout,
+            idle_grace=idle_grace,
+            remove_empty_scopes_after=remove_empty_scopes_after,
+        )
+
+    @property
+    def start_defaults(self) -> tuple[int, int]:
+        """``(idle_timeout, idle_grace)``, as ``StartRules.resolve`` takes them."""
+        return (self.idle_timeout, self.idle_grace)
+
+
+_cache: dict[Path, tuple[tuple[int, int, int], Settings]] = {}
+
+
+def load_settings(data_dir: Path) -> Settings:
+    """The settings of ``config.toml``, the defaults without one.
+    ``ConfigError`` when it cannot be used."""
     path = data_dir / CONFIG_NAME
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return (0, 0)
+        return Settings()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -134,29 +166,40 @@ def load_defaults(data_dir: Path) -> tuple[int, int]:
         raw = os.read(fd, _MAX_CONFIG + 1)
     finally:
         os.close(fd)
-    defaults = _parse(path, raw)
-    _cache[path] = (key, defaults)
-    return defaults
+    settings = _parse(path, raw)
+    _cache[path] = (key, settings)
+    return settings
 
 
-def _parse(path: Path, raw: bytes) -> tuple[int, int]:
+_KNOWN = {"sessions": ("idle_timeout", "idle_grace"), "scopes": ("remove_empty_after",)}
+
+
+def _parse(path: Path, raw: bytes) -> Settings:
     import tomllib
 
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - {"sessions"})
-    sessions = document.get("sessions", {})
-    if not isinstance(sessions, dict):
-        raise ConfigError(f"{path}: [sessions] must be a table")
-    unknown += [f"sessions.{k}" for k in sorted(set(sessions) - {"idle_timeout", "idle_grace"})]
+    unknown = sorted(set(document) - set(_KNOWN))
+    tables: dict[str, dict[str, object]] = {}
+    for name, keys in _KNOWN.items():
+        table = document.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        tables[name] = table
+        unknown += [f"{name}.{k}" for k in sorted(set(table) - set(keys))]
     if unknown:
-        known = "sessions.idle_timeout, sessions.idle_grace"
+        known = ", ".join(f"{name}.{k}" for name, keys in _KNOWN.items() for k in keys)
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: {known})")
+    sessions, scopes = tables["sessions"], tables["scopes"]
     try:
-        timeout = parse_seconds(sessions.get("idle_timeout", 0), "sessions.idle_timeout")
-        grace = parse_seconds(sessions.get("idle_grace", 0), "sessions.idle_grace")
+        return Settings(
+            idle_timeout=parse_seconds(sessions.get("idle_timeout", 0), "sessions.idle_timeout"),
+            idle_grace=parse_seconds(sessions.get("idle_grace", 0), "sessions.idle_grace"),
+            remove_empty_scopes_after=parse_seconds(
+                scopes.get("remove_empty_after", REMOVE_EMPTY_SCOPES_AFTER), "scopes.remove_empty_after"
+            ),
+        )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return timeout, grace

@@ -4,17 +4,15 @@
 
 * **start-up** -- take the data dir's instance lock (before anything else,
   so a second daemon changes nothing), open the store, apply what happened
-  to the current file while no daemon ran, bind the control socket (or take
-  the one systemd passed), start watching the file, then tell systemd
-  ``READY=1``: from then on the CLI goes through us;
+  to the current files of every scope while no daemon ran, bind the control
+  socket (or take the one systemd passed), start watching the files, then
+  tell systemd ``READY=1``: from then on the CLI goes through us;
 * **main loop** -- wait for a signal or a periodic duty (the systemd
   watchdog, a retry after a failed reconcile); act on it. Beside it, the
-  active session's rules are armed after every change: a pidfd watch on
-  its owner process, and a timer for its idle timeout. The timer sleeps on
-  the event loop's clock, which stops while the machine is suspended, so it
-  wakes at least every ``idle_recheck`` seconds to look at the boot clock:
-  after a resume, an expired session ends within that time (or at once, on
-  the first event);
+  active sessions' rules are armed after every change (``RuleWatch``: a
+  pidfd watch on each owner process, a timer for the earliest idle
+  timeout), and a timer removes the directories of scopes left empty (see
+  ``SessionManager.sweep_empty_scopes``);
 * **shutdown** -- in ``finally``, each step bounded: ``STOPPING=1``, stop
   watching, close the socket (connections get ``SHUTDOWN_GRACE`` seconds),
   unlink it, close the store, drop the lock. The active session stays
@@ -25,8 +23,10 @@ time: each is a few synced writes, well under the latency goals, and no two
 can interleave.
 
 Signals (handlers only record; the loop acts): SIGTERM/SIGINT stop (a second
-one cuts the shutdown grace short); SIGHUP applies the current file now;
-SIGUSR1 starts a session if none is active; SIGUSR2 ends the active one.
+one cuts the shutdown grace short); SIGHUP applies every scope's current
+file now; SIGUSR1 starts a session in the default scope if none is active
+there; SIGUSR2 ends the default scope's active one. (A signal carries no
+argument to name a scope; other scopes have their files and the CLI.)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,9 +51,10 @@ from agent.control.server import ControlServer, bind_unix_socket
 from agent.errors import SessionError, SessionIOError, StorageError
 from agent.instance import InstanceLock
 from agent.manager import SessionManager
-from agent.owner_watch import OwnerWatch
 from agent.paths import Paths, ensure_private_dir
-from agent.session import EndReason, Session, format_time
+from agent.rule_watch import RuleWatch
+from agent.scope import DEFAULT_SCOPE, scope_problem
+from agent.session import EndReason, format_time
 from agent.store import close_db, open_db
 from agent.systemd import Notifier, listen_fds
 from agent.watcher import FileWatcher, WatchSettings, dir_identity
@@ -70,6 +71,7 @@ _MAX_SOCKET_PATH = 107
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _UNGUARDED_OPS = frozenset({"ping", "status"})
+_READ_ONLY_OPS = frozenset({"ping", "status", "get", "list"})  # they change no session
 IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
 
@@ -115,8 +117,9 @@ class Daemon:
         self._retry: asyncio.TimerHandle | None = None
         self._shown_status: str | None = None
         self._clock = SystemClock()
-        self._owner_watch: OwnerWatch | None = None
-        self._rule_timer: asyncio.TimerHandle | None = None
+        self._rules: RuleWatch | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at: float | None = None  # loop time the sweep timer fires
 
     # --- the story ---------------------------------------------------------------
 
@@ -149,13 +152,20 @@ class Daemon:
         except BaseException:
             close_db(db)
             raise
-        self._owner_watch = OwnerWatch(self._clock, lambda: self._reconcile("the owner process exited"))
-        self._manager.owner_exit_time = self._owner_watch.exited_at
+        self._rules = RuleWatch(
+            self._manager,
+            self._clock,
+            self.config.idle_recheck,
+            lambda scopes, why: self._reconcile(why, scopes),
+        )
+        self._manager.owner_exit_time = self._rules.exited_at
         self._manager.recover_orphans()
-        active = self._manager.reconcile()
-        if active is not None:
-            log.info("restored session %s", active.id)
-        else:
+        actives = self._manager.reconcile_all()
+        for scope, active in actives.items():
+            log.info(
+                "restored session %s%s", active.id, "" if scope == DEFAULT_SCOPE else f" in scope {scope}"
+            )
+        if not actives:
             log.info("no active session")
         sock = self._control_socket()
         self._socket_name = str(sock.getsockname() or "(unnamed)")
@@ -163,15 +173,16 @@ class Daemon:
         self._server = ControlServer(self._handle)
         await self._server.start(sock)
         watcher = FileWatcher(
-            paths.current_file,
+            paths.data_dir,
             self.config.watch,
-            on_change=lambda: self._reconcile("the current file changed"),
+            on_change=lambda scopes: self._reconcile("the current file changed", scopes),
             on_dir_replaced=self._data_dir_replaced,
         )
         self._watcher_task = asyncio.create_task(watcher.run(), name="watcher")
         self._watcher_task.add_done_callback(lambda _: self._wake())  # the main loop checks on it
         await watcher.established.wait()
-        self._arm_rules()
+        self._rules.rearm()
+        self._sweep_empty_scopes()
 
     async def _main_loop(self) -> None:
         assert self._wakeup is not None
@@ -196,10 +207,10 @@ class Daemon:
         self._notifier.stopping()
         if self._retry is not None:
             self._retry.cancel()
-        if self._rule_timer is not None:
-            self._rule_timer.cancel()
-        if self._owner_watch is not None:
-            self._owner_watch.stop()
+        if self._sweep is not None:
+            self._sweep.cancel()
+        if self._rules is not None:
+            self._rules.stop()
         if self._watcher_task is not None:
             self._watcher_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -252,8 +263,13 @@ class Daemon:
         assert self._handler is not None
         if op not in _UNGUARDED_OPS:
             self._check_data_dir()
+        named = args.get("scope")
+        touched = {named if isinstance(named, str) and scope_problem(named) is None else DEFAULT_SCOPE}
         try:
-            return self._handler(op, args)
+            result = self._handler(op, args)
+            if isinstance(result, dict) and isinstance(result.get("scope"), str):
+                touched.add(result["scope"])  # `end ID`: the session's own scope
+            return result
         except (SessionIOError, StorageError) as exc:
             # A write failed, perhaps halfway (store written, file not): the
             # caller gets the error, and we settle again by ourselves once
@@ -261,7 +277,8 @@ class Daemon:
             self._retry_later(f"{op} failed: {exc}")
             raise
         finally:
-            self._settled()
+            if op not in _READ_ONLY_OPS:
+                self._settled(touched)
 
     def _check_data_dir(self) -> None:
         if dir_identity(self.paths.data_dir) != self._dir_identity:
@@ -270,24 +287,29 @@ class Daemon:
                 "put it back, or restart the daemon"
             )
 
-    def _reconcile(self, why: str) -> None:
-        """Apply the current file; after a failure, try again later by itself."""
+    def _reconcile(self, why: str, scopes: frozenset[str] | None = None) -> None:
+        """Apply the current files of ``scopes`` (``None``: every scope);
+        after a failure, try again later by itself, every scope."""
         assert self._manager is not None
-        if self._retry is not None:
+        if scopes is None and self._retry is not None:
             self._retry.cancel()
             self._retry = None
         try:
             self._check_data_dir()
-            self._manager.reconcile()
+            if scopes is None:
+                self._manager.reconcile_all()
+            else:
+                for scope in sorted(scopes):
+                    self._manager.reconcile(scope)
         except Exception as exc:
             if not isinstance(exc, SessionError):  # a bug: keep the traceback, keep running
                 log.exception("unexpected error while applying the current file")
             self._retry_later(f"could not apply the current file ({why}): {exc}")
             return
-        if self._failed_reconciles:
+        if self._failed_reconciles and scopes is None:
             log.info("the current file is applied again")
-        self._failed_reconciles = 0
-        self._settled()
+            self._failed_reconciles = 0
+        self._settled(scopes)
 
     def _retry_later(self, problem: str) -> None:
         """Log ``problem`` and reconcile again after a delay that grows with
@@ -297,7 +319,7 @@ class Daemon:
         delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
         self._failed_reconciles += 1
         log.error("%s; retrying in %g s", problem, delay)
-        self._retry = asyncio.get_running_loop().call_later(delay, self._reconcile, "retry")
+        self._retry = asyncio.get_running_loop().call_later(delay, self._reconcile, "retry", None)
 
     def _data_dir_replaced(self) -> None:
         log.error(
@@ -344,7 +366,7 @@ class Daemon:
         try:
             if sig == signal.SIGHUP:
                 self._reconcile("SIGHUP")
-            elif sig == signal.SIGUSR1:
+            elif sig == signal.SIGUSR1:  # signals act on the default scope
                 active = manager.reconcile()
                 if active is None:
                     log.info("SIGUSR1: started session %s", manager.start().id)
@@ -359,38 +381,59 @@ class Daemon:
             log.error("%s failed: %s", sig.name, exc)
         except Exception:  # a bug: keep the traceback, keep running
             log.exception("unexpected error while handling %s", sig.name)
-        self._settled()
+        self._settled(frozenset({DEFAULT_SCOPE}))
 
-    # --- the active session's rules ---------------------------------------------
+    # --- after a change ------------------------------------------------------------
 
-    def _settled(self) -> None:
-        """After anything that may have changed the active session."""
-        self._arm_rules()
+    def _settled(self, scopes: Iterable[str] | None = None) -> None:
+        """After anything that may have changed the active session of
+        ``scopes`` (``None``: of any scope)."""
+        if self._rules is not None:
+            self._rules.rearm(scopes)
+            if scopes is None or any(s != DEFAULT_SCOPE and s not in self._rules.actives for s in scopes):
+                self._plan_sweep(None)  # a scope may have been left empty
         self._show_status()
 
-    def _arm_rules(self) -> None:
-        """Watch the active session's owner, and wake for its idle timeout."""
-        if self._manager is None or self._owner_watch is None:
+    def _plan_sweep(self, delay: float | None) -> None:
+        """Sweep the empty scopes in ``delay`` seconds (``None``: once a scope
+        left empty now is due), unless a sweep comes sooner."""
+        if delay is None:
+            try:
+                assert self._manager is not None
+                delay = self._manager.sweep_delay()
+            except SessionError as exc:
+                log.warning("could not plan the removal of empty scopes: %s", exc)
+                return
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay + 0.01
+        if self._sweep is not None and self._sweep_at is not None and self._sweep_at <= at:
             return
-        if self._rule_timer is not None:
-            self._rule_timer.cancel()
-            self._rule_timer = None
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep, self._sweep_at = loop.call_at(at, self._sweep_empty_scopes), at
+
+    def _sweep_empty_scopes(self) -> None:
+        self._sweep = self._sweep_at = None
+        if self._manager is None:
+            return
         try:
-            active = self._manager.active()
-            self._owner_watch.watch(self._manager.owner_of(active) if active else None)
-            wait = self._manager.seconds_to_next_rule()
+            self._check_data_dir()
+            next_due = self._manager.sweep_empty_scopes()
         except SessionError as exc:
-            log.warning("could not arm the active session's rules: %s", exc)
+            log.warning("could not remove empty scopes: %s", exc)
             return
-        if wait is not None:
-            delay = min(wait + 0.01, self.config.idle_recheck)
-            self._rule_timer = asyncio.get_running_loop().call_later(delay, self._reconcile, "idle check")
+        if next_due is not None:
+            self._plan_sweep(next_due)
 
     # --- status ------------------------------------------------------------------
 
     def _status_line(self) -> str:
-        active = self._manager.active() if self._manager else None
-        return f"session {active.id} active" if active else "no active session"
+        actives = dict(self._rules.actives) if self._rules else {}
+        default = actives.pop(DEFAULT_SCOPE, None)
+        line = f"session {default.id} active" if default else "no active session"
+        if actives:
+            line += f"; {len(actives)} more in other scopes"
+        return line
 
     def _show_status(self) -> None:
         """Keep systemd's STATUS= in step with the active session."""
@@ -414,7 +457,7 @@ class Daemon:
             times = process.cpu_times()
         uptime = time.monotonic() - self._started_monotonic
         cpu = times.user + times.system
-        active: Session | None = self._manager.active() if self._manager else None
+        assert self._manager is not None
         return {
             "daemon": {
                 "running": True,
@@ -434,6 +477,5 @@ class Daemon:
                 "step_ms": self.config.watch.step_ms,
                 "debounce_ms": self.config.watch.debounce_ms,
             },
-            "current": active.to_dict() if active else None,
-            "idle_ends_in_seconds": self._manager.seconds_to_next_rule() if self._manager else None,
+            **self._manager.describe_active(self._manager.active_sessions()),
         }

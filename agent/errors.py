@@ -66,9 +66,15 @@ class SessionNotFoundError(SessionError):
 class SessionAlreadyActiveError(SessionError):
     exit_code = 3
 
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"session {session_id} is already active; end it first with `session-agent end`")
+    def __init__(self, session_id: str, scope: str | None = None) -> None:
+        where = f" in scope {scope}" if scope else ""
+        option = f" --scope {scope}" if scope else ""
+        super().__init__(
+            f"session {session_id} is already active{where}; end it first with `session-agent end{option}`, "
+            "or start with --replace"
+        )
         self.session_id = session_id
+        self.scope = scope
 
 
 class StorageError(SessionError):

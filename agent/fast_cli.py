@@ -1,8 +1,8 @@
 """The commands editors and hooks call most, carried out without click.
 
 ``start``, ``end``, ``abandon``, ``current`` and ``touch`` (with ``--json``
-where the command takes it, after the global ``--data-dir`` and
-``--runtime-dir``) run on every editor start, save and exit, where their
+where the command takes it and ``--scope``, after the global ``--data-dir``
+and ``--runtime-dir``) run on every editor start, save and exit, where their
 latency is the user's. When a daemon answers, this module carries them out
 with the socket client alone: no click, no typing, no datetime, which is
 most of what a Python CLI spends before it does anything.
@@ -53,11 +53,12 @@ def run(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
-    options, command, as_json = parsed
+    options, command, as_json, scope = parsed
 
     from agent.control.client import ConnectionLostError, DaemonClient
     from agent.errors import DaemonError, SessionError
     from agent.paths import Paths
+    from agent.scope import DEFAULT_SCOPE
 
     paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
     try:
@@ -65,9 +66,9 @@ def run(argv: list[str]) -> int | None:
     except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
         return _fail(error, error.exit_code)
     if client is None:
-        return _embedded(paths, command, as_json)
+        return _embedded(paths, command, as_json, scope)
     try:
-        result = client.request(command)
+        result = client.request(command, **({} if scope == DEFAULT_SCOPE else {"scope": scope}))
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
             raise DaemonError(f"the daemon sent a malformed reply to {command!r}")
     except ConnectionLostError as error:
@@ -83,7 +84,7 @@ def run(argv: list[str]) -> int | None:
     return _show(command, result, as_json)
 
 
-def _embedded(paths: Paths, command: str, as_json: bool) -> int:
+def _embedded(paths: Paths, command: str, as_json: bool, scope: str) -> int:
     """No daemon: the store opened here, as the full CLI would (same backend,
     same logging), still without click."""
     from agent.backend import open_backend
@@ -94,9 +95,9 @@ def _embedded(paths: Paths, command: str, as_json: bool) -> int:
         backend = open_backend(paths, before_embedded=lambda: configure_cli_logging(False))
         try:
             if command in ("end", "abandon"):
-                session = getattr(backend, command)(None)
+                session = getattr(backend, command)(None, scope)
             else:
-                session = getattr(backend, command)()
+                session = getattr(backend, command)(scope=scope)
         finally:
             backend.close()
     except SessionError as error:
@@ -124,8 +125,9 @@ def _show(command: str, session: dict[str, object] | None, as_json: bool) -> int
     return 0
 
 
-def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool] | None:
-    """``(global options, command, --json)`` for a hot form, else ``None``."""
+def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:
+    """``(global options, command, --json, scope)`` for a hot form, else
+    ``None`` (also for a bad scope name: the full CLI says what is wrong)."""
     options: dict[str, str] = {}
     rest = list(argv)
     while rest and rest[0].startswith(_GLOBAL_OPTIONS):
@@ -143,9 +145,21 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool] | None:
         return None
     if rest[0] == "start" and any(os.environ.get(name) for name in START_ENV):
         return None
+    from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, scope_problem
+
     command, flags = rest[0], rest[1:]
-    if not flags:
-        return options, command, False
-    if flags == ["--json"] and _HOT[command]:
-        return options, command, True
-    return None
+    as_json = False
+    scope = os.environ.get(SCOPE_ENV) or DEFAULT_SCOPE
+    while flags:
+        flag = flags.pop(0)
+        if flag == "--json" and _HOT[command] and not as_json:
+            as_json = True
+        elif flag == "--scope" and flags:
+            scope = flags.pop(0)
+        elif flag.startswith("--scope="):
+            scope = flag.partition("=")[2]
+        else:
+            return None
+    if scope_problem(scope) is not None:
+        return None
+    return options, command, as_json, scope

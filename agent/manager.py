@@ -35,6 +35,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +44,7 @@ from rocksdict import Rdict
 
 from agent import faults
 from agent.clock import Clock, SystemClock
-from agent.config import StartRequest, StartRules, load_defaults
+from agent.config import REMOVE_EMPTY_SCOPES_AFTER, StartRequest, StartRules, load_settings
 from agent.current_file import (
     CurrentFile,
     EditKind,
@@ -147,16 +148,17 @@ class SessionManager:
         is active there, unless ``request.replace``: then the active one ends
         (``replaced``) in the same batch that starts the new one."""
         request = request or StartRequest()
+        scope = parse_scope(scope)
         with self._lock:
             active = self._settle(scope, busy_ok=True)
             if active is not None and not request.replace:
-                raise SessionAlreadyActiveError(active.id)
+                raise SessionAlreadyActiveError(active.id, None if scope == DEFAULT_SCOPE else scope)
             self._prepare_scope_dir(scope)
             session, tracking = self._begin(scope, request, self._start_defaults())
             replaced = active.abandoned(EndReason.REPLACED, session.started_at) if active else None
             self._record(scope, session, tracking=tracking, also=replaced)
             if replaced is not None:
-                log.info("session %s replaced by %s", replaced.id, session.id)
+                log.info("session %s replaced by %s%s", replaced.id, session.id, _in(scope))
             self._mirror(scope, f"session {session.id} was started")
             return session
 
@@ -169,13 +171,13 @@ class SessionManager:
         Idempotent: returns the ended session, or ``None`` when it was
         unknown or already terminated.
         """
-        return self._terminate(scope, session_id, SessionStatus.COMPLETED, reason)
+        return self._terminate(parse_scope(scope), session_id, SessionStatus.COMPLETED, reason)
 
     def abandon(
         self, session_id: str | None = None, *, reason: EndReason = EndReason.CLI, scope: str = DEFAULT_SCOPE
     ) -> Session | None:
         """Like ``end``, but the session is recorded as abandoned."""
-        return self._terminate(scope, session_id, SessionStatus.ABANDONED, reason)
+        return self._terminate(parse_scope(scope), session_id, SessionStatus.ABANDONED, reason)
 
     def get(self, session_id: str) -> Session | None:
         return self._store.get(parse_session_id(session_id))
@@ -184,6 +186,7 @@ class SessionManager:
         """Record activity on the active session of ``scope`` now, as a
         touch of its file would (at most one write a second); ``None`` when
         none is active."""
+        scope = parse_scope(scope)
         with self._lock:
             active = self._settle(scope, busy_ok=True)
             if active is None:
@@ -194,7 +197,7 @@ class SessionManager:
         """The active session of ``scope`` as the store has it, without
         looking at the file."""
         with self._lock:
-            return self._active(scope)
+            return self._active(parse_scope(scope))
 
     def active_sessions(self) -> dict[str, Session]:
         """The active session of every scope that has one, from the store's
@@ -207,6 +210,24 @@ class SessionManager:
                     found[scope] = active
             return found
 
+    def describe_active(self, actives: dict[str, Session]) -> dict[str, object]:
+        """The sessions part of a ``status`` report, from ``actives`` (as
+        ``active_sessions`` gives them): the default scope's session as
+        ``current`` (as before scopes), and every scope's under ``scopes``."""
+        default = actives.get(DEFAULT_SCOPE)
+        return {
+            "current": default.to_dict() if default else None,
+            "idle_ends_in_seconds": self.seconds_to_next_rule() if default else None,
+            "scopes": [
+                {
+                    "scope": scope,
+                    "current": session.to_dict(),
+                    "idle_ends_in_seconds": self.seconds_to_next_rule(scope),
+                }
+                for scope, session in actives.items()
+            ],
+        }
+
     def reconcile(self, scope: str = DEFAULT_SCOPE, *, busy_ok: bool = False) -> Session | None:
         """Apply whatever the current file of ``scope`` holds now; return its
         active session.
@@ -216,7 +237,7 @@ class SessionManager:
         ``busy_ok`` is left for the next settle: the answer is then the
         store's, which is the truth up to the edits not yet applied."""
         with self._lock:
-            return self._settle(scope, busy_ok=busy_ok)
+            return self._settle(parse_scope(scope), busy_ok=busy_ok)
 
     def known_scopes(self) -> list[str]:
         """Every scope with a directory or an active session: the default
@@ -252,6 +273,7 @@ class SessionManager:
         """How long until the idle timeout of ``scope``'s active session
         could end it (boot-clock seconds; ``None`` without one). The daemon
         settles again then; an owner's exit it learns of by its own watch."""
+        scope = parse_scope(scope)
         with self._lock:
             active = self._active(scope)
             if active is None:
@@ -281,6 +303,7 @@ class SessionManager:
         session is active there; say whether it did. ``rmdir`` refuses a
         directory with anything in it, so a file written a moment ago (a
         ``start``) is never lost to this."""
+        scope = parse_scope(scope)
         if scope == DEFAULT_SCOPE:
             return False
         with self._lock:
@@ -294,6 +317,44 @@ class SessionManager:
             self._prepared.discard(scope)
             self._store.commit(meta={scope_key(META_STAMP, scope): None})  # its file is gone for good
             return True
+
+    def sweep_delay(self) -> int:
+        """How long, in seconds, a scope stays empty before its directory is
+        removed (``config.toml``'s ``scopes.remove_empty_after``)."""
+        try:
+            return load_settings(self._data_dir).remove_empty_scopes_after
+        except ConfigError as exc:
+            log.error("%s; removing empty scopes after the default %d s", exc, REMOVE_EMPTY_SCOPES_AFTER)
+            return REMOVE_EMPTY_SCOPES_AFTER
+
+    def sweep_empty_scopes(self) -> float | None:
+        """Remove the directories of scopes empty for longer than
+        ``config.toml``'s ``scopes.remove_empty_after``: no session active,
+        nothing in the directory, unchanged since (its mtime moves when its
+        file goes). Seconds until the next empty one is due, ``None`` when
+        none is left to wait for."""
+        names = self._scope_dir_names()
+        if not names:
+            return None
+        after = self.sweep_delay()
+        next_due: float | None = None
+        for name in names:
+            if scope_problem(name) is not None:
+                continue
+            directory = scope_dir(self._data_dir, name)
+            try:
+                changed = os.lstat(directory).st_mtime
+                empty = not os.listdir(directory)
+            except OSError:
+                continue
+            if not empty:
+                continue
+            due = changed + after - time.time()
+            if due <= 0 and self.remove_scope_dir(name):
+                log.info("removed the directory of scope %s: empty for %d s", name, after)
+            elif due > 0:
+                next_due = due if next_due is None else min(next_due, due)
+        return next_due
 
     def recover_orphans(self, limit: int = ORPHAN_SCAN) -> list[Session]:
         """Abandon (``crash_recovery``) any recent active record that is not
@@ -330,6 +391,7 @@ class SessionManager:
         ``before`` (a session id) continues a listing after its last page."""
         if limit is not None and limit <= 0:
             return []
+        scope = None if scope is None else parse_scope(scope)
         if statuses == frozenset({SessionStatus.ACTIVE}):  # no scan: the pointers know
             with self._lock:
                 pointed = self.active_sessions() if scope is None else {scope: self._active(scope)}
@@ -456,7 +518,7 @@ class SessionManager:
         self._prepared.add(scope)
 
     def _start_defaults(self) -> tuple[int, int]:
-        return load_defaults(self._data_dir)
+        return load_settings(self._data_dir).start_defaults
 
     def _begin(
         self, scope: str, request: StartRequest, defaults: tuple[int, int]
@@ -611,7 +673,11 @@ class SessionManager:
             if active is not None:
                 ended = active.terminated(_ENDS_AS[edit.kind], EndReason.FILE, moment)
                 log.info(
-                    "current file says %s: %s session %s", edit.kind.value, ended.status.value, active.id
+                    "current file says %s: %s session %s%s",
+                    edit.kind.value,
+                    ended.status.value,
+                    active.id,
+                    _in(scope),
                 )
                 return self._transition(scope, observed, ended)
         elif active is not None and edit.session_id == active.id:
@@ -641,8 +707,9 @@ class SessionManager:
             return active
         replaced = active.abandoned(EndReason.REPLACED, started.started_at) if active else None
         log.info(
-            "current file says start: started session %s%s",
+            "current file says start: started session %s%s%s",
             started.id,
+            _in(scope),
             f", replacing {replaced.id}" if replaced else "",
         )
         self._record(scope, started, tracking=tracking, also=replaced)
@@ -741,6 +808,11 @@ _RULE_TEXT = {
     EndReason.IDLE: "idle for its whole idle timeout",
     EndReason.OWNER_EXITED: "its owner process exited",
 }
+
+
+def _in(scope: str) -> str:
+    """For log lines: which scope, unless the default one."""
+    return "" if scope == DEFAULT_SCOPE else f" in scope {scope}"
 
 
 def scope_key(name: bytes, scope: str) -> bytes:

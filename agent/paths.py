@@ -55,6 +55,12 @@ class Paths(Value):
     def current_file(self) -> Path:
         return self.data_dir / "current_session"
 
+    def current_file_of(self, scope: str) -> Path:
+        """The current file of ``scope`` (a valid name: see ``agent.scope``)."""
+        from agent.scope import scope_dir
+
+        return scope_dir(self.data_dir, scope) / "current_session"
+
     @property
     def socket_dir(self) -> Path:
         """Per data dir, so two daemons on two data dirs never collide.
@@ -77,6 +83,7 @@ class Paths(Value):
             "data_dir": str(self.data_dir),
             "store": str(self.db),
             "current_file": str(self.current_file),
+            "scopes_dir": str(self.data_dir / "scopes"),
             "socket": str(self.socket),
         }
 

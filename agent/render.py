@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent.scope import DEFAULT_SCOPE
 from agent.session import Session
 from agent.timespec import format_duration, format_local
 
@@ -26,6 +27,7 @@ def _duration(session: Session, now: datetime) -> str:
 def session_detail(session: Session, now: datetime) -> str:
     rows = [
         ("id", session.id),
+        ("scope", session.scope),
         ("status", session.status.value),
         ("started", format_local(session.started_at)),
         ("ended", format_local(session.ended_at) if session.ended_at else "-"),
@@ -48,12 +50,19 @@ def _idle_rule(session: Session) -> str:
     return text
 
 
-def session_table(sessions: Iterable[Session], now: datetime) -> str:
-    lines = [f"{'ID':<36}  {'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  DURATION"]
+def session_table(sessions: Iterable[Session], now: datetime, *, with_scope: bool = False) -> str:
+    """A table; ``with_scope`` adds a SCOPE column (listings of every scope)."""
+    sessions = list(sessions)
+    width = max((len(s.scope) for s in sessions), default=5) if with_scope else 0
+    scope_head = f"{'SCOPE':<{width}}  " if with_scope else ""
+    lines = [f"{'ID':<36}  {scope_head}{'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  DURATION"]
     for s in sessions:
         reason = s.end_reason.value if s.end_reason else "-"
         started = format_local(s.started_at)
-        lines.append(f"{s.id:<36}  {s.status.value:<9}  {reason:<14}  {started:<19}  {_duration(s, now)}")
+        scope = f"{s.scope:<{width}}  " if with_scope else ""
+        lines.append(
+            f"{s.id:<36}  {scope}{s.status.value:<9}  {reason:<14}  {started:<19}  {_duration(s, now)}"
+        )
     return "\n".join(lines)
 
 
@@ -61,8 +70,9 @@ def _rows(rows: Iterable[tuple[str, str]], width: int) -> str:
     return "\n".join(f"{name + ':':<{width}}{value}" for name, value in rows)
 
 
-def status_text(report: dict[str, Any], now: datetime) -> str:
-    """The ``status`` report (as the daemon or the embedded backend made it) for people."""
+def status_text(report: dict[str, Any], now: datetime, scope: str = DEFAULT_SCOPE) -> str:
+    """The ``status`` report (as the daemon or the embedded backend made it)
+    for people: ``scope``'s session as the current one, then the others."""
     daemon = report.get("daemon") or {}
     paths = report.get("paths") or {}
     if daemon.get("running"):
@@ -88,18 +98,37 @@ def status_text(report: dict[str, Any], now: datetime) -> str:
     if watcher:
         step, debounce = watcher.get("step_ms"), watcher.get("debounce_ms")
         rows.append(("watcher", f"step {step} ms, debounce {debounce} ms"))
+    if scope != DEFAULT_SCOPE:
+        rows.append(("scope", scope))
     current = report.get("current")
     if current:
-        started = datetime.fromisoformat(current["started_at"])
-        rows.append(("current", f"{current['id']} (active for {format_duration(now - started)})"))
-        rules = []
-        if current.get("owner_pid"):
-            rules.append(f"when process {current['owner_pid']} exits")
-        idle = report.get("idle_ends_in_seconds")
-        if idle is not None:
-            rules.append(f"if still idle in {format_duration(timedelta(seconds=float(idle)))}")
-        if rules:
-            rows.append(("ends", "; ".join(rules)))
+        rows.append(("current", _active_text(current, now)))
+        ends = _ends_text(current, report.get("idle_ends_in_seconds"))
+        if ends:
+            rows.append(("ends", ends))
     else:
         rows.append(("current", "none"))
-    return _rows(rows, 14)
+    others = [e for e in report.get("scopes") or () if e.get("scope") != scope and e.get("current")]
+    if others:
+        rows.append(("other scopes", f"{len(others)} with an active session"))
+    text = _rows(rows, 14)
+    width = max((len(str(e["scope"])) for e in others), default=0)
+    for entry in others:
+        line = f"  {entry['scope']:<{width}}  {_active_text(entry['current'], now)}"
+        ends = _ends_text(entry["current"], entry.get("idle_ends_in_seconds"))
+        text += "\n" + line + (f"; ends {ends}" if ends else "")
+    return text
+
+
+def _active_text(session: dict[str, Any], now: datetime) -> str:
+    started = datetime.fromisoformat(session["started_at"])
+    return f"{session['id']} (active for {format_duration(now - started)})"
+
+
+def _ends_text(session: dict[str, Any], idle: object) -> str:
+    rules = []
+    if session.get("owner_pid"):
+        rules.append(f"when process {session['owner_pid']} exits")
+    if isinstance(idle, int | float):
+        rules.append(f"if still idle in {format_duration(timedelta(seconds=float(idle)))}")
+    return "; ".join(rules)

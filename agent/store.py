@@ -10,10 +10,10 @@ of each scope's range of ``scopes``) and listing recent ones never touches
 older history.
 
 Stores written before scopes have records without index entries, all in the
-default scope. The first open by this version notes the newest key then
-(``META_INDEX_FLOOR``): the default scope is listed from the index down to
-that key, and from ``sessions`` below it. Nothing is rewritten; nothing is
-asked of the user.
+default scope. The first batch this version writes notes the newest key
+found at its open (``META_INDEX_FLOOR``): the default scope is listed from
+the index down to that key, and from ``sessions`` below it. Nothing is
+rewritten; nothing is asked of the user.
 
 Every open uses the same raw-mode options (a single open with other options
 rewrites ``rocksdict-config.json`` and breaks later opens), one process at a
@@ -158,21 +158,16 @@ class SessionStore:
         self._closed = False
         self._lowest_written: bytes | None = None  # the smallest session key written here
         self._lowest_indexed: bytes | None = None  # the smallest index entry written here
-        self._index_floor = self._establish_index_floor()
+        stored = self.get_meta(META_INDEX_FLOOR)
+        self._index_floor = stored if stored is not None else self._newest_key()
+        self._floor_unsaved = stored is None  # saved with the first batch this version writes
 
-    def _establish_index_floor(self) -> bytes:
-        """The newest key that may lack an index entry (``b""``: none),
-        noted once, before this version writes its first record."""
-        floor = self.get_meta(META_INDEX_FLOOR)
-        if floor is not None:
-            return floor
+    def _newest_key(self) -> bytes:
         try:
             newest = next(iter(self._sessions.keys(backwards=True)), None)
         except Exception as exc:
             raise StorageError(f"cannot scan the store: {exc}") from None
-        floor = newest if isinstance(newest, bytes) else b""
-        self.commit(meta={META_INDEX_FLOOR: floor})
-        return floor
+        return newest if isinstance(newest, bytes) else b""
 
     def get(self, session_id: str) -> Session | None:
         key = session_id.encode("ascii")
@@ -206,7 +201,10 @@ class SessionStore:
                 self._lowest_indexed = entry
             if self._lowest_written is None or key < self._lowest_written:
                 self._lowest_written = key
-        for key, value in (meta or {}).items():
+        meta = dict(meta or {})
+        if self._floor_unsaved:
+            meta[META_INDEX_FLOOR] = self._index_floor
+        for key, value in meta.items():
             if value is None:
                 batch.delete(key, self._meta_handle)
             else:
@@ -216,6 +214,7 @@ class SessionStore:
             self._db.write(batch, self._sync)
         except Exception as exc:
             raise StorageError(f"cannot write to the store: {exc}") from None
+        self._floor_unsaved = False
         faults.point("store.after_commit")
 
     def meta_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

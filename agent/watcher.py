@@ -1,14 +1,20 @@
-"""Watching the current-session file for edits made by other programs.
+"""Watching the current-session files for edits made by other programs.
 
-watchfiles (inotify underneath) watches the data dir, not the file: a watch
-on the file would follow its inode and go silent after the first atomic
-replace. The data dir's parent is watched too, because a watch on a
-directory that is moved or deleted goes silent without a word; seeing the
-data dir's entry change in its parent is how the watcher notices, and then
-it sets the watches up again (on the nearest existing ancestor while the
-data dir is missing).
+watchfiles (inotify underneath) watches directories, not the files: a watch
+on a file would follow its inode and go silent after the first atomic
+replace. One watch set, without recursion (the store's own directory under
+the data dir must not wake us at every write): the data dir (the default
+scope's file), its parent, the ``scopes`` directory and each scope's
+directory in it. A watch on a directory that is moved or deleted goes silent
+without a word; seeing the data dir's entry change in its parent is how the
+watcher notices, and then it sets the watches up again (on the nearest
+existing ancestor while the data dir is missing). The same happens when a
+scope's directory comes or goes: the watches are set up again, so a scope
+created by an editor (``mkdir -p``, then ``start`` written) is watched from
+then on, and everything is looked at once, for what changed in between.
 
-Events carry no decisions: each burst only means "look at the file again".
+Events carry no decisions: each burst only means "look at these scopes'
+files again".
 The manager decides from what is on disk, which is also how the daemon's
 own writes are told apart from edits (see ``SessionManager``).
 
@@ -24,11 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from watchfiles import Change, awatch
+
+from agent.current_file import FILE_NAME
+from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, scope_problem
 
 __all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_STEP_MS", "FileWatcher", "WatchSettings"]
 
@@ -89,32 +99,36 @@ def dir_identity(path: Path) -> DirIdentity | None:
 
 
 class FileWatcher:
-    """Calls ``on_change`` after each burst of events on ``file``.
+    """Calls ``on_change(scopes)`` after each burst of events on the current
+    files of ``scopes``.
 
-    ``on_change`` is also called each time the watches are (re)established,
-    to catch edits made while nothing watched. ``on_dir_replaced`` is called
-    when the data dir comes back as a different directory than the one the
-    watcher started with (the store that was in it is gone with it).
+    ``on_change(None)`` (every scope) is called each time the watches are
+    (re)established, to catch edits made while nothing watched.
+    ``on_dir_replaced`` is called when the data dir comes back as a
+    different directory than the one the watcher started with (the store
+    that was in it is gone with it).
     """
 
     def __init__(
         self,
-        file: Path,
+        data_dir: Path,
         settings: WatchSettings,
         *,
-        on_change: Callable[[], None],
+        on_change: Callable[[frozenset[str] | None], None],
         on_dir_replaced: Callable[[], None],
     ) -> None:
-        self.file = file
-        self.dir = file.parent
+        self.dir = data_dir
+        self.file = data_dir / FILE_NAME
+        self.scopes_dir = data_dir / SCOPES_DIR
         self.settings = settings
         self._on_change = on_change
         self._on_dir_replaced = on_dir_replaced
         self._identity = dir_identity(self.dir)
-        # The file and every directory on the way to it: an event on one of
-        # the directories means the watches must be set up again.
+        # Every directory on the way to the data dir: an event on one of
+        # them means the watches must be set up again.
         self._layout = {str(self.dir), *(str(p) for p in self.dir.parents)}
-        self._wanted = {str(file), *self._layout}
+        self._scopes_path = str(self.scopes_dir)
+        self._watched_scopes: frozenset[str] = frozenset()
         self._missing_reported = False
         self.established = asyncio.Event()  # set once the first watches are up
 
@@ -150,19 +164,24 @@ class FileWatcher:
         try:
             # awatch sets up its inotify watches synchronously on its first
             # step, which runs before we resume (tasks run in FIFO order): from
-            # here on no edit goes unseen, so look at the file once now.
+            # here on no edit goes unseen, so look at the files once now.
             await asyncio.sleep(0)
             present = self._check_dir()
             if present:
-                self._on_change()
+                self._on_change(None)
             self.established.set()
             while True:
                 batch = await pending
-                if any(path in self._layout for _, path in batch):
+                if any(path in self._layout or path == self._scopes_path for _, path in batch):
                     log.debug("the directories around %s changed: watching again", self.file)
                     return
-                if present:
-                    self._on_change()
+                scopes = frozenset(filter(None, (self._scope_of(path) for _, path in batch)))
+                came_or_went = any(os.path.dirname(path) == self._scopes_path for _, path in batch)
+                if came_or_went and self._scope_dirs() != self._watched_scopes:
+                    log.debug("scopes came or went in %s: watching again", self.scopes_dir)
+                    return
+                if present and scopes:
+                    self._on_change(scopes)
                 pending = asyncio.ensure_future(anext(changes))
         finally:
             stop.set()
@@ -172,9 +191,39 @@ class FileWatcher:
 
     def _targets(self) -> list[str]:
         parent = next(p for p in self.dir.parents if p.is_dir())
-        if self.dir.is_dir():
-            return [str(self.dir), str(parent)]
-        return [str(parent)]
+        self._watched_scopes = frozenset()
+        if not self.dir.is_dir():
+            return [str(parent)]
+        targets = [str(self.dir), str(parent)]
+        if _is_real_dir(self.scopes_dir):
+            self._watched_scopes = self._scope_dirs()
+            targets.append(self._scopes_path)
+            targets += [str(self.scopes_dir / name) for name in sorted(self._watched_scopes)]
+        return targets
+
+    def _scope_dirs(self) -> frozenset[str]:
+        """The scopes with a directory (a real one: a symlink is not followed)."""
+        try:
+            with os.scandir(self.scopes_dir) as entries:
+                return frozenset(
+                    e.name
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False) and scope_problem(e.name) is None
+                )
+        except OSError:
+            return frozenset()
+
+    def _scope_of(self, path: str) -> str | None:
+        """The scope whose file ``path`` is, or whose directory it is."""
+        if path == str(self.file):
+            return DEFAULT_SCOPE
+        head, name = os.path.split(path)
+        if head == self._scopes_path:
+            return name if scope_problem(name) is None else None
+        grand, scope = os.path.split(head)
+        if name == FILE_NAME and grand == self._scopes_path and scope_problem(scope) is None:
+            return scope
+        return None
 
     def _check_dir(self) -> bool:
         """Report a vanished or replaced data dir; ``False`` while it is missing
@@ -193,4 +242,11 @@ class FileWatcher:
         return True
 
     def _wanted_event(self, change: Change, path: str) -> bool:
-        return path in self._wanted
+        return path in self._layout or path == self._scopes_path or self._scope_of(path) is not None
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False

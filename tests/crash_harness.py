@@ -13,8 +13,9 @@ What is checked after every restart (``History.verify``):
   the status and ``ended_at`` the acknowledgement reported;
 * a session once seen terminated keeps its status, ``ended_at`` and
   ``end_reason``; every terminated session has a reason;
-* at most one session is active, the daemon's ``current`` names it, and the
-  current file names it (``<id>\\n``) or is absent when none is active;
+* in each scope, at most one session is active, the daemon's ``current``
+  names it, and the scope's current file names it (``<id>\\n``) or is
+  absent when none is active;
 * the rules held: a session ``replaced`` has a successor that started as it
   ended (one batch, never half); ``owner_exited`` only for owners the driver
   killed, and no active session is bound to one; ``idle`` ends exactly at
@@ -23,7 +24,9 @@ What is checked after every restart (``History.verify``):
 
 Sessions are started with random rules: ``--replace``, an owner (a
 ``sleep`` helper that the driver kills at random moments), short idle
-timeouts (1-2 s, so they expire during a run).
+timeouts (1-2 s, so they expire during a run); in one of ``SCOPES`` (the
+default scope half of the time), through the socket, the CLI and the
+scope's own file, whose directory the driver sometimes removes.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from .conftest import CLI_TIMEOUT, SESSION_AGENT, SLEEP
 from .daemon_process import DaemonProcess, daemon_env, spawn_daemon, wait_ready
 
 Session = dict[str, Any]
+SCOPES = ("default", "nvim-1", "claude-2")  # the scopes a run works in
 IDLE_SLACK = timedelta(seconds=3)  # for the daemon's timer to fire, on a loaded machine
 
 
@@ -83,16 +87,36 @@ class History:
             self.acked_ends[session["id"]] = (session["status"], session["ended_at"])
             self.saw(session)
 
-    def verify(self, sessions: dict[str, Session], current: str | None, file_content: bytes | None) -> None:
+    def verify(
+        self,
+        sessions: dict[str, Session],
+        current: str | None,
+        file_content: bytes | None,
+        *,
+        others: dict[str, tuple[str | None, bytes | None]] | None = None,
+    ) -> None:
+        """``current`` and ``file_content`` are the default scope's;
+        ``others`` the same of other scopes. An active session in a scope
+        not looked at is a violation too."""
         problems = []
-        active = sorted(sid for sid, s in sessions.items() if s["status"] == "active")
-        if len(active) > 1:
-            problems.append(f"{len(active)} active sessions: {active}")
-        if current != (active[0] if active else None):
-            problems.append(f"`current` says {current}, the records say {active}")
-        wanted = f"{active[0]}\n".encode() if active else None
-        if file_content != wanted:
-            problems.append(f"the current file holds {file_content!r}, expected {wanted!r}")
+        views = {"default": (current, file_content), **(others or {})}
+        actives: dict[str, list[str]] = {}
+        for sid, s in sessions.items():
+            if s["status"] == "active":
+                actives.setdefault(s.get("scope", "default"), []).append(sid)
+        for scope in sorted(set(views) | set(actives)):
+            active = sorted(actives.get(scope, []))
+            if len(active) > 1:
+                problems.append(f"{len(active)} active sessions in scope {scope}: {active}")
+            if scope not in views:
+                problems.append(f"session {active} is active in scope {scope}, which was never used")
+                continue
+            said, content = views[scope]
+            if said != (active[0] if active else None):
+                problems.append(f"`current` of scope {scope} says {said}, the records say {active}")
+            wanted = f"{active[0]}\n".encode() if active else None
+            if content != wanted:
+                problems.append(f"the current file of scope {scope} holds {content!r}, expected {wanted!r}")
         lost = self.acked_starts - sessions.keys()
         if lost:
             problems.append(f"acknowledged starts lost: {sorted(lost)}")
@@ -143,7 +167,7 @@ def all_sessions(client: DaemonClient) -> dict[str, Session]:
     found: dict[str, Session] = {}
     before = None
     while True:
-        page = client.request("list", limit=500, **({"before": before} if before else {}))
+        page = client.request("list", limit=500, all_scopes=True, **({"before": before} if before else {}))
         if page["errors"]:
             raise AssertionError(f"corrupt records: {page['errors']}")
         for session in page["sessions"]:
@@ -273,13 +297,21 @@ class CrashRun:
     def _verify(self, daemon: DaemonProcess) -> None:
         client = self.client()
         assert client is not None, "the daemon is ready but its socket does not answer"
+        views: dict[str, tuple[str | None, bytes | None]] = {}
         try:
             sessions = all_sessions(client)
-            current = client.request("current")
+            for scope in SCOPES:
+                current = client.request("current", **_scoped(scope))
+                views[scope] = (current and current["id"], read_file(self.paths.current_file_of(scope)))
         finally:
             client.close()
-        self.history.verify(sessions, current and current["id"], read_file(self.paths.current_file))
+        default = views.pop("default")
+        self.history.verify(sessions, *default, others=views)
         _check_log(daemon)
+
+    def scope(self) -> str:
+        """A scope to work in: the default one half of the time."""
+        return "default" if self.rng.random() < 0.5 else self.rng.choice(SCOPES[1:])
 
     def connected(self) -> DaemonClient:
         client = self.client()
@@ -334,20 +366,21 @@ class CrashRun:
     def _one_operation(self, client: DaemonClient, daemon: DaemonProcess) -> None:
         rng = self.rng
         roll = rng.random()
+        scoped = _scoped(self.scope())
         if roll < 0.25:
             try:
-                self.history.started(client.request("start", **self._start_rules()))
+                self.history.started(client.request("start", **self._start_rules(), **scoped))
             except DaemonError as exc:
                 if exc.exit_code != SessionAlreadyActiveError.exit_code:
                     raise
                 self.history.acknowledged += 1
         elif roll < 0.4:
-            self.history.ended(client.request(rng.choice(("end", "abandon"))))
+            self.history.ended(client.request(rng.choice(("end", "abandon")), **scoped))
         elif roll < 0.45 and self.history.acked_starts:
             target = rng.choice(sorted(self.history.acked_starts))
             self.history.ended(client.request("end", id=target))
         elif roll < 0.47:
-            self.history.saw(client.request("current"))
+            self.history.saw(client.request("current", **scoped))
         elif roll < 0.51:
             self.kill_owner()
         elif roll < 0.55:  # idle: let timeouts expire under the daemon's eyes (unless it dies first)
@@ -358,11 +391,21 @@ class CrashRun:
         elif roll < 0.9:
             daemon.send(rng.choice((signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)))
         else:
-            self._cli(rng.choice(("start", "start --replace", "end", "abandon", "current")), wait=True)
+            command = rng.choice(("start", "start --replace", "end", "abandon", "current"))
+            self._cli(f"{command} --scope {self.scope()}", wait=True)
 
     def _edit_file(self) -> None:
         rng = self.rng
-        path = self.paths.current_file
+        scope = self.scope()
+        path = self.paths.current_file_of(scope)
+        if scope != "default" and rng.random() < 0.1:  # the tool is done with its scope
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            with contextlib.suppress(OSError):  # not empty: a start raced in, or the daemon's write
+                path.parent.rmdir()
+            return
+        if scope != "default":
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # as integrations do
         content = rng.choice(
             (
                 b"start\n",
@@ -422,9 +465,8 @@ class CrashRun:
     def _crash_embedded(self, kind: str) -> bool:
         """No daemon: CLI commands open the store themselves, one crashes.
         ``True`` if it did (the point may not be on that command's path)."""
-        commands = [
-            self.rng.choice(("start", "end", "abandon", "start", "start --replace")) for _ in range(3)
-        ]
+        verbs = ("start", "end", "abandon", "start", "start --replace")
+        commands = [f"{self.rng.choice(verbs)} --scope {self.scope()}" for _ in range(3)]
         crash_at = self.rng.randrange(len(commands))
         crashed = False
         for i, command in enumerate(commands):
@@ -443,6 +485,10 @@ class CrashRun:
                 fault = {"SESSION_AGENT_FAULTS": f"{point}={self.rng.choice(('crash', 'kill'))}"}
                 crashed = self._settle_cli(self._cli(command, wait=False, extra_env=fault), command)
         return crashed
+
+
+def _scoped(scope: str) -> dict[str, str]:
+    return {} if scope == "default" else {"scope": scope}
 
 
 def _check_log(daemon: DaemonProcess) -> None:

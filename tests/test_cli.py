@@ -33,6 +33,7 @@ SESSION_KEYS = {
     "owner_pid",
     "idle_timeout",
     "idle_grace",
+    "scope",
 }
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 

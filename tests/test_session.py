@@ -212,7 +212,7 @@ moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 
     grace=st.floats(min_value=0, max_value=1),
     scope=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"),
 )
-def test_records_round_trip(  # noqa: PLR0917 -- hypothesis passes them by name
+def test_records_round_trip(
     start: datetime,
     activity: timedelta,
     end: timedelta | None,

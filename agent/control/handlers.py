@@ -1,8 +1,10 @@
 """What each control request does: validate its arguments, call the manager.
 
 Arguments from the socket are untrusted: ids go through ``parse_session_id``
-before they become keys, and every other argument is type-checked here, so a
-malformed request gets a specific error (exit code 2) and changes nothing.
+before they become keys, scope names through ``parse_scope`` before they
+become directories and keys, and every other argument is type-checked here,
+so a malformed request gets a specific error (exit code 2) and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from agent.config import StartRequest, parse_seconds
 from agent.control.protocol import MAX_PAGE, ProtocolError
 from agent.errors import StorageError
 from agent.manager import SessionManager
+from agent.scope import parse_scope
 from agent.session import Session, SessionStatus, parse_session_id
 
 __all__ = ["RequestHandler"]
@@ -34,11 +37,11 @@ class RequestHandler:
         self._status = status
         self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
             "ping": lambda _: {"pid": os.getpid(), "version": __version__},
-            "start": lambda args: self._manager.start(_start_request(args)).to_dict(),
-            "end": lambda args: _dump(self._manager.end(_optional_id(args))),
-            "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args))),
-            "current": lambda _: _dump(self._manager.reconcile(busy_ok=True)),
-            "touch": lambda _: _dump(self._manager.touch()),
+            "start": lambda args: self._manager.start(_start_request(args), scope=_scope(args)).to_dict(),
+            "end": lambda args: _dump(self._manager.end(_optional_id(args), scope=_scope(args))),
+            "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args), scope=_scope(args))),
+            "current": lambda args: _dump(self._manager.reconcile(_scope(args), busy_ok=True)),
+            "touch": lambda args: _dump(self._manager.touch(_scope(args))),
             "get": lambda args: _dump(self._manager.get(_required_id(args))),
             "list": self._list,
             "status": lambda _: self._status(),
@@ -49,7 +52,13 @@ class RequestHandler:
 
     def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         errors: list[StorageError] = []
+        every_scope = args.get("all_scopes", False)
+        if not isinstance(every_scope, bool):
+            raise ProtocolError("all_scopes must be true or false")
+        if every_scope and args.get("scope") is not None:
+            raise ProtocolError("list takes a scope or all_scopes, not both")
         sessions = self._manager.list_sessions(
+            scope=None if every_scope else _scope(args),
             statuses=_statuses(args.get("statuses")),
             since=_since(args.get("since")),
             limit=_limit(args.get("limit", MAX_PAGE)),
@@ -60,7 +69,7 @@ class RequestHandler:
 
 
 def _start_request(args: dict[str, Any]) -> StartRequest:
-    unknown = sorted(set(args) - {"replace", "owner_pid", "idle_timeout", "idle_grace"})
+    unknown = sorted(set(args) - {"replace", "owner_pid", "idle_timeout", "idle_grace", "scope"})
     if unknown:
         raise ProtocolError(f"start does not take {', '.join(unknown)}")
     replace = args.get("replace", False)
@@ -76,6 +85,11 @@ def _start_request(args: dict[str, Any]) -> StartRequest:
         idle_grace=None if grace is None else parse_seconds(grace, "idle_grace"),
         replace=replace,
     )
+
+
+def _scope(args: dict[str, Any]) -> str:
+    """The scope a request names (the default one when it names none)."""
+    return parse_scope(args.get("scope"))
 
 
 def _optional_id(args: dict[str, Any], key: str = "id") -> str | None:

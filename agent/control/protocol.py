@@ -29,20 +29,27 @@ op            args                                       result
 ============  =========================================  ===========================
 ``ping``      --                                         ``{"pid": int, "version": str}``
 ``start``     ``{"replace"?: bool, "owner_pid"?: int,    the new session
-              "idle_timeout"?: dur, "idle_grace"?: dur}``
-``end``       ``{"id"?: str}``                           the ended session or null
-``abandon``   ``{"id"?: str}``                           the abandoned session or null
-``current``   --                                         the active session or null
-``touch``     --                                         the active session (its activity
+              "idle_timeout"?: dur, "idle_grace"?: dur,
+              "scope"?: str}``
+``end``       ``{"id"?: str, "scope"?: str}``            the ended session or null
+``abandon``   ``{"id"?: str, "scope"?: str}``            the abandoned session or null
+``current``   ``{"scope"?: str}``                        the active session or null
+``touch``     ``{"scope"?: str}``                        the active session (its activity
                                                          recorded) or null
 ``get``       ``{"id": str}``                            the session or null
 ``list``      ``{"statuses"?: [str], "since"?: time,     ``{"sessions": [...],
-              "limit": int, "before"?: id}``              "errors": [str]}``
-``status``    --                                         daemon, paths, watcher, current
+              "limit": int, "before"?: id,                "errors": [str]}``
+              "scope"?: str | "all_scopes"?: bool}``
+``status``    --                                         daemon, paths, watcher, current,
+                                                         scopes
 ============  =========================================  ===========================
 
 A duration (``dur``) is seconds (an integer) or text such as ``"30m"``;
 0 means none. ``end`` and ``abandon`` record the end reason ``cli``.
+``scope`` names a scope (``agent.scope``); without it, the default scope.
+An ``id`` names one session whatever its scope: ``end`` with an ``id`` acts
+on it in its own scope, and ``scope`` only chooses whose active session is
+meant when no ``id`` is given.
 
 ``list`` answers at most ``MAX_PAGE`` sessions; a client pages through more
 by sending the last id it got as ``before``.
