@@ -25,7 +25,7 @@ from agent.errors import DaemonError
 from agent.paths import Paths
 
 from .conftest import CLI_TIMEOUT, SESSION_AGENT, clean_env
-from .crash_harness import History, all_sessions, read_file
+from .crash_harness import SCOPES, History, all_sessions, read_file
 from .daemon_process import run_daemon
 
 pytestmark = pytest.mark.reliability
@@ -171,18 +171,19 @@ def _mixed_worker(
     requests: list[int],
 ) -> None:
     rng = random.Random(seed)
-    current_file = data_dir / "current_session"
+    paths = Paths(data_dir, socket_path.parent)
     client = DaemonClient.connect(socket_path, data_dir)
     assert client is not None
     try:
         for _ in range(60):
             roll = rng.random()
+            scope = rng.choice(SCOPES)
             if roll < 0.6:
                 op = rng.choice(("start", "end", "abandon", "current"))
                 with lock:
                     requests[0] += 1
                 try:
-                    result = client.request(op)
+                    result = client.request(op, **({} if scope == "default" else {"scope": scope}))
                 except DaemonError as exc:
                     refused = exc.exit_code
                     assert refused == 3, exc  # noqa: PT017 -- a start while one is active
@@ -199,6 +200,8 @@ def _mixed_worker(
                         history.saw(result)
             else:
                 content = rng.choice((b"start\n", b"end\n", b"abandon\n", b"", b"junk\n"))
+                current_file = paths.current_file_of(scope)
+                current_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 temp = current_file.with_name(f"edit-{seed}-{rng.getrandbits(32):08x}")
                 temp.write_bytes(content)
                 temp.rename(current_file)
@@ -228,13 +231,55 @@ def test_mixed_operations_from_many_clients_keep_the_invariants(
         daemon.send(signal.SIGHUP)  # apply the last edit now rather than after the debounce
         client = DaemonClient.connect(socket_path, data_dir)
         assert client is not None
+        views: dict[str, tuple[str | None, bytes | None]] = {}
         try:
-            current = client.request("current")  # settles first, like every request
+            for scope in SCOPES:  # settles first, like every request
+                current = client.request("current", **({} if scope == "default" else {"scope": scope}))
+                views[scope] = (current and current["id"], read_file(_file_of(data_dir, scope)))
             sessions = all_sessions(client)
         finally:
             client.close()
-        history.verify(sessions, current and current["id"], read_file(data_dir / "current_session"))
+        history.verify(sessions, *views.pop("default"), others=views)
+        assert {s["scope"] for s in sessions.values()} == set(SCOPES)
     assert history.acknowledged == requests[0] > 0  # every request answered
+
+
+def _file_of(data_dir: Path, scope: str) -> Path:
+    """The current file of ``scope`` in ``data_dir``."""
+    return Paths(data_dir, data_dir).current_file_of(scope)
+
+
+def test_racing_starts_in_several_scopes_one_wins_in_each(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """48 clients released at once, 16 in each of 3 scopes: one winner per scope, and
+    each scope's file names its own."""
+    clients = 48
+    socket_path = Paths(data_dir, runtime_dir).socket
+    barrier = threading.Barrier(clients)
+
+    def start(index: int) -> tuple[str, str | int]:
+        scope = SCOPES[index % len(SCOPES)]
+        client = DaemonClient.connect(socket_path, data_dir)
+        assert client is not None
+        try:
+            barrier.wait()
+            return scope, str(
+                client.request("start", **({} if scope == "default" else {"scope": scope}))["id"]
+            )
+        except DaemonError as exc:
+            return scope, exc.exit_code
+        finally:
+            client.close()
+
+    with run_daemon(tmp_path, data_dir, runtime_dir), ThreadPoolExecutor(clients) as pool:
+        outcomes = list(pool.map(start, range(clients)))
+    for scope in SCOPES:
+        won = [o for s, o in outcomes if s == scope and isinstance(o, str)]
+        lost = [o for s, o in outcomes if s == scope and not isinstance(o, str)]
+        assert len(won) == 1, outcomes
+        assert lost == [3] * (clients // len(SCOPES) - 1), outcomes
+        assert read_file(_file_of(data_dir, scope)) == f"{won[0]}\n".encode()
 
 
 def test_mixed_embedded_commands_keep_the_invariants(tmp_path: Path, data_dir: Path, seed: int) -> None:

@@ -10,6 +10,7 @@ and lose no session.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import resource
@@ -116,6 +117,9 @@ frames = st.fixed_dictionaries(
                 "owner_pid": st.sampled_from([1, 0, -1, 1 << 22, 1 << 40]) | json_values,
                 "idle_timeout": st.sampled_from([1, 0, -5, "30m", "off", "soon", 10**12]) | json_values,
                 "idle_grace": st.sampled_from([0, 2, "1s", "2h"]) | json_values,
+                "scope": st.sampled_from(["nvim-1", "default", "..", "a/b", "x" * 10_000, "a\0", "é", ""])
+                | json_values,
+                "all_scopes": st.booleans() | json_values,
             },
         )
         | json_values,
@@ -291,11 +295,40 @@ file_actions = st.one_of(
 )
 
 
+def _replace(path: Path, make: Callable[[], object]) -> None:
+    """Remove ``path`` and ``make`` something else there; the daemon may write
+    the file in between (the truth, after an earlier edit): then again."""
+    for _ in range(50):
+        path.unlink(missing_ok=True)
+        try:
+            make()
+            return
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise AssertionError(f"could not replace {path}: something keeps writing it")
+
+
+def _bound_socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+
+
 class _FileFuzzer:
-    def __init__(self, daemon: DaemonProcess, data_dir: Path, sock_path: Path, tmp_path: Path) -> None:
+    """Edits one scope's current file (the default scope's unless told);
+    SIGHUP and the socket's start and end act on the same scope."""
+
+    def __init__(
+        self, daemon: DaemonProcess, data_dir: Path, sock_path: Path, tmp_path: Path, scope: str = "default"
+    ) -> None:
         self.daemon = daemon
         self.data_dir = data_dir
-        self.current = data_dir / "current_session"
+        self.scope = scope
+        self.scoped = {} if scope == "default" else {"scope": scope}
+        self.current = Paths(data_dir, tmp_path).current_file_of(scope)
+        self.current.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.sock_path = sock_path
         self.tmp_path = tmp_path
         self.history = History()
@@ -318,12 +351,12 @@ class _FileFuzzer:
             try:
                 if kind == "socket-start":
                     try:
-                        self.history.started(client.request("start"))
+                        self.history.started(client.request("start", **self.scoped))
                     except DaemonError as exc:
                         if exc.exit_code != SessionAlreadyActiveError.exit_code:
                             raise
                 else:
-                    self.history.ended(client.request("end"))
+                    self.history.ended(client.request("end", **self.scoped))
             finally:
                 client.close()
             return
@@ -349,23 +382,17 @@ class _FileFuzzer:
         elif kind == "symlink":
             victim = self.tmp_path / "victim"
             victim.write_text("start\n")
-            path.unlink(missing_ok=True)
-            path.symlink_to(victim)
+            _replace(path, lambda: path.symlink_to(victim))
         elif kind == "fifo":
-            path.unlink(missing_ok=True)
-            os.mkfifo(path, 0o600)
+            _replace(path, lambda: os.mkfifo(path, 0o600))
         elif kind == "socket":
-            path.unlink(missing_ok=True)
-            with socket.socket(socket.AF_UNIX) as s:
-                s.bind(str(path))
+            _replace(path, lambda: _bound_socket(path))
         elif kind == "directory":
-            path.unlink(missing_ok=True)
-            path.mkdir()
+            _replace(path, path.mkdir)
         elif kind == "hardlink":
             other = self.tmp_path / "other-link-target"
             other.write_text("start\n")
-            path.unlink(missing_ok=True)
-            os.link(other, path)
+            _replace(path, lambda: os.link(other, path))
         if kind in ("symlink", "fifo", "socket", "directory", "hardlink"):
             self._apply_now()  # the daemon meets it before anything else changes
             if kind == "directory":
@@ -377,7 +404,7 @@ class _FileFuzzer:
     def _apply_now(self) -> None:
         client = self.client()
         try:
-            self.history.saw(client.request("current"))  # every request settles first
+            self.history.saw(client.request("current", **self.scoped))  # every request settles first
         finally:
             client.close()
 
@@ -397,22 +424,29 @@ class _FileFuzzer:
         self.daemon.send(signal.SIGHUP)
         client = self.client()
         try:
-            current = client.request("current")  # settles first
+            current = client.request("current", **self.scoped)  # settles first
             sessions = all_sessions(client)
         finally:
             client.close()
-        self.history.verify(sessions, current and current["id"], read_file(self.current))
+        view = (current and current["id"], read_file(self.current))
+        if self.scope == "default":
+            self.history.verify(sessions, *view)
+        else:
+            self.history.verify(
+                sessions, None, read_file(self.data_dir / "current_session"), others={self.scope: view}
+            )
         assert self.daemon.proc.poll() is None
 
 
+@pytest.mark.parametrize("scope", ["default", "nvim-1"])
 def test_the_current_file_fuzzed_against_the_daemon_keeps_the_invariants(
-    tmp_path: Path, data_dir: Path, runtime_dir: Path, sock_path: Path, report: Report, scale: int
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, sock_path: Path, report: Report, scale: int, scope: str
 ) -> None:
     with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
-        fuzzer = _FileFuzzer(daemon, data_dir, sock_path, tmp_path)
+        fuzzer = _FileFuzzer(daemon, data_dir, sock_path, tmp_path, scope)
         examples = [0]
 
-        @fuzz(60, scale)
+        @fuzz(30, scale)
         @given(st.lists(file_actions, min_size=1, max_size=25))
         def check(actions: list[tuple[Any, ...]]) -> None:
             examples[0] += 1
@@ -421,7 +455,10 @@ def test_the_current_file_fuzzed_against_the_daemon_keeps_the_invariants(
             fuzzer.settle_and_verify()
 
         check()
-    report(f"file fuzz: {examples[0]} sequences, {fuzzer.actions} edits, sessions consistent after each")
+    report(
+        f"file fuzz ({scope} scope): {examples[0]} sequences, {fuzzer.actions} edits, "
+        "sessions consistent after each"
+    )
 
 
 def test_edits_racing_the_daemons_own_writes_keep_the_invariants(
@@ -467,6 +504,7 @@ words = st.sampled_from(
         "99999999999999999999", "2026-01-01", "2026-13-45T99:00", "../x", "", "\x00", "🙂",
         "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "--debug", "--version", "--help", "-x", "x" * 5000,
         "--replace", "--owner-pid", "--idle-timeout", "--idle-grace", "1", "30m", "off", "4194305",
+        "--scope", "--all-scopes", "nvim-1", "default", "..", "a/b", "touch", "path",
     ]
 ) | st.text(max_size=20)  # fmt: skip
 
@@ -496,8 +534,11 @@ def test_fuzzed_command_lines_get_a_clear_answer_and_lose_nothing(
             history.acked_starts.add(result.stdout.strip())
 
     check()
-    done = runner.invoke(cli_group, ["list", "--json", "--limit", "0"], env=env)
+    done = runner.invoke(cli_group, ["list", "--json", "--limit", "0", "--all-scopes"], env=env)
     sessions = {s["id"]: s for s in json.loads(done.stdout)}
-    active = [sid for sid, s in sessions.items() if s["status"] == "active"]
-    history.verify(sessions, active[0] if active else None, read_file(data_dir / "current_session"))
+    views = {}
+    for scope in {s["scope"] for s in sessions.values()} | {"default"}:
+        current = runner.invoke(cli_group, ["current", "--scope", scope], env=env).stdout.strip() or None
+        views[scope] = (current, read_file(Paths(data_dir, data_dir).current_file_of(scope)))
+    history.verify(sessions, *views.pop("default"), others=views)
     report(f"CLI fuzz: {count[0]} command lines, each a clear answer (exit 0-7), no traceback")

@@ -74,6 +74,15 @@ def _run_editor(editor: str, env: dict[str, str], scenario: Path) -> subprocess.
     )
 
 
+def _scope_file(data_dir: Path, scope: str) -> Path:
+    return data_dir / "scopes" / scope / "current_session"
+
+
+def _names_a_session(path: Path) -> Callable[[], bool]:
+    """For ``wait_for``: the daemon has written an id into ``path``."""
+    return lambda: len(_read(path)) == 37
+
+
 def _finished(proc: subprocess.Popen[str]) -> str:
     """Wait for the editor; it must exit 0 and report no error."""
     out, err = proc.communicate(timeout=EDITOR_TIMEOUT)
@@ -96,12 +105,12 @@ def _editing(
     scenario dir)."""
     scenario = tmp_path / "scenario"
     scenario.mkdir()
-    current = data_dir / "current_session"
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
         proc = _run_editor(editor, env, scenario)
+        current = _scope_file(data_dir, f"{editor}-{proc.pid}")  # each editor run its own scope
         try:
             wait_for(lambda: len(_read(current)) == 37, timeout=20)  # the daemon applied `start`
             yield client, proc, _read(current).strip(), scenario
@@ -115,8 +124,9 @@ def _editing(
 def test_an_editor_starts_heartbeats_and_ends_a_session(
     tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
 ) -> None:
-    current = data_dir / "current_session"
     with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, scenario):
+        current = _scope_file(data_dir, f"{editor}-{proc.pid}")
+        assert _session(client, sid)["scope"] == f"{editor}-{proc.pid}"
         started = datetime.fromisoformat(_session(client, sid)["started_at"])
         # A heartbeat counts once a second has passed since the last one.
         wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
@@ -127,7 +137,9 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
         _finished(proc)
         wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
         wait_for(lambda: not current.exists())
-    assert not list(data_dir.glob(".edit-*")), "a temporary file was left behind"
+    assert not list(data_dir.rglob(".edit-*")), "a temporary file was left behind"
+    for directory in (data_dir / "scopes", current.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
@@ -142,7 +154,7 @@ def test_an_editor_that_is_killed_leaves_no_session_active(
         proc.communicate(timeout=EDITOR_TIMEOUT)
         wait_for(lambda: _session(client, sid)["status"] == "abandoned", timeout=10)
         assert _session(client, sid)["end_reason"] == "owner_exited"
-        wait_for(lambda: not (data_dir / "current_session").exists())
+        wait_for(lambda: not _scope_file(data_dir, f"{editor}-{proc.pid}").exists())
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
@@ -155,9 +167,44 @@ def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir
         (scenario / marker).touch()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     began = time.monotonic()
-    _finished(_run_editor(editor, env, scenario))
+    proc = _run_editor(editor, env, scenario)
+    _finished(proc)
     assert time.monotonic() - began < 20
-    assert _read(data_dir / "current_session") == "end\n"
+    assert _read(_scope_file(data_dir, f"{editor}-{proc.pid}")) == "end\n"
+
+
+def test_editors_side_by_side_keep_their_own_sessions(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    """Two Neovims and a Vim at once: three scopes, three sessions; one
+    quits, the others go on."""
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        procs = {}
+        for n, editor in enumerate(("nvim", "nvim", "vim")):
+            scenario = tmp_path / f"scenario-{n}"
+            scenario.mkdir()
+            proc = _run_editor(editor, env, scenario)
+            procs[f"{editor}-{proc.pid}"] = (proc, scenario)
+        try:
+            for scope in procs:
+                wait_for(_names_a_session(_scope_file(data_dir, scope)), timeout=20)
+            ids = {scope: _read(_scope_file(data_dir, scope)).strip() for scope in procs}
+            assert len(set(ids.values())) == 3
+            active = json.loads(cli("list", "--all-scopes", "--status", "active", "--json").stdout)
+            assert {s["scope"]: s["id"] for s in active} == ids
+            first, (proc, scenario) = next(iter(procs.items()))
+            for marker in ("go-save", "go-quit"):
+                (scenario / marker).touch()
+            _finished(proc)
+            wait_for(lambda: cli("current", "--scope", first).returncode == 1)
+            for scope in list(procs)[1:]:
+                assert cli("current", "--scope", scope).stdout.strip() == ids[scope]
+        finally:
+            for proc, _ in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=EDITOR_TIMEOUT)  # and close its pipes
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
@@ -222,6 +269,15 @@ def test_the_prompt_shows_the_current_session(tmp_path: Path, data_dir: Path, cl
     (data_dir / "current_session").unlink()
     os.mkfifo(data_dir / "current_session")  # never opened: the prompt must not hang
     assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    # In a shell with SESSION_AGENT_SCOPE set, that scope's session is shown.
+    scoped = cli("start", env={"SESSION_AGENT_SCOPE": "term-1"}).stdout.strip()
+    shown = _shell(shell, SHOW_PROMPT[shell], {**env, "SESSION_AGENT_SCOPE": "term-1"}).stdout
+    assert shown == f"{scoped}|[sa:{scoped.rsplit('-', 1)[1]}] {prompt_end}\n"
+    for bad in ("../term-1", ".hidden", "a b"):
+        assert (
+            _shell(shell, SHOW_PROMPT[shell], {**env, "SESSION_AGENT_SCOPE": bad}).stdout
+            == f"|{prompt_end}\n"
+        )
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
@@ -284,9 +340,16 @@ def _hook_commands(event: str) -> list[tuple[str, int]]:
     ]
 
 
-def _run_hook(command: str, timeout: int, env: dict[str, str], event: str) -> float:
+def _run_hook(
+    command: str, timeout: int, env: dict[str, str], event: str, session_id: str = "abc123"
+) -> float:
     """As Claude Code runs a command hook: bash, the event as JSON on stdin."""
-    payload = {"session_id": "abc123", "hook_event_name": event, "cwd": str(Path.cwd()), "source": "startup"}
+    payload = {
+        "session_id": session_id,
+        "hook_event_name": event,
+        "cwd": str(Path.cwd()),
+        "source": "startup",
+    }
     began = time.monotonic()
     done = subprocess.run(
         [_program("bash"), "-c", command],
@@ -305,26 +368,41 @@ def _run_hook(command: str, timeout: int, env: dict[str, str], event: str) -> fl
 def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
     tmp_path: Path, data_dir: Path, runtime_dir: Path
 ) -> None:
+    """Two Claude Code sessions at once, each in its scope (claude-<session_id>)."""
     settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
     assert set(settings["hooks"]) == {"SessionStart", "PostToolUse", "SessionEnd"}
-    current = data_dir / "current_session"
+    claudes = ("abc123", "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
         try:
-            for command, timeout in _hook_commands("SessionStart"):
-                _run_hook(command, timeout, env, "SessionStart")
-            wait_for(lambda: len(_read(current)) == 37)
-            sid = _read(current).strip()
+            ids = {}
+            for claude in claudes:
+                current = _scope_file(data_dir, f"claude-{claude}")
+                for command, timeout in _hook_commands("SessionStart"):
+                    _run_hook(command, timeout, env, "SessionStart", claude)
+                wait_for(_names_a_session(current))
+                ids[claude] = _read(current).strip()
+                assert _session(client, ids[claude])["scope"] == f"claude-{claude}"
+            first, second = claudes
+            sid = ids[first]
             started = datetime.fromisoformat(_session(client, sid)["started_at"])
             wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
             for command, timeout in _hook_commands("PostToolUse"):
-                _run_hook(command, timeout, env, "PostToolUse")
+                _run_hook(command, timeout, env, "PostToolUse", first)
             wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+            assert (
+                _session(client, ids[second])["last_activity_at"]
+                == _session(client, ids[second])["started_at"]
+            )
             for command, timeout in _hook_commands("SessionEnd"):
-                _run_hook(command, timeout, env, "SessionEnd")
+                _run_hook(command, timeout, env, "SessionEnd", first)
             wait_for(lambda: _session(client, sid)["status"] == "completed")
+            assert _session(client, ids[second])["status"] == "active"
+            for command, timeout in _hook_commands("SessionEnd"):
+                _run_hook(command, timeout, env, "SessionEnd", "")  # no session id: nothing happens
+            assert _session(client, ids[second])["status"] == "active"
         finally:
             client.close()
 
@@ -346,11 +424,28 @@ def test_the_vscode_task_starts_a_session_on_folder_open(
     task = on_open[0]
     assert "${" not in task["command"]  # VS Code would try to substitute it
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    shell = task["options"]["shell"]
+    end = next(t for t in tasks["tasks"] if t is not task)
+    folders = [tmp_path / "My Project", tmp_path / "other" / "My Project"]  # one scope per folder
     with run_daemon(tmp_path, data_dir, runtime_dir):
-        done = subprocess.run(
-            [shell["executable"], *shell["args"], task["command"]], env=env, timeout=CLI_TIMEOUT, check=False
-        )
-        assert done.returncode == 0
-        wait_for(lambda: len(_read(data_dir / "current_session")) == 37)
-        assert cli("current").returncode == 0
+        for folder in folders:
+            folder.mkdir(parents=True)
+            _run_task(task, folder, env)
+        wait_for(lambda: len(list((data_dir / "scopes").glob("vscode-My_Project-*/current_session"))) == 2)
+        scopes = sorted(p.parent.name for p in (data_dir / "scopes").glob("vscode-*/current_session"))
+        assert all(cli("current", "--scope", scope).returncode == 0 for scope in scopes)
+        _run_task(end, folders[0], env)
+        wait_for(lambda: sum(cli("current", "--scope", s).returncode == 0 for s in scopes) == 1)
+
+
+def _run_task(task: dict[str, Any], folder: Path, env: dict[str, str]) -> None:
+    """As VS Code runs a shell task: in the workspace folder."""
+    assert "${" not in task["command"]  # VS Code would try to substitute it
+    shell = task["options"]["shell"]
+    done = subprocess.run(
+        [shell["executable"], *shell["args"], task["command"]],
+        env=env,
+        cwd=folder,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0

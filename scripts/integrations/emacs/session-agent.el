@@ -16,9 +16,11 @@
 ;; Loading the file turns on `session-agent-mode' (a global minor mode);
 ;; put (load "/path/to/session-agent.el") in your init file, or try it with
 ;; `emacs -Q -l session-agent.el'.  Loaded after start-up, it starts the
-;; session at once.  The file is $SESSION_AGENT_DATA_DIR/current_session,
-;; else ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session.  If
-;; that directory does not exist (the agent was never run) nothing is
+;; session at once.  Each Emacs has its own scope, `emacs-<its pid>', so
+;; several run side by side, each with its session: the file is
+;; DATA_DIR/scopes/emacs-<pid>/current_session, where DATA_DIR is
+;; $SESSION_AGENT_DATA_DIR, else ${XDG_DATA_HOME:-~/.local/share}/session-agent.
+;; If DATA_DIR does not exist (the agent was never run) nothing is
 ;; written.  If no daemon runs, the last word written waits in the file and
 ;; is applied by the next `session-agent' command or daemon start.  The
 ;; session is bound to this Emacs: if it crashes or is killed (no
@@ -38,13 +40,20 @@
           ((and base (not (equal base ""))) (expand-file-name "session-agent" base))
           (t (expand-file-name "~/.local/share/session-agent")))))
 
+(defun session-agent--scope-dir ()
+  "This Emacs's scope directory."
+  (expand-file-name (format "scopes/emacs-%d" (emacs-pid)) (session-agent--data-dir)))
+
 (defun session-agent--file ()
-  (expand-file-name "current_session" (session-agent--data-dir)))
+  (expand-file-name "current_session" (session-agent--scope-dir)))
 
 (defun session-agent--write (word)
-  "Write WORD into the current file atomically (temp file, fsync, rename)."
-  (let ((dir (session-agent--data-dir)))
-    (when (file-directory-p dir)
+  "Write WORD into the current file atomically (temp file, fsync, rename),
+making the scope's directory (private) if it is missing."
+  (let ((dir (session-agent--scope-dir)))
+    (when (file-directory-p (session-agent--data-dir))
+      (unless (file-directory-p dir)
+        (with-file-modes #o700 (ignore-errors (make-directory dir t))))
       (let ((temp (expand-file-name (format ".edit-emacs-%d" (emacs-pid)) dir))
             (coding-system-for-write 'utf-8-unix)
             (write-region-inhibit-fsync nil))

@@ -6,11 +6,13 @@
 --   VimLeavePre                           -> write `end`
 --
 -- Load it from init.lua with `dofile("/path/to/session-agent.lua")`, or try
--- it with `nvim -u NONE -c 'luafile session-agent.lua'`. The file is
--- $SESSION_AGENT_DATA_DIR/current_session, else
--- ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session, as the
--- agent has it. If that directory does not exist (the agent was never run)
--- nothing is written. If no daemon runs, the last word written waits in the
+-- it with `nvim -u NONE -c 'luafile session-agent.lua'`. Each Neovim has its
+-- own scope, `nvim-<its pid>`, so several run side by side, each with its
+-- session: the file is DATA_DIR/scopes/nvim-<pid>/current_session, where
+-- DATA_DIR is $SESSION_AGENT_DATA_DIR, else
+-- ${XDG_DATA_HOME:-~/.local/share}/session-agent, as the agent has it
+-- (`session-agent list --scope nvim-<pid>` shows its sessions). If DATA_DIR
+-- does not exist (the agent was never run) nothing is written. If no daemon runs, the last word written waits in the
 -- file and is applied by the next `session-agent` command or daemon start.
 -- The session is bound to this Neovim: if it crashes or is killed (no
 -- VimLeavePre), the agent abandons the session with reason `owner_exited`.
@@ -34,14 +36,21 @@ local function data_dir()
   return base .. "/session-agent"
 end
 
+local function scope_dir()
+  return data_dir() .. "/scopes/nvim-" .. uv.os_getpid()
+end
+
 -- Write `word` atomically: a private temp file, fsynced, renamed over the
--- current file, so the agent never reads half of it.
+-- current file, so the agent never reads half of it. The scope's directory
+-- is made (private) if missing: a new scope, or one the agent removed.
 local function write(word)
-  local dir = data_dir()
-  local st = uv.fs_stat(dir)
+  local st = uv.fs_stat(data_dir())
   if not st or st.type ~= "directory" then
     return
   end
+  local dir = scope_dir()
+  uv.fs_mkdir(data_dir() .. "/scopes", 448) -- 0700; fails harmlessly if it exists
+  uv.fs_mkdir(dir, 448)
   local temp = dir .. "/.edit-nvim-" .. uv.os_getpid()
   local fd = uv.fs_open(temp, "w", 384) -- 0600
   if not fd then
@@ -59,7 +68,7 @@ end
 
 -- A heartbeat: set the file's times to now, only if it is a regular file.
 local function touch()
-  local file = data_dir() .. "/current_session"
+  local file = scope_dir() .. "/current_session"
   local st = uv.fs_lstat(file)
   if st and st.type == "file" then
     local sec, usec = uv.gettimeofday()

@@ -7,10 +7,11 @@
 "
 " Vim cannot set a file's times, so its heartbeat rewrites the active id
 " (the protocol counts that as activity too). Source it from your vimrc, or
-" try it with `vim -Nu NONE -S session-agent.vim`. The file is
-" $SESSION_AGENT_DATA_DIR/current_session, else
-" ${XDG_DATA_HOME:-~/.local/share}/session-agent/current_session. If that
-" directory does not exist (the agent was never run) nothing is written. If
+" try it with `vim -Nu NONE -S session-agent.vim`. Each Vim has its own
+" scope, `vim-<its pid>`, so several run side by side, each with its session:
+" the file is DATA_DIR/scopes/vim-<pid>/current_session, where DATA_DIR is
+" $SESSION_AGENT_DATA_DIR, else ${XDG_DATA_HOME:-~/.local/share}/session-agent.
+" If DATA_DIR does not exist (the agent was never run) nothing is written. If
 " no daemon runs, the last word written waits in the file and is applied by
 " the next `session-agent` command or daemon start. The session is bound to
 " this Vim: if it crashes or is killed (no VimLeavePre), the agent abandons
@@ -29,11 +30,19 @@ function! s:DataDir() abort
   return base . '/session-agent'
 endfunction
 
-" Write a:word atomically: a temp file, fsynced ('s'), renamed into place.
+function! s:ScopeDir() abort
+  return s:DataDir() . '/scopes/vim-' . getpid()
+endfunction
+
+" Write a:word atomically: a temp file, fsynced ('s'), renamed into place;
+" the scope's directory made (private) if missing.
 function! s:Write(word) abort
-  let dir = s:DataDir()
-  if !isdirectory(dir)
+  if !isdirectory(s:DataDir())
     return
+  endif
+  let dir = s:ScopeDir()
+  if !isdirectory(dir)
+    silent! call mkdir(dir, 'p', 0700)
   endif
   let temp = dir . '/.edit-vim-' . getpid()
   try
@@ -49,7 +58,7 @@ endfunction
 " A heartbeat: rewrite the active id, if the file is a small regular file
 " that holds one (never read a FIFO or follow a symlink: getftype tells).
 function! s:Touch() abort
-  let file = s:DataDir() . '/current_session'
+  let file = s:ScopeDir() . '/current_session'
   if getftype(file) !=# 'file' || getfsize(file) > 64
     return
   endif
