@@ -60,9 +60,11 @@ class RuleWatch:
         try:
             if scopes is None:
                 fresh = self._manager.active_sessions()
-                scopes = set(fresh) | set(self.actives)
-            for scope in scopes:
-                self._arm(scope, self._manager.active(scope))
+                for scope in set(fresh) | set(self.actives):
+                    self._arm(scope, fresh.get(scope))
+            else:
+                for scope in scopes:
+                    self._arm(scope, self._manager.active(scope))
         except SessionError as exc:
             log.warning("could not arm the active sessions' rules: %s", exc)
         self._schedule()
