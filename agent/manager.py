@@ -77,7 +77,7 @@ __all__ = ["HEARTBEAT_INTERVAL", "MAX_SCOPES", "SessionManager"]
 log = logging.getLogger(__name__)
 
 # Per scope: the default scope's keys are these names, another's are
-# "<name>/<scope>" (see _key).
+# "<name>/<scope>" (see scope_key).
 META_ACTIVE = b"active"  # id of the active session, absent when none
 META_STAMP = b"file_stamp"  # Stamp of our last completed write of the file
 META_TRACKING = b"tracking"  # Tracking of the active session, absent when none
@@ -242,7 +242,7 @@ class SessionManager:
     def known_scopes(self) -> list[str]:
         """Every scope with a directory or an active session: the default
         scope first, then by name. A directory under ``scopes`` whose name
-        is not a scope name is left alone (and said so once, at debug)."""
+        is not a scope name is left alone (logged at debug)."""
         scopes = dict.fromkeys([DEFAULT_SCOPE, *self._pointed_scopes()])
         for name in sorted(self._scope_dir_names()):
             if scope_problem(name) is None:

@@ -146,7 +146,7 @@ def print_tables(r: dict[str, Any]) -> None:
     t = r["throughput"]
     print(
         f"\nthroughput: {t['pairs_per_second']:,} start+end pairs/s with {t['clients']} clients "
-        f"({t['refused_per_second']:,}/s starts refused: another client's session was active)"
+        f"in a scope each ({t['refused_per_second']:,}/s starts refused)"
     )
     if "watcher_curve" in r:
         print("\n| watcher step | edit → durable p50 | p99 | idle CPU |")

@@ -80,9 +80,10 @@ def history(count: int, repeats: int) -> dict[str, object]:
 
 
 def throughput(clients: int, seconds: float) -> dict[str, object]:
-    """Clients each looping start + end through the daemon's socket. Only one
-    session can be active, so a start that finds another client's session
-    active (exit 3) counts as a refusal, not a pair."""
+    """Clients each looping start + end through the daemon's socket, each in
+    a scope of its own (as parallel editors and AI sessions are): every
+    start and end is a durable transition. A refused start (exit 3: not
+    expected, the scopes are apart) counts as a refusal, not a pair."""
     with private_home("throughput") as home, daemon(home):
         pairs = [0] * clients
         refused = [0] * clients
@@ -94,7 +95,7 @@ def throughput(clients: int, seconds: float) -> dict[str, object]:
             try:
                 while time.monotonic() < deadline:
                     try:
-                        session = connection.request("start")
+                        session = connection.request("start", scope=f"bench-{i}")
                     except DaemonError:
                         refused[i] += 1
                         continue
