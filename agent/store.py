@@ -171,10 +171,7 @@ class SessionStore:
 
     def get(self, session_id: str) -> Session | None:
         key = session_id.encode("ascii")
-        try:
-            value = self._sessions.get(key)
-        except Exception as exc:
-            raise StorageError(f"cannot read session {session_id}: {exc}") from None
+        value = self._sessions_get(key)
         return None if value is None else decode_record(key, value)
 
     def get_meta(self, key: bytes) -> bytes | None:

@@ -295,19 +295,34 @@ class CrashRun:
         return daemon
 
     def _verify(self, daemon: DaemonProcess) -> None:
+        """Check a snapshot taken twice alike: the daemon's rules go on while
+        it is read (a 1-2 s idle timeout may end a session between the
+        listing and `current`), so a snapshot straddling such an end is
+        taken again rather than mistaken for a violation."""
         client = self.client()
         assert client is not None, "the daemon is ready but its socket does not answer"
-        views: dict[str, tuple[str | None, bytes | None]] = {}
         try:
-            sessions = all_sessions(client)
-            for scope in SCOPES:
-                current = client.request("current", **_scoped(scope))
-                views[scope] = (current and current["id"], read_file(self.paths.current_file_of(scope)))
+            before = self._snapshot(client)
+            for _ in range(20):
+                after = self._snapshot(client)
+                if after == before:
+                    break
+                before = after
         finally:
             client.close()
+        sessions, views = after
         default = views.pop("default")
         self.history.verify(sessions, *default, others=views)
         _check_log(daemon)
+
+    def _snapshot(
+        self, client: DaemonClient
+    ) -> tuple[dict[str, Session], dict[str, tuple[str | None, bytes | None]]]:
+        views: dict[str, tuple[str | None, bytes | None]] = {}
+        for scope in SCOPES:
+            current = client.request("current", **_scoped(scope))  # settles that scope first
+            views[scope] = (current and current["id"], read_file(self.paths.current_file_of(scope)))
+        return all_sessions(client), views
 
     def scope(self) -> str:
         """A scope to work in: the default one half of the time."""

@@ -77,6 +77,16 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
     fast, full = both("end")
     assert fast == (0, "", "")
     assert full == (0, "", "")  # the second end finds nothing active: the same answer
+    # In a scope: the same, by option (either spelling) or by environment.
+    fast, full = both("start", "--scope", "s1")
+    assert fast[0] == 0
+    assert full[0] == 3
+    assert f"{fast[1].strip()} is already active in scope s1" in full[2]
+    assert "--scope s1" in full[2]
+    scoped = [("current", "--scope", "s1"), ("current", "--json", "--scope=s1"), ("touch", "--scope", "s1")]
+    for args in [*scoped, ("current",), ("end", "--scope", "s1"), ("current", "--scope", "s1")]:
+        fast, full = both(*args)
+        assert fast == full, args
 
 
 @pytest.mark.parametrize(
@@ -90,6 +100,13 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
         (["end", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"], False),  # an id: the full CLI checks it
         (["--debug", "start"], False),
         (["start", "--help"], False),
+        (["start", "--scope", "nvim-1"], True),
+        (["current", "--scope=nvim-1", "--json"], True),
+        (["end", "--scope", "a", "--scope", "b"], True),  # the last one counts, as in click
+        (["current", "--scope", ".."], False),  # a bad name: the full CLI says what is wrong
+        (["current", "--scope"], False),
+        (["current", "--scope="], False),
+        (["current", "--json", "--json"], False),
         (["list"], False),
         (["--data-dir"], False),
         (["--data-dir", "--json", "start"], False),
