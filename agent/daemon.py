@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 2.0
 STORE_WAIT = 5.0  # an embedded CLI command may hold the store for a moment
 EXIT_DATA_DIR_REPLACED = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us on the new one
-_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a failed reconcile (disk full, ...)
+_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a failed reconcile (disk full, ...)
 _MAX_SOCKET_PATH = 107
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)

@@ -397,7 +397,7 @@ def test_a_failed_reconcile_is_retried_by_itself(
         current = data_dir / "current_session"
         current.write_text("start\n")
         wait_for(lambda: "No space left on device" in daemon.log())
-        assert "retrying in 0.5 s" in daemon.log()
+        assert "retrying in 0.1 s" in daemon.log()
         wait_for(lambda: current.read_text() != "start\n")  # the retry wrote it
         sid = current.read_text().strip()
         listed = json.loads(cli("list", "--json").stdout)
