@@ -22,7 +22,7 @@ from agent.control.client import ANSWER_TIMEOUT, DaemonClient
 from agent.control.protocol import MAX_PAGE
 from agent.errors import DaemonError, StoreLockedError
 from agent.paths import Paths, ensure_private_dir
-from agent.scope import DEFAULT_SCOPE
+from agent.scope import DEFAULT_SCOPE, scope_args
 from agent.session import Session, SessionStatus, format_time
 
 TYPE_CHECKING = False  # typing costs every command milliseconds; it is for the checker only
@@ -87,7 +87,7 @@ class DaemonBackend:
         self._client = client
 
     def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
-        args: dict[str, Any] = _scoped(scope)
+        args: dict[str, Any] = scope_args(scope)
         if request is not None:  # only what was asked for: the daemon applies its defaults to the rest
             fields = ("replace", "owner_pid", "idle_timeout", "idle_grace")
             args |= {
@@ -96,16 +96,16 @@ class DaemonBackend:
         return _session(self._client.request("start", **args))
 
     def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        return _maybe_session(self._client.request("end", id=session_id, **_scoped(scope)))
+        return _maybe_session(self._client.request("end", id=session_id, **scope_args(scope)))
 
     def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        return _maybe_session(self._client.request("abandon", id=session_id, **_scoped(scope)))
+        return _maybe_session(self._client.request("abandon", id=session_id, **scope_args(scope)))
 
     def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        return _maybe_session(self._client.request("current", **_scoped(scope)))
+        return _maybe_session(self._client.request("current", **scope_args(scope)))
 
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        return _maybe_session(self._client.request("touch", **_scoped(scope)))
+        return _maybe_session(self._client.request("touch", **scope_args(scope)))
 
     def get(self, session_id: str) -> Session | None:
         return _maybe_session(self._client.request("get", id=session_id))
@@ -121,7 +121,7 @@ class DaemonBackend:
     ) -> list[Session]:
         found: list[Session] = []
         before: str | None = None
-        which = {"all_scopes": True} if scope is None else _scoped(scope)
+        which = {"all_scopes": True} if scope is None else scope_args(scope)
         while limit is None or len(found) < limit:
             page = min(MAX_PAGE, limit - len(found)) if limit is not None else MAX_PAGE
             reply = self._client.request(
@@ -150,12 +150,6 @@ class DaemonBackend:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _scoped(scope: str) -> dict[str, Any]:
-    """The scope argument of a request: none for the default scope, which
-    is also what a daemon from before scopes understands."""
-    return {} if scope == DEFAULT_SCOPE else {"scope": scope}
 
 
 def _session(data: object) -> Session:

@@ -58,7 +58,7 @@ def run(argv: list[str]) -> int | None:
     from agent.control.client import ConnectionLostError, DaemonClient
     from agent.errors import DaemonError, SessionError
     from agent.paths import Paths
-    from agent.scope import DEFAULT_SCOPE
+    from agent.scope import scope_args
 
     paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
     try:
@@ -68,7 +68,7 @@ def run(argv: list[str]) -> int | None:
     if client is None:
         return _embedded(paths, command, as_json, scope)
     try:
-        result = client.request(command, **({} if scope == DEFAULT_SCOPE else {"scope": scope}))
+        result = client.request(command, **scope_args(scope))
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
             raise DaemonError(f"the daemon sent a malformed reply to {command!r}")
     except ConnectionLostError as error:

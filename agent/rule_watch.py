@@ -69,7 +69,7 @@ class RuleWatch:
             log.warning("could not arm the active sessions' rules: %s", exc)
         self._schedule()
 
-    def seconds_to_next(self) -> float | None:
+    def _seconds_to_next(self) -> float | None:
         loop = asyncio.get_running_loop()
         return min((at - loop.time() for at in self._deadlines.values()), default=None)
 
@@ -108,7 +108,7 @@ class RuleWatch:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        wait = self.seconds_to_next()
+        wait = self._seconds_to_next()
         if wait is not None:
             delay = min(max(wait, 0.0) + 0.01, self._recheck)
             self._timer = asyncio.get_running_loop().call_later(delay, self._fire)

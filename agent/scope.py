@@ -28,6 +28,7 @@ __all__ = [
     "SCOPE_ENV",
     "InvalidScopeError",
     "parse_scope",
+    "scope_args",
     "scope_dir",
     "scope_problem",
 ]
@@ -75,6 +76,12 @@ def parse_scope(raw: object) -> str:
         f"scope {shown!r} is not valid: {problem}; use 1 to {MAX_SCOPE_LENGTH} ASCII letters, "
         "digits, '.', '_' or '-', starting with a letter or digit"
     )
+
+
+def scope_args(scope: str) -> dict[str, str]:
+    """The scope argument of a control request: none for the default scope,
+    which is also what a daemon from before scopes understands."""
+    return {} if scope == DEFAULT_SCOPE else {"scope": scope}
 
 
 def scope_dir(data_dir: Path, scope: str) -> Path:
