@@ -196,6 +196,7 @@ class CrashRun:
     crashes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     owners: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # live helpers
+    pauses: bool = True  # let idle timeouts expire at times (only a rule's end needs it)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -399,6 +400,8 @@ class CrashRun:
         elif roll < 0.51:
             self.kill_owner()
         elif roll < 0.55:  # idle: let timeouts expire under the daemon's eyes (unless it dies first)
+            if not self.pauses:
+                return
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.proc.wait(timeout=rng.uniform(0.5, 2.0))
         elif roll < 0.8:
@@ -518,8 +521,8 @@ def _kill(daemon: DaemonProcess) -> None:
 
 
 @contextlib.contextmanager
-def crash_run(tmp_path: Path, runtime_dir: Path, seed: int) -> Iterator[CrashRun]:
-    run = CrashRun(tmp_path, runtime_dir, seed)
+def crash_run(tmp_path: Path, runtime_dir: Path, seed: int, *, pauses: bool = True) -> Iterator[CrashRun]:
+    run = CrashRun(tmp_path, runtime_dir, seed, pauses=pauses)
     try:
         yield run
     except AssertionError as exc:
