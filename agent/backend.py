@@ -54,21 +54,32 @@ if TYPE_CHECKING:
         def close(self) -> None: ...
 
 
-__all__ = ["DaemonBackend", "EmbeddedBackend", "open_backend"]  # and, for type checking, Backend
+# and, for type checking, Backend
+__all__ = ["DaemonBackend", "EmbeddedBackend", "StorelessBackend", "open_backend"]
 
 # How long an embedded command waits for another one to release the store
 # before it looks for a daemon's socket again.
 _LOCK_POLL = 0.05
 
 
-def open_backend(paths: Paths, *, before_embedded: Callable[[], None] | None = None) -> Backend:
+def open_backend(
+    paths: Paths, *, before_embedded: Callable[[], None] | None = None, create: bool = True
+) -> Backend:
     """The daemon if one answers, else the store opened here (after calling
-    ``before_embedded``, which the CLI uses to set up its logging)."""
+    ``before_embedded``, which the CLI uses to set up its logging).
+
+    With ``create=False`` (the read-only commands) a data dir that holds
+    nothing of ours -- no store, no current file, no scopes -- is answered
+    by ``StorelessBackend`` and left as it is: a typo in ``--data-dir`` must
+    not leave a new empty store behind. (A current file written before any
+    store existed is an edit to apply: then the store is made.)"""
     deadline = time.monotonic() + ANSWER_TIMEOUT
     while True:
         client = DaemonClient.connect(paths.socket, paths.data_dir)
         if client is not None:
             return DaemonBackend(client)
+        if not create and not _holds_anything(paths):
+            return StorelessBackend(paths)
         if before_embedded is not None:
             before_embedded()
             before_embedded = None
@@ -249,3 +260,66 @@ class EmbeddedBackend:
 
             logging.getLogger(__name__).warning("could not remove empty scopes: %s", exc)
         self._manager.close()
+
+
+def _holds_anything(paths: Paths) -> bool:
+    from agent.scope import SCOPES_DIR
+
+    return any(os.path.lexists(p) for p in (paths.db, paths.current_file, paths.data_dir / SCOPES_DIR))
+
+
+class StorelessBackend:
+    """The answers of a data dir without a store, for the read-only commands:
+    nothing is active, nothing was recorded. It creates nothing."""
+
+    def __init__(self, paths: Paths) -> None:
+        self._paths = paths
+
+    @property
+    def missing(self) -> str:
+        """What to tell the user, who may have mistyped the data dir."""
+        where = self._paths.data_dir
+        what = "does not exist" if not os.path.lexists(where) else "holds no store yet"
+        return f"the data dir {where} {what}: nothing has been recorded there (check --data-dir)"
+
+    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return None
+
+    def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return None
+
+    def get(self, session_id: str) -> Session | None:
+        return None
+
+    def list_sessions(
+        self,
+        *,
+        statuses: frozenset[SessionStatus] | None,
+        since: datetime | None,
+        limit: int | None,
+        errors: list[str],
+        scope: str | None = DEFAULT_SCOPE,
+    ) -> list[Session]:
+        return []
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "daemon": {"running": False, "pid": None},
+            "paths": self._paths.describe(),
+            "store_exists": False,
+            "current": None,
+            "idle_ends_in_seconds": None,
+            "scopes": [],
+        }
+
+    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def close(self) -> None:
+        pass

@@ -20,8 +20,9 @@ import click
 
 from agent import __version__
 from agent.errors import SessionError, SessionNotFoundError
+from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
 from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths
-from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, InvalidScopeError, parse_scope
+from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, SCOPES_DIR, InvalidScopeError, parse_scope, scope_problem
 from agent.session import MAX_PID, SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = ["IDLE_GRACE_ENV", "IDLE_TIMEOUT_ENV", "cli", "main"]
 
 IDLE_TIMEOUT_ENV = "SESSION_AGENT_IDLE_TIMEOUT"
 IDLE_GRACE_ENV = "SESSION_AGENT_IDLE_GRACE"
+COMPLETE_ENV = "_SESSION_AGENT_COMPLETE"  # click's completion protocol: the shell sets it, we answer
 
 
 class AgentGroup(click.Group):
@@ -45,8 +47,24 @@ class AgentGroup(click.Group):
                 raise
             # An OSError that no layer below turned into a SessionError is
             # still a file-system failure: exit 5 like SessionIOError.
-            click.echo(f"session-agent: error: {error}", err=True)
+            click.echo(error_line(error), err=True)
             ctx.exit(error.exit_code if isinstance(error, SessionError) else 5)
+
+
+def _bad_value(message: str, param: click.Parameter | None, ctx: click.Context | None) -> NoReturn:
+    """Fail naming where the value came from: an option, or the environment
+    variable standing in for it (a user who never typed the option must
+    learn which variable to fix)."""
+    if (
+        ctx is not None
+        and param is not None
+        and param.name is not None
+        and isinstance(param, click.Option)
+        and isinstance(param.envvar, str)
+        and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT
+    ):
+        raise click.BadParameter(message, ctx, param, param_hint=f"the environment variable {param.envvar}")
+    raise click.BadParameter(message, ctx, param)
 
 
 class SessionIdType(click.ParamType[str]):
@@ -72,7 +90,7 @@ class SinceType(click.ParamType[datetime]):
         try:
             return parse_since(str(value), datetime.now(UTC))
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            _bad_value(str(exc), param, ctx)
 
 
 class DurationType(click.ParamType[int]):
@@ -86,9 +104,9 @@ class DurationType(click.ParamType[int]):
         if isinstance(value, int):
             return value
         try:
-            return parse_seconds(str(value), "the duration")
+            return parse_seconds(str(value), None)  # click names the option or the variable
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            _bad_value(str(exc), param, ctx)
 
 
 class ScopeType(click.ParamType[str]):
@@ -100,8 +118,30 @@ class ScopeType(click.ParamType[str]):
         try:
             return parse_scope(value)
         except InvalidScopeError as exc:
-            self.fail(str(exc), param, ctx)
+            _bad_value(str(exc), param, ctx)
 
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """The scopes that have a directory, and the default one: read from
+        the data dir's ``scopes/`` alone (completion must stay instant)."""
+        import os
+
+        from click.shell_completion import CompletionItem
+
+        root = ctx.find_root().params
+        paths = Paths.resolve(root.get("data_dir"), root.get("runtime_dir"))
+        try:
+            names = [entry.name for entry in os.scandir(paths.data_dir / SCOPES_DIR) if entry.is_dir()]
+        except OSError:
+            names = []
+        known = sorted({DEFAULT_SCOPE, *(n for n in names if scope_problem(n) is None)})
+        return [CompletionItem(name) for name in known if name.startswith(incomplete)]
+
+
+# Called by editors and prompts many times a minute, before anything was
+# ever recorded: they answer "none" without a note.
+_HOOK_COMMANDS = frozenset({"current", "touch"})
 
 SESSION_ID = SessionIdType()
 DURATION = DurationType()
@@ -119,12 +159,18 @@ class Agent:
         self.debug = debug
         self._backend: Backend | None = None
 
-    def backend(self) -> Backend:
+    def backend(self, *, create: bool = True) -> Backend:
+        """The daemon, or the store opened here; ``create=False`` for the
+        commands that only read: a data dir without a store stays as it is
+        (see ``StorelessBackend``), and the user is told."""
         if self._backend is None:
-            from agent.backend import open_backend
+            from agent.backend import StorelessBackend, open_backend
 
-            self._backend = open_backend(self.paths, before_embedded=self.configure_logging)
+            self._backend = open_backend(self.paths, before_embedded=self.configure_logging, create=create)
             self.ctx.call_on_close(self._close)
+            quiet = self.ctx.invoked_subcommand in _HOOK_COMMANDS
+            if isinstance(self._backend, StorelessBackend) and not quiet:
+                click.echo(note_line(f"note: {self._backend.missing}"), err=True)
         return self._backend
 
     def configure_logging(self) -> None:
@@ -140,10 +186,10 @@ class Agent:
         from agent.control.client import ConnectionLostError
 
         try:
-            return query(self.backend())
+            return query(self.backend(create=False))
         except ConnectionLostError:
             self._close()
-            return query(self.backend())
+            return query(self.backend(create=False))
 
     def _close(self) -> None:
         backend, self._backend = self._backend, None
@@ -211,7 +257,7 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
       session-agent end              # completes it
       session-agent list --since 7d --status completed
       session-agent start --scope nvim-4242
-      session-agent list --all-scopes
+      session-agent list --scope nvim-4242
     """
     ctx.obj = Agent(ctx, Paths.resolve(data_dir, runtime_dir), debug=debug)
     if debug and ctx.invoked_subcommand != "daemon":
@@ -312,10 +358,13 @@ def start(  # noqa: PLR0917 -- click passes the options by name; the order is cl
 
 
 def _terminate(agent: Agent, session_id: str | None, scope: str, abandon: bool) -> None:
+    """End or abandon; when there was nothing to end, say why on stderr
+    (exit 0 all the same: ending is idempotent)."""
     backend = agent.backend()
     ended = backend.abandon(session_id, scope) if abandon else backend.end(session_id, scope)
-    if ended is None and session_id is not None and backend.get(session_id) is None:
-        click.echo(f"session-agent: no session {session_id}; nothing to do", err=True)
+    if ended is None:
+        known = session_id is None or backend.get(session_id) is not None
+        click.echo(note_line(nothing_to_end(session_id, known)), err=True)
 
 
 @cli.command()
@@ -328,6 +377,17 @@ def end(agent: Agent, session_id: str | None, scope: str) -> None:
     Succeeds also when the session has already ended or none is active.
     """
     _terminate(agent, session_id, scope, abandon=False)
+
+
+cli.add_command(
+    click.Command(
+        "stop",
+        params=end.params,
+        callback=end.callback,
+        help="The same as `end` (the word Watson and Timewarrior users type).",
+        short_help="The same as `end`.",
+    )
+)
 
 
 @cli.command()
@@ -354,7 +414,7 @@ def current(agent: Agent, scope: str, as_json: bool) -> None:
     elif active:
         click.echo(active.id)
     else:
-        click.echo("session-agent: no active session", err=True)
+        click.echo(note_line(NO_ACTIVE_SESSION), err=True)
     if active is None:
         _exit(1)
 
@@ -367,11 +427,11 @@ def touch(agent: Agent, scope: str, as_json: bool) -> None:
     """Record activity on the scope's current session (a heartbeat); exit 1
     if none is active. Like touching the current file: at most one write a
     second."""
-    active = agent.backend().touch(scope)
+    active = agent.backend(create=False).touch(scope)
     if as_json:
         _echo_json(active.to_dict() if active else None)
     elif active is None:
-        click.echo("session-agent: no active session", err=True)
+        click.echo(note_line(NO_ACTIVE_SESSION), err=True)
     if active is None:
         _exit(1)
 
@@ -404,7 +464,10 @@ def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> Non
     if session_id is None:
         session = agent.read(lambda backend: backend.current(scope))
         if session is None:
-            click.echo("session-agent: no active session", err=True)
+            if as_json:
+                _echo_json(None)  # as `current --json` does
+            else:
+                click.echo(note_line(NO_ACTIVE_SESSION), err=True)
             _exit(1)
     else:
         session = agent.read(lambda backend: backend.get(session_id))
@@ -425,17 +488,26 @@ def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> Non
     help="Only sessions with this status (repeatable).",
 )
 @click.option(
-    "--since", type=SinceType(), help="Only sessions started since: 90m, 2h, 7d, or an ISO date/time."
+    "-s",
+    "--since",
+    type=SinceType(),
+    help="Only sessions started since: 90m, 2h, 7d, or an ISO date/time.",
 )
 @click.option(
+    "-n",
     "--limit",
     type=click.IntRange(min=0),
     default=20,
     show_default=True,
     help="At most this many sessions; 0 for all.",
 )
-@_scope_option
-@click.option("--all-scopes", is_flag=True, help="Sessions of every scope (with a SCOPE column).")
+@click.option(
+    "--scope",
+    type=SCOPE,
+    default=None,
+    help=f"Only this scope's sessions [default: every scope; {SCOPE_ENV} does not narrow a listing].",
+)
+@click.option("--all-scopes", is_flag=True, hidden=True, help="Every scope: the default (kept for scripts).")
 @_json_option
 @click.pass_context
 def list_(  # noqa: PLR0917 -- click passes the options by name; the order is click's
@@ -443,23 +515,23 @@ def list_(  # noqa: PLR0917 -- click passes the options by name; the order is cl
     statuses: tuple[str, ...],
     since: datetime | None,
     limit: int,
-    scope: str,
+    scope: str | None,
     all_scopes: bool,
     as_json: bool,
 ) -> None:
-    """List the scope's sessions (or every scope's), newest first.
+    """List sessions of every scope (or of one), newest first.
 
     \b
     Examples:
       session-agent list --since 2h
+      session-agent list -n 5
       session-agent list --status abandoned --limit 0 --json
       session-agent list --scope nvim-4242
-      session-agent list --all-scopes --status active
     """
     from agent.render import session_table
 
     agent: Agent = ctx.obj
-    if all_scopes and ctx.get_parameter_source("scope") is click.core.ParameterSource.COMMANDLINE:
+    if all_scopes and scope is not None:
         raise click.UsageError("give --scope or --all-scopes, not both")
 
     def query(backend: Backend) -> tuple[list[Session], list[str]]:
@@ -469,17 +541,17 @@ def list_(  # noqa: PLR0917 -- click passes the options by name; the order is cl
             since=since,
             limit=limit or None,
             errors=errors,
-            scope=None if all_scopes else scope,
+            scope=scope,
         )
         return sessions, errors
 
     sessions, errors = agent.read(query)
     for error in errors:
-        click.echo(f"session-agent: warning: skipped: {error}", err=True)
+        click.echo(note_line(f"warning: skipped: {error}"), err=True)
     if as_json:
         _echo_json([s.to_dict() for s in sessions])
     else:
-        click.echo(session_table(sessions, datetime.now(UTC), with_scope=all_scopes))
+        click.echo(session_table(sessions, datetime.now(UTC), with_scope=scope is None))
 
 
 @cli.command()
@@ -506,6 +578,24 @@ def status(agent: Agent, scope: str, as_json: bool) -> None:
         click.echo(status_text(report, datetime.now(UTC), scope))
     if not report.get("daemon", {}).get("running"):
         _exit(7)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's).
+
+    \b
+    Load it from your shell's start-up file:
+      bash:  eval "$(session-agent completion bash)"     in ~/.bashrc
+      zsh:   eval "$(session-agent completion zsh)"      in ~/.zshrc
+      fish:  session-agent completion fish > ~/.config/fish/completions/session-agent.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the choice admits only the shells click knows
+    click.echo(completer(cli, {}, "session-agent", COMPLETE_ENV).source())
 
 
 @cli.group()
@@ -553,4 +643,4 @@ def service_uninstall() -> None:
 
 
 def main() -> None:
-    cli(prog_name="session-agent")
+    cli(prog_name="session-agent", complete_var=COMPLETE_ENV)

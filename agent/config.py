@@ -36,9 +36,10 @@ _MAX_CONFIG = 64 * 1024
 _OFF = frozenset({"0", "off", "never", "none"})
 
 
-def parse_seconds(raw: object, what: str) -> int:
+def parse_seconds(raw: object, what: str | None) -> int:
     """A duration from the CLI, the socket, the file or the config, in
-    seconds; 0 means "none". ``InvalidArgumentError`` names ``what``."""
+    seconds; 0 means "none". ``InvalidArgumentError`` names ``what`` (the
+    setting or field; ``None`` where the caller names it itself)."""
     from agent.timespec import parse_duration
 
     if isinstance(raw, bool):
@@ -51,11 +52,14 @@ def parse_seconds(raw: object, what: str) -> int:
         try:
             seconds = parse_duration(raw)
         except ValueError as exc:
-            raise InvalidArgumentError(f"{what}: {exc}") from None
+            raise InvalidArgumentError(
+                f"{what}: {exc}; 0 or off for none" if what else f"{exc}; 0 or off for none"
+            ) from None
     else:
-        raise InvalidArgumentError(f"{what} must be a duration such as 30m")
+        raise InvalidArgumentError(f"{what or 'a duration'} must be a duration such as 30m")
     if not 0 <= seconds <= MAX_IDLE_SECONDS:
-        raise InvalidArgumentError(f"{what} must be between 0 and {MAX_IDLE_SECONDS // 86400} days")
+        limit = f"must be between 0 and {MAX_IDLE_SECONDS // 86400} days"
+        raise InvalidArgumentError(f"{what} {limit}" if what else f"{raw!r} {limit}")
     return seconds
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 from agent import __version__
 from agent.clock import SystemClock
+from agent.control.client import MAX_SOCKET_PATH
 from agent.control.handlers import RequestHandler
 from agent.control.server import ControlServer, bind_unix_socket
 from agent.errors import SessionError, SessionIOError, StorageError
@@ -67,11 +68,11 @@ SHUTDOWN_GRACE = 2.0
 STORE_WAIT = 5.0  # an embedded CLI command may hold the store for a moment
 EXIT_DATA_DIR_REPLACED = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us on the new one
 _RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a failed reconcile (disk full, ...)
-_MAX_SOCKET_PATH = 107
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _UNGUARDED_OPS = frozenset({"ping", "status"})
 _READ_ONLY_OPS = frozenset({"ping", "status", "get", "list"})  # they change no session
+_TRANSITION_OPS = {"start": "started", "end": "completed", "abandon": "abandoned"}
 IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
 
@@ -113,6 +114,7 @@ class Daemon:
         self._dir_identity: tuple[int, int] | None = None  # taken at start-up
         self._started_at = datetime.now(UTC)
         self._started_monotonic = time.monotonic()
+        self._ready_at: tuple[float, float] | None = None  # (monotonic, CPU seconds) when start-up ended
         self._failed_reconciles = 0
         self._retry: asyncio.TimerHandle | None = None
         self._shown_status: str | None = None
@@ -132,6 +134,7 @@ class Daemon:
             try:
                 await self._startup()
                 if not self.should_exit:
+                    self._ready_at = (time.monotonic(), _cpu_seconds())
                     log.info("ready: %s; control socket %s", self._status_line(), self._socket_name)
                     self._notifier.ready(self._status_line())
                     await self._main_loop()
@@ -141,11 +144,11 @@ class Daemon:
 
     async def _startup(self) -> None:
         paths = self.paths
-        log.info("session-agent %s starting (pid %d) on %s", __version__, os.getpid(), paths.data_dir)
         os.umask(0o077)  # the store's files too: RocksDB creates them with the umask
         ensure_private_dir(paths.data_dir)
         self._dir_identity = dir_identity(paths.data_dir)
-        self._lock = InstanceLock.acquire(paths.data_dir)
+        self._lock = InstanceLock.acquire(paths.data_dir)  # a second daemon stops here, having logged nothing
+        log.info("session-agent %s starting (pid %d) on %s", __version__, os.getpid(), paths.data_dir)
         db = open_db(paths.db, wait=STORE_WAIT)
         try:
             self._manager = SessionManager(db, paths.data_dir, clock=self._clock)
@@ -203,6 +206,8 @@ class Daemon:
                 self.should_exit = True
 
     async def _shutdown(self) -> None:
+        if self._lock is None:  # refused before anything started: nothing to stop
+            return
         log.info("stopping")
         self._notifier.stopping()
         if self._retry is not None:
@@ -243,9 +248,9 @@ class Daemon:
             log.info("using the control socket passed by systemd")
             return passed[0]
         path = self.paths.socket
-        if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             raise SessionIOError(
-                f"the control socket path {path} is longer than {_MAX_SOCKET_PATH} bytes; "
+                f"the control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
                 "choose a shorter --runtime-dir"
             )
         ensure_private_dir(self.paths.runtime_dir, allow_symlink=False)
@@ -269,6 +274,8 @@ class Daemon:
             result = self._handler(op, args)
             if isinstance(result, dict) and isinstance(result.get("scope"), str):
                 touched.add(result["scope"])  # `end ID`: the session's own scope
+            if op in _TRANSITION_OPS:
+                _log_transition(op, result)
             return result
         except (SessionIOError, StorageError) as exc:
             # A write failed, perhaps halfway (store written, file not): the
@@ -455,8 +462,13 @@ class Daemon:
         with process.oneshot():
             rss = process.memory_info().rss
             times = process.cpu_times()
-        uptime = time.monotonic() - self._started_monotonic
+        now = time.monotonic()
+        uptime = now - self._started_monotonic
         cpu = times.user + times.system
+        # Start-up (imports, opening the store) dominates an average since the
+        # start: the figure users want is what the daemon costs while it runs.
+        ready_at, cpu_at_ready = self._ready_at or (self._started_monotonic, 0.0)
+        running = now - ready_at
         assert self._manager is not None
         return {
             "daemon": {
@@ -467,7 +479,8 @@ class Daemon:
                 "uptime_seconds": round(uptime, 3),
                 "rss_bytes": rss,
                 "cpu_seconds": round(cpu, 3),
-                "cpu_percent": round(100 * cpu / uptime, 3) if uptime > 0 else 0.0,
+                "cpu_percent": round(100 * (cpu - cpu_at_ready) / running, 3) if running > 0 else 0.0,
+                "cpu_percent_span_seconds": round(running, 3),
                 "connections": self._server.connection_count if self._server else 0,
                 "socket_activated": self._socket_activated,
                 "systemd_notify": self._notifier.enabled,
@@ -479,3 +492,19 @@ class Daemon:
             },
             **self._manager.describe_active(self._manager.active_sessions()),
         }
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _log_transition(op: str, result: object) -> None:
+    """Every start and end a client asked for, in the journal beside those
+    that file edits, signals and rules made."""
+    if not isinstance(result, dict):
+        log.info("control socket: %s: no active session, nothing to do", op)
+        return
+    scope = result.get("scope")
+    where = "" if scope in (None, DEFAULT_SCOPE) else f" in scope {scope}"
+    log.info("control socket: %s session %s%s", _TRANSITION_OPS[op], result.get("id"), where)

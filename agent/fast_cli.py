@@ -19,18 +19,18 @@ daemon and without.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
-TYPE_CHECKING = False  # typing costs milliseconds on this path
-if TYPE_CHECKING:
-    from agent.paths import Paths
+from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
 
 __all__ = ["main"]
 
 _GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
-_HOT = {"start": True, "end": False, "abandon": False, "current": True, "touch": True}  # takes --json?
+# The hot commands, and whether each takes --json.
+_HOT = {"start": True, "end": False, "stop": False, "abandon": False, "current": True, "touch": True}
+_ALIASES = {"stop": "end"}
+_READ_ONLY = frozenset({"current", "touch"})  # without a daemon, they create no store
 # Environment that changes what `start` does: the full CLI reads it
 # (agent.cli's IDLE_TIMEOUT_ENV and IDLE_GRACE_ENV, spelled out here so that
 # this path does not import click; a test checks that they agree).
@@ -57,16 +57,16 @@ def run(argv: list[str]) -> int | None:
 
     from agent.control.client import ConnectionLostError, DaemonClient
     from agent.errors import DaemonError, SessionError
-    from agent.paths import Paths
+    from agent.locations import SOCKET_NAME, resolve_dirs, socket_dir
     from agent.scope import scope_args
 
-    paths = Paths.resolve(options.get("--data-dir"), options.get("--runtime-dir"))
+    data_dir, runtime_dir = resolve_dirs(options.get("--data-dir"), options.get("--runtime-dir"))
     try:
-        client = DaemonClient.connect(paths.socket, paths.data_dir)
+        client = DaemonClient.connect(os.path.join(socket_dir(data_dir, runtime_dir), SOCKET_NAME), data_dir)
     except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
         return _fail(error, error.exit_code)
     if client is None:
-        return _embedded(paths, command, as_json, scope)
+        return _embedded(data_dir, runtime_dir, command, as_json, scope)
     try:
         result = client.request(command, **scope_args(scope))
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
@@ -84,15 +84,19 @@ def run(argv: list[str]) -> int | None:
     return _show(command, result, as_json)
 
 
-def _embedded(paths: Paths, command: str, as_json: bool, scope: str) -> int:
+def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scope: str) -> int:
     """No daemon: the store opened here, as the full CLI would (same backend,
     same logging), still without click."""
     from agent.backend import open_backend
     from agent.errors import SessionError
     from agent.logs import configure_cli_logging
+    from agent.paths import Paths
 
+    paths = Paths.resolve(data_dir, runtime_dir)
     try:
-        backend = open_backend(paths, before_embedded=lambda: configure_cli_logging(False))
+        backend = open_backend(
+            paths, before_embedded=lambda: configure_cli_logging(False), create=command not in _READ_ONLY
+        )
         try:
             if command in ("end", "abandon"):
                 session = getattr(backend, command)(None, scope)
@@ -108,20 +112,24 @@ def _embedded(paths: Paths, command: str, as_json: bool, scope: str) -> int:
 
 
 def _fail(error: Exception, code: int) -> int:
-    sys.stderr.write(f"session-agent: error: {error}\n")
+    sys.stderr.write(error_line(error) + "\n")
     return code
 
 
 def _show(command: str, session: dict[str, object] | None, as_json: bool) -> int:
     """Print as ``agent.cli`` prints, and return its exit code."""
     if as_json:
-        sys.stdout.write(json.dumps(session, ensure_ascii=False) + "\n")
+        from agent.control.jsonline import dumps
+
+        sys.stdout.write(dumps(session, spaced_out=True) + "\n")
     elif command in ("start", "current") and session is not None:
         sys.stdout.write(f"{session['id']}\n")
     if command in ("current", "touch") and session is None:
         if not as_json:
-            sys.stderr.write("session-agent: no active session\n")
+            sys.stderr.write(note_line(NO_ACTIVE_SESSION) + "\n")
         return 1
+    if command in ("end", "abandon") and session is None:
+        sys.stderr.write(note_line(nothing_to_end(None)) + "\n")
     return 0
 
 
@@ -147,7 +155,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:
         return None
     from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, scope_problem
 
-    command, flags = rest[0], rest[1:]
+    command, flags = _ALIASES.get(rest[0], rest[0]), rest[1:]
     as_json = False
     scope = os.environ.get(SCOPE_ENV) or DEFAULT_SCOPE
     while flags:

@@ -153,8 +153,8 @@ class SessionManager:
             active = self._settle(scope, busy_ok=True)
             if active is not None and not request.replace:
                 raise SessionAlreadyActiveError(active.id, None if scope == DEFAULT_SCOPE else scope)
-            self._prepare_scope_dir(scope)
             session, tracking = self._begin(scope, request, self._start_defaults())
+            self._prepare_scope_dir(scope)  # only once the request is known to be good
             replaced = active.abandoned(EndReason.REPLACED, session.started_at) if active else None
             self._record(scope, session, tracking=tracking, also=replaced)
             if replaced is not None:

@@ -1,29 +1,21 @@
-"""Where session-agent keeps its files.
+"""``Paths``: the data dir and the runtime dir, and what lives in them.
 
-Precedence for each directory: command-line option > ``SESSION_AGENT_*``
-environment variable > platform default (platformdirs). On Linux the data dir
-defaults to ``$XDG_DATA_HOME/session-agent`` (``~/.local/share/session-agent``)
-and the runtime dir to ``$XDG_RUNTIME_DIR/session-agent``. When
-``$XDG_RUNTIME_DIR`` is unset or unusable (not a directory of ours with mode
-0700), the runtime dir is ``<tmp>/session-agent-<uid>`` instead, created 0700
-and refused if someone else owns it.
+The rules that choose them are ``agent.locations``'s (option > environment
+> platform default); this module gives them as ``pathlib`` paths and
+creates private directories.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 from agent.errors import SessionIOError
+from agent.locations import APP_NAME, DATA_DIR_ENV, RUNTIME_DIR_ENV, SOCKET_NAME, resolve_dirs, socket_dir
 from agent.values import Value
 
 __all__ = ["APP_NAME", "DATA_DIR_ENV", "RUNTIME_DIR_ENV", "Paths", "ensure_private_dir"]
-
-APP_NAME = "session-agent"
-DATA_DIR_ENV = "SESSION_AGENT_DATA_DIR"
-RUNTIME_DIR_ENV = "SESSION_AGENT_RUNTIME_DIR"
 
 
 class Paths(Value):
@@ -43,9 +35,8 @@ class Paths(Value):
         data_dir: str | os.PathLike[str] | None = None,
         runtime_dir: str | os.PathLike[str] | None = None,
     ) -> Paths:
-        chosen = data_dir or os.environ.get(DATA_DIR_ENV) or _default_data_dir()
-        runtime = runtime_dir or os.environ.get(RUNTIME_DIR_ENV) or _default_runtime_dir()
-        return cls(Path(chosen).expanduser().absolute(), Path(runtime).expanduser().absolute())
+        data, runtime = resolve_dirs(data_dir, runtime_dir)
+        return cls(Path(data), Path(runtime))
 
     @property
     def db(self) -> Path:
@@ -63,19 +54,12 @@ class Paths(Value):
 
     @property
     def socket_dir(self) -> Path:
-        """Per data dir, so two daemons on two data dirs never collide.
-
-        A short hash keeps the socket path under the 107-byte ``sun_path``."""
-        if self.data_dir == _default_data_dir():
-            return self.runtime_dir
-        import hashlib  # only here: the CLI's hot path never needs it
-
-        digest = hashlib.sha256(os.fsencode(self.data_dir)).hexdigest()[:16]
-        return self.runtime_dir / f"d-{digest}"
+        """Per data dir (see ``agent.locations.socket_dir``)."""
+        return Path(socket_dir(str(self.data_dir), str(self.runtime_dir)))
 
     @property
     def socket(self) -> Path:
-        return self.socket_dir / "control.sock"
+        return self.socket_dir / SOCKET_NAME
 
     def describe(self) -> dict[str, str]:
         """Where everything is, for ``status``."""
@@ -86,37 +70,6 @@ class Paths(Value):
             "scopes_dir": str(self.data_dir / "scopes"),
             "socket": str(self.socket),
         }
-
-
-def _default_data_dir() -> Path:
-    """platformdirs' ``user_data_dir``. On Linux, its XDG rule is computed
-    here: every command needs this path (to find the socket), and importing
-    platformdirs costs more than the rest of the client path's work."""
-    if sys.platform.startswith("linux"):
-        base = os.environ.get("XDG_DATA_HOME", "")
-        if not os.path.isabs(base):  # unset, empty or relative: ignored, as platformdirs does
-            base = os.path.join(os.path.expanduser("~"), ".local", "share")
-        return Path(base, APP_NAME).absolute()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)).absolute()
-
-
-def _default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and _is_private_dir(Path(xdg)):
-        return Path(xdg) / APP_NAME
-    import tempfile  # only on this fallback: it is slow to import
-
-    return Path(tempfile.gettempdir()) / f"{APP_NAME}-{os.getuid()}"
-
-
-def _is_private_dir(path: Path) -> bool:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700
 
 
 def ensure_private_dir(path: Path, *, allow_symlink: bool = True) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +14,10 @@ __all__ = ["session_detail", "session_table", "status_text", "to_json"]
 
 
 def to_json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """What ``--json`` prints (the fast path prints the same)."""
+    from agent.control.jsonline import dumps
+
+    return dumps(value, spaced_out=True)
 
 
 def _duration(session: Session, now: datetime) -> str:
@@ -53,7 +55,7 @@ def _idle_rule(session: Session) -> str:
 def session_table(sessions: Iterable[Session], now: datetime, *, with_scope: bool = False) -> str:
     """A table; ``with_scope`` adds a SCOPE column (listings of every scope)."""
     sessions = list(sessions)
-    width = max((len(s.scope) for s in sessions), default=5) if with_scope else 0
+    width = max([len("SCOPE"), *(len(s.scope) for s in sessions)]) if with_scope else 0
     scope_head = f"{'SCOPE':<{width}}  " if with_scope else ""
     lines = [f"{'ID':<36}  {scope_head}{'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  DURATION"]
     for s in sessions:
@@ -78,9 +80,10 @@ def status_text(report: dict[str, Any], now: datetime, scope: str = DEFAULT_SCOP
     if daemon.get("running"):
         uptime = format_duration(timedelta(seconds=float(daemon.get("uptime_seconds", 0))))
         mib = int(daemon.get("rss_bytes", 0)) / (1 << 20)
+        span = format_duration(timedelta(seconds=float(daemon.get("cpu_percent_span_seconds", 0))))
         state = (
             f"running (pid {daemon.get('pid')}, up {uptime}, {mib:.1f} MiB RSS, "
-            f"{daemon.get('cpu_percent', 0):.2f}% CPU on average)"
+            f"{daemon.get('cpu_percent', 0):.2f}% CPU over the {span} since start-up)"
         )
     else:
         state = "not running (commands open the store directly)"
@@ -89,7 +92,7 @@ def status_text(report: dict[str, Any], now: datetime, scope: str = DEFAULT_SCOP
         rows.append(("version", str(daemon.get("version"))))
     rows += [
         ("data dir", str(paths.get("data_dir"))),
-        ("store", str(paths.get("store"))),
+        ("store", str(paths.get("store")) + (" (none yet)" if report.get("store_exists") is False else "")),
         ("current file", str(paths.get("current_file"))),
     ]
     socket = str(paths.get("socket"))

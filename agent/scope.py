@@ -17,9 +17,11 @@ another name: two tools must not end up sharing a scope by accident.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from agent.errors import InvalidArgumentError
+
+TYPE_CHECKING = False  # the fast path imports this module: no typing, no pathlib
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "DEFAULT_SCOPE",

@@ -155,9 +155,21 @@ def _systemctl(*args: str) -> str | None:
     return None
 
 
+_NO_MANAGER = ("failed to connect to bus", "dbus_session_bus_address", "no medium found")
+
+
+def _no_user_manager(problem: str) -> bool:
+    """Whether systemctl failed only because no user manager runs for us
+    (a container, an SSH session without lingering)."""
+    lowered = problem.lower()
+    return any(sign in lowered for sign in _NO_MANAGER)
+
+
 def install(plan: ServicePlan, *, enable: bool) -> list[str]:
-    """Write the units and (with systemctl) enable and start them. Returns
-    what happened, one line each, for the user."""
+    """Write the units and (with a running user manager) enable and start
+    them. Returns what happened, one line each, for the user. Without a
+    user manager the units are written all the same, and the lines say
+    what to do instead; only a failure of the manager itself is an error."""
     directory = unit_dir()
     notes = []
     for name, text in plan.units().items():
@@ -172,17 +184,33 @@ def install(plan: ServicePlan, *, enable: bool) -> list[str]:
         commands.append(("enable", "--now", main_unit))
     if plan.socket_path is not None and enable:
         commands.append(("enable", SERVICE_UNIT))  # also start at login, to watch the file
+    shown = ["systemctl --user " + " ".join(args) for args in commands]
     if shutil.which("systemctl") is None:
         notes.append("systemctl was not found; once systemd runs your user session, run:")
-        notes.extend("  systemctl --user " + " ".join(args) for args in commands)
+        notes.extend(f"  {line}" for line in shown)
         return notes
-    for args in commands:
+    for args, line in zip(commands, shown, strict=True):
         problem = _systemctl(*args)
-        shown = "systemctl --user " + " ".join(args)
+        if problem is not None and _no_user_manager(problem):
+            return [*notes, *_without_manager(problem, shown, enable)]
         if problem is not None:
-            raise SessionIOError(f"`{shown}` failed: {problem}")
-        notes.append(f"ran {shown}")
+            raise SessionIOError(f"the units are written, but `{line}` failed: {problem}")
+        notes.append(f"ran {line}")
     return notes
+
+
+def _without_manager(problem: str, shown: list[str], enable: bool) -> list[str]:
+    user = os.environ.get("USER") or str(os.getuid())
+    first = problem.splitlines()[0]
+    lines = [f"warning: no systemd user manager runs for you ({first}), so nothing was enabled or started."]
+    if not enable:
+        return [*lines, "Once one runs, `systemctl --user daemon-reload` picks the units up."]
+    return [
+        *lines,
+        "To have systemd start it: run `loginctl enable-linger " + user + "`, log in again, then:",
+        *(f"  {line}" for line in shown),
+        "Or run `session-agent daemon` yourself; without a daemon, every command opens the store itself.",
+    ]
 
 
 def uninstall() -> list[str]:

@@ -19,7 +19,10 @@ def parse_duration(text: str) -> int:
     if spec.isdigit() and len(spec) <= 10:
         return int(spec)
     if not _DURATION.fullmatch(spec):
-        raise ValueError(f"{text!r} is not a duration (90s, 30m, 1h30m, 2d, or seconds)")
+        raise ValueError(
+            f"{text!r} is not a duration: use a number with a unit (90s, 30m, 1h30m, 2d, 1w) "
+            "or a number of seconds"
+        )
     return sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(spec))
 
 

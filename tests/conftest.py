@@ -26,6 +26,19 @@ CLI_TIMEOUT = 30
 
 
 _REPORT: list[str] = []
+# Under pytest-xdist each worker is a process of its own: the controller
+# chooses the seed and a directory, and the workers leave their figures
+# there for the controller's summary.
+_FIGURES_ENV = "SESSION_AGENT_TEST_FIGURES"
+_SEED_ENV = "SESSION_AGENT_TEST_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker: the controller has chosen
+        return
+    os.environ[_FIGURES_ENV] = tempfile.mkdtemp(prefix="sa-figures-")
+    chosen = config.getoption("--seed")
+    os.environ[_SEED_ENV] = str(chosen if chosen is not None else int.from_bytes(os.urandom(4), "big"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,24 +51,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The reliability suites' figures (crashes, operations, connections...)."""
-    if _REPORT:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker: its lines are in the figures dir
+        return
+    lines = list(_REPORT)
+    figures = Path(os.environ.get(_FIGURES_ENV, "/nonexistent"))
+    for part in sorted(figures.glob("*")):
+        lines += part.read_text().splitlines()
+    shutil.rmtree(figures, ignore_errors=True)
+    if lines:
         terminalreporter.section("reliability figures")
-        for line in _REPORT:
+        for line in dict.fromkeys(lines):  # the seed line comes from every worker
             terminalreporter.write_line(line)
+
+
+def _add_figure(line: str) -> None:
+    _REPORT.append(line)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is not None:  # the controller prints the summary: leave it the line
+        with open(Path(os.environ[_FIGURES_ENV], worker), "a", encoding="utf-8") as figures:
+            figures.write(line + "\n")
 
 
 @pytest.fixture
 def report() -> Callable[[str], None]:
     """Add a line to the figures printed at the end of the run."""
-    return _REPORT.append
+    return _add_figure
 
 
 @pytest.fixture(scope="session")
-def seed(pytestconfig: pytest.Config) -> int:
+def seed() -> int:
     """``--seed``, or a fresh one; printed so that a failure can be replayed."""
-    chosen = pytestconfig.getoption("--seed")
-    value = chosen if chosen is not None else int.from_bytes(os.urandom(4), "big")
-    _REPORT.append(f"seed {value} (replay with --seed {value})")
+    value = int(os.environ[_SEED_ENV])  # the controller's choice, the same in every worker
+    _add_figure(f"seed {value} (replay with --seed {value})")
     return int(value)
 
 

@@ -122,13 +122,15 @@ def spawn_daemon(
     *args: str,
     env: dict[str, str] | None = None,
     debug: bool = False,
+    executable: Path = SESSION_AGENT,
 ) -> DaemonProcess:
-    """Start the daemon; do not wait for it (``wait_ready`` does)."""
+    """Start the daemon (``executable``: another installation's); do not
+    wait for it (``wait_ready`` does)."""
     notify = NotifyListener()
     index = len(list(tmp_path.glob("daemon-*.log")))
     log_path = tmp_path / f"daemon-{index}.log"
     full_env = daemon_env(tmp_path, runtime_dir, NOTIFY_SOCKET=str(notify.path), **(env or {}))
-    argv = [str(SESSION_AGENT), "--data-dir", str(data_dir), *(["--debug"] if debug else []), "daemon", *args]
+    argv = [str(executable), "--data-dir", str(data_dir), *(["--debug"] if debug else []), "daemon", *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=full_env)
     return DaemonProcess(proc, log_path, notify)
@@ -151,9 +153,10 @@ def run_daemon(
     *args: str,
     env: dict[str, str] | None = None,
     debug: bool = False,
+    executable: Path = SESSION_AGENT,
 ) -> Iterator[DaemonProcess]:
     """A running daemon, stopped (and checked for tracebacks) at the end."""
-    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir, *args, env=env, debug=debug)
+    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir, *args, env=env, debug=debug, executable=executable)
     try:
         wait_ready(daemon)
         yield daemon

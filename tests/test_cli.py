@@ -18,7 +18,7 @@ from agent import close_db, open_db
 from agent.session import Session, format_time
 from agent.store import SessionStore
 
-from .conftest import SESSION_AGENT, Cli, backdate_active, clean_env, open_manager, start_session
+from .conftest import SESSION_AGENT, SLEEP, Cli, backdate_active, clean_env, open_manager, start_session
 from .helpers import store_held_by_another_process
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
@@ -139,6 +139,31 @@ def test_end_of_an_unknown_id_succeeds_with_a_note(cli: Cli) -> None:
     assert "no session 0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b" in done.stderr
 
 
+def test_every_end_that_changes_nothing_says_so_the_same_way(cli: Cli) -> None:
+    # Nothing active, an unknown id, an id already ended: exit 0 (ending is
+    # idempotent), and one line on stderr that says which it was.
+    sid = start_session(cli)
+    cli("end")
+    unknown = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+    answers = {
+        ("end",): "session-agent: no active session; nothing to do\n",
+        ("stop",): "session-agent: no active session; nothing to do\n",
+        ("abandon",): "session-agent: no active session; nothing to do\n",
+        ("end", unknown): f"session-agent: no session {unknown}; nothing to do\n",
+        ("end", sid): f"session-agent: session {sid} has already ended; nothing to do\n",
+    }
+    for args, stderr in answers.items():
+        done = cli(*args)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", stderr), args
+
+
+def test_stop_is_end(cli: Cli) -> None:
+    sid = start_session(cli)
+    assert cli("stop").returncode == 0
+    assert json.loads(cli("show", sid, "--json").stdout)["end_reason"] == "cli"
+    assert "The same as `end`" in cli("stop", "--help").stdout
+
+
 def test_abandon_by_id_and_idempotent(cli: Cli) -> None:
     sid = start_session(cli)
     assert cli("abandon", sid.upper()).returncode == 0
@@ -160,6 +185,12 @@ def test_show_text_and_json(cli: Cli) -> None:
     obj = json.loads(cli("show", sid, "--json").stdout)
     _assert_session_json(obj)
     assert obj["ended_at"] >= obj["started_at"]
+
+
+def test_show_json_without_an_active_session_prints_null(cli: Cli) -> None:
+    done = cli("show", "--json")
+    assert (done.returncode, done.stdout) == (1, "null\n")  # as `current --json`
+    assert cli("current", "--json").stdout == "null\n"
 
 
 def test_show_unknown_exits_4(cli: Cli) -> None:
@@ -187,8 +218,15 @@ def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
     table = cli("list")
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "REASON", "STARTED", "DURATION"]
+    assert lines[0].split() == ["ID", "SCOPE", "STATUS", "REASON", "STARTED", "DURATION"]
     assert [line.split()[0] for line in lines[1:]] == ids[::-1]
+    # Every column starts where its heading does, even when all scope
+    # names are shorter than the word SCOPE.
+    for heading in ("STATUS", "REASON", "STARTED"):
+        column = lines[0].index(heading)
+        assert all(line[column - 2 : column] == "  " and line[column] != " " for line in lines[1:]), heading
+    one_scope = cli("list", "--scope", "default").stdout.splitlines()
+    assert one_scope[0].split() == ["ID", "STATUS", "REASON", "STARTED", "DURATION"]
     listed = json.loads(cli("list", "--json").stdout)
     assert [s["id"] for s in listed] == ids[::-1]
     for obj in listed:
@@ -243,6 +281,121 @@ def test_status_without_a_daemon_exits_7_and_shows_paths_and_session(cli: Cli, d
     assert obj["paths"]["current_file"] == str(data_dir / "current_session")
     assert obj["current"]["id"] == sid
     assert obj["idle_ends_in_seconds"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "stdout"),
+    [
+        (["current"], 1, ""),
+        (["current", "--json"], 1, "null\n"),
+        (["touch"], 1, ""),
+        (["show"], 1, ""),
+        (["show", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"], 4, ""),
+        (["list"], 0, None),
+        (["list", "--json"], 0, "[]\n"),
+        (["status"], 7, None),
+        (["status", "--json"], 7, None),
+    ],
+)
+def test_reading_a_data_dir_that_does_not_exist_creates_nothing(
+    cli: Cli, tmp_path: Path, args: list[str], code: int, stdout: str | None
+) -> None:
+    # A mistyped --data-dir (relative: it would land in the working tree).
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(
+        [str(SESSION_AGENT), "--data-dir", "typo/data", *args],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(tmp_path / "run")),
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr
+    if stdout is not None:
+        assert done.stdout == stdout
+    assert "Traceback" not in done.stderr
+    assert list(work.iterdir()) == []  # no data dir, no db/, no db.lock
+    if args[0] in ("list", "show", "status"):
+        assert f"the data dir {work / 'typo/data'} does not exist" in done.stderr
+    if args == ["status", "--json"]:
+        assert json.loads(done.stdout)["store_exists"] is False
+
+
+def test_a_write_creates_the_data_dir_and_reads_then_see_it(cli: Cli, tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    assert cli("list", data=fresh).returncode == 0
+    assert not fresh.exists()
+    sid = start_session_in(cli, fresh)
+    assert cli("current", data=fresh).stdout.strip() == sid
+    assert "does not exist" not in cli("list", data=fresh).stderr
+
+
+def start_session_in(cli: Cli, data: Path) -> str:
+    done = cli("start", data=data)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_current_file_written_before_any_store_is_still_applied(cli: Cli, tmp_path: Path) -> None:
+    # An editor integration may write `start` before anything made a store:
+    # that is an edit to apply, so the first read makes the store for it.
+    fresh = tmp_path / "fresh"
+    fresh.mkdir(mode=0o700)
+    (fresh / "current_session").write_text("start\n")
+    done = cli("current", data=fresh)
+    assert done.returncode == 0
+    assert (fresh / "current_session").read_text() == done.stdout
+
+
+def test_a_bad_duration_names_the_accepted_forms_and_where_it_came_from(cli: Cli) -> None:
+    by_option = cli("start", "--idle-timeout", "30x")
+    assert by_option.returncode == 2
+    assert "Invalid value for '--idle-timeout': '30x' is not a duration" in by_option.stderr
+    assert "90s, 30m, 1h30m, 2d" in by_option.stderr
+    by_env = cli("start", env={"SESSION_AGENT_IDLE_TIMEOUT": "abc"})
+    assert by_env.returncode == 2
+    assert "Invalid value for the environment variable SESSION_AGENT_IDLE_TIMEOUT: 'abc'" in by_env.stderr
+    assert "--idle-timeout" not in by_env.stderr.splitlines()[-1]
+    by_scope_env = cli("current", env={"SESSION_AGENT_SCOPE": "../x"})
+    assert by_scope_env.returncode == 2
+    assert "the environment variable SESSION_AGENT_SCOPE: scope '../x' is not valid" in by_scope_env.stderr
+    assert cli("current").returncode == 1  # nothing was started
+
+
+def test_a_refused_start_creates_no_scope_directory(cli: Cli, data_dir: Path) -> None:
+    gone = subprocess.Popen([SLEEP, "0"])
+    gone.wait()
+    done = cli("start", "--scope", "refused", "--owner-pid", str(gone.pid))
+    assert done.returncode == 2
+    assert f"no process {gone.pid}" in done.stderr
+    assert not (data_dir / "scopes" / "refused").exists()
+
+
+def test_the_short_options_of_list(cli: Cli) -> None:
+    start_session(cli)
+    cli("end")
+    newest = start_session(cli)
+    listed = json.loads(cli("list", "-n", "1", "-s", "1h", "--json").stdout)
+    assert [s["id"] for s in listed] == [newest]
+
+
+def test_list_shows_every_scope_unless_narrowed(cli: Cli) -> None:
+    in_default = start_session(cli)
+    in_editor = cli("start", "--scope", "nvim-42").stdout.strip()
+    everyone = {s["id"] for s in json.loads(cli("list", "--json").stdout)}
+    assert everyone == {in_default, in_editor}
+    # The environment picks whose *current* session a command means; it
+    # does not narrow a listing.
+    from_env = json.loads(cli("list", "--json", env={"SESSION_AGENT_SCOPE": "nvim-42"}).stdout)
+    assert {s["id"] for s in from_env} == everyone
+    narrowed = json.loads(cli("list", "--scope", "nvim-42", "--json").stdout)
+    assert [s["id"] for s in narrowed] == [in_editor]
+    assert {s["id"] for s in json.loads(cli("list", "--all-scopes", "--json").stdout)} == everyone
+    table = cli("list").stdout.splitlines()
+    assert table[0].split()[:2] == ["ID", "SCOPE"]
+    assert {line.split()[1] for line in table[1:]} == {"default", "nvim-42"}
 
 
 def test_the_data_dir_is_created_private(cli: Cli, tmp_path: Path) -> None:

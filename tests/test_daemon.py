@@ -4,6 +4,7 @@ signals, systemd notifications and the CLI going through it."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import stat
 import subprocess
@@ -97,7 +98,8 @@ def test_commands_go_through_the_daemon(daemon: DaemonProcess, cli: Cli, data_di
     assert not (data_dir / "current_session").exists()
     listed = json.loads(cli("list", "--json").stdout)
     assert [s["id"] for s in listed] == [sid]
-    assert "completed session" not in daemon.log()  # its own writes were not taken for edits
+    assert "deleted: completing session" not in daemon.log()  # its own writes were not taken for edits
+    assert f"control socket: completed session {sid}" in daemon.log()  # what the client asked for is
 
 
 def test_status_text_names_the_pid_and_the_session(daemon: DaemonProcess, cli: Cli) -> None:
@@ -208,6 +210,8 @@ def test_a_second_daemon_exits_6_naming_the_first(
     second = spawn(data_dir)
     assert second.proc.wait(timeout=15) == 6
     assert f"a daemon (pid {daemon.pid}) already runs on {data_dir}" in second.log()
+    # It says that and nothing else: it never started, so it does not stop.
+    assert second.log().splitlines() == [line for line in second.log().splitlines() if "already runs" in line]
     # The first one was not disturbed: same socket, still answering.
     assert cli("status").returncode == 0
     assert _socket(data_dir, runtime_dir).exists()
@@ -384,7 +388,7 @@ def test_the_client_path_imports_nothing_heavy(
     )
     assert done.returncode in (0, 1), done.stderr  # answered by the daemon
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
-    assert "socket" in imported
+    assert "_socket" in imported  # it did talk to the daemon
     assert not imported & {"rocksdict", "watchfiles", "psutil", "asyncio"}
     assert not imported & never
 
@@ -403,3 +407,28 @@ def test_a_failed_reconcile_is_retried_by_itself(
         listed = json.loads(cli("list", "--json").stdout)
         assert [(s["id"], s["status"]) for s in listed] == [(sid, "active")]
         wait_for(lambda: "the current file is applied again" in daemon.log())
+
+
+def test_status_cpu_is_what_the_daemon_costs_since_start_up(daemon: DaemonProcess, cli: Cli) -> None:
+    # Start-up (imports, opening the store) is most of a young daemon's CPU
+    # time: averaged over its uptime it read "25 % CPU" right after start.
+    # The figure excludes it and says over which span it was measured.
+    report = json.loads(cli("status", "--json").stdout)["daemon"]
+    assert 0 < report["cpu_percent_span_seconds"] <= report["uptime_seconds"]
+    since_start = 100 * report["cpu_seconds"] / report["uptime_seconds"]
+    assert report["cpu_percent"] < since_start  # start-up's share is left out
+    assert re.search(r"\d+\.\d\d% CPU over the \d+s since start-up\)", cli("status").stdout)
+
+
+def test_every_transition_a_client_asks_for_is_in_the_log(daemon: DaemonProcess, cli: Cli) -> None:
+    first = start_session(cli)
+    cli("end")
+    second = cli("start", "--scope", "nvim-7").stdout.strip()
+    cli("abandon", "--scope", "nvim-7")
+    cli("end")
+    log = daemon.log()
+    assert f"control socket: started session {first}\n" in log
+    assert f"control socket: completed session {first}\n" in log
+    assert f"control socket: started session {second} in scope nvim-7\n" in log
+    assert f"control socket: abandoned session {second} in scope nvim-7\n" in log
+    assert "control socket: end: no active session, nothing to do\n" in log

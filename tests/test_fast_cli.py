@@ -4,6 +4,7 @@ the output and exit codes compared."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -71,12 +72,19 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
     sid = fast[1].strip()
     assert full[0] == 3
     assert sid in full[2]
-    for args in [("current",), ("current", "--json"), ("touch", "--json"), ("start",), ("start", "--json")]:
+    for args in [("current",), ("current", "--json"), ("start",), ("start", "--json")]:
         fast, full = both(*args)
         assert fast == full, args
+    # A touch a second after the other records a heartbeat (at most one a
+    # second): the same session, its activity moved or not.
+    fast, full = both("touch", "--json")
+    assert (fast[0], fast[2]) == (full[0], full[2]) == (0, "")
+    moved = {"last_activity_at": None}
+    assert json.loads(fast[1]) | moved == json.loads(full[1]) | moved
     fast, full = both("end")
     assert fast == (0, "", "")
-    assert full == (0, "", "")  # the second end finds nothing active: the same answer
+    nothing = "session-agent: no active session; nothing to do\n"
+    assert full == (0, "", nothing)  # the second end finds nothing active, and says so
     # In a scope: the same, by option (either spelling) or by environment.
     fast, full = both("start", "--scope", "s1")
     assert fast[0] == 0
@@ -84,9 +92,13 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
     assert f"{fast[1].strip()} is already active in scope s1" in full[2]
     assert "--scope s1" in full[2]
     scoped = [("current", "--scope", "s1"), ("current", "--json", "--scope=s1"), ("touch", "--scope", "s1")]
-    for args in [*scoped, ("current",), ("end", "--scope", "s1"), ("current", "--scope", "s1")]:
+    for args in [*scoped, ("current",)]:
         fast, full = both(*args)
         assert fast == full, args
+    assert both("end", "--scope", "s1") == ((0, "", ""), (0, "", nothing))  # the fast one ended it
+    fast, full = both("current", "--scope", "s1")
+    assert fast == full, "current --scope s1"
+    assert both("stop") == ((0, "", nothing), (0, "", nothing))  # the alias, on both paths
 
 
 @pytest.mark.parametrize(
@@ -121,6 +133,14 @@ def test_only_the_hot_forms_take_the_fast_path(argv: list[str], hot: bool) -> No
 def test_the_embedded_fast_path_imports_only_what_it_needs(tmp_path: Path, data_dir: Path) -> None:
     """No daemon: the store is opened here, and still no click, typing or
     dataclasses (each costs milliseconds), nor anything of the daemon's."""
+    env = daemon_env(tmp_path, tmp_path / "no-daemon")
+    made = subprocess.run(
+        [sys.executable, "-m", "agent", "--data-dir", str(data_dir), "end"],
+        env=env,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert made.returncode == 0  # a write: the store exists now, and `current` opens it
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "agent", "--data-dir", str(data_dir), "current"],
         capture_output=True,

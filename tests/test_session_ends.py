@@ -93,8 +93,8 @@ def test_each_way_of_ending_by_hand_records_its_reason(
         shown = _show(cli, sid)  # embedded now: the daemon stopped
         assert (shown["status"], shown["end_reason"]) == (status, reason), sid
     table = cli("list").stdout.splitlines()
-    assert table[0].split()[:3] == ["ID", "STATUS", "REASON"]
-    rows = {line.split()[0]: line.split()[2] for line in table[1:]}
+    assert table[0].split()[:4] == ["ID", "SCOPE", "STATUS", "REASON"]
+    rows = {line.split()[0]: line.split()[3] for line in table[1:]}
     assert rows == {sid: reason for sid, (_, reason) in expected.items()}
     detail = cli("show", by_signal).stdout
     assert "end reason:    signal" in detail

@@ -64,8 +64,7 @@ refused. A request with another ``v`` gets an error naming the version.
 
 from __future__ import annotations
 
-import json
-
+from agent.control import jsonline
 from agent.errors import DaemonError, SessionError
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path milliseconds
@@ -105,7 +104,7 @@ class ProtocolError(DaemonError):
 
 
 def _line(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return jsonline.dumps(obj).encode("utf-8") + b"\n"
 
 
 def encode_request(op: str, **args: Any) -> bytes:
@@ -156,7 +155,7 @@ def decode_reply(line: bytes) -> Any:
 
 def _decode(line: bytes, what: str) -> dict[str, Any]:
     try:
-        message = json.loads(line)
+        message = jsonline.loads(line.decode("utf-8"))
     except UnicodeDecodeError:
         raise ProtocolError(f"the {what} is not valid UTF-8") from None
     except ValueError as exc:
