@@ -285,7 +285,9 @@ class Daemon:
             raise
         finally:
             if op not in _READ_ONLY_OPS:
-                self._settled(touched)
+                # Right after the reply goes out: re-arming the rules and
+                # telling systemd need not keep the client waiting.
+                asyncio.get_running_loop().call_soon(self._settled, touched)
 
     def _check_data_dir(self) -> None:
         if dir_identity(self.paths.data_dir) != self._dir_identity:

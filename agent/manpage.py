@@ -16,7 +16,7 @@ _SEE_ALSO = "systemd.service(5), systemctl(1)"
 
 def render(cli: click.Group, name: str, version: str, date: str) -> str:
     """The page, in roff (``man -l`` shows it)."""
-    ctx = click.Context(cli, info_name=name)
+    ctx = click.Context(cli, info_name=name, **cli.context_settings)  # as click makes it: -h too
     lines = [
         f'.TH {_upper(name)} 1 "{date}" "{name} {version}" "User Commands"',
         ".SH NAME",

@@ -253,3 +253,36 @@ def test_the_readme_install_section_works_as_written(
     unit = home / ".config/systemd/user/session-agent.service"
     assert unit.is_file()
     assert _ok(["session-agent", "start"], env).strip() == _ok(["session-agent", "current"], env).strip()
+
+
+def _words(text: str) -> str:
+    """Text as words: wrapped at any width (a word wrapped at its hyphen,
+    as --help wraps "re-reads", joined again)."""
+    return re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(text.split()))
+
+
+def test_the_man_page_says_what_help_says(venv: Path, user_env: dict[str, str]) -> None:
+    # Rendered with man itself, as `man session-agent` shows it; every block
+    # of every command's --help (description, examples, options) is there.
+    page = venv / "share/man/man1/session-agent.1"
+    env = dict(user_env, LC_ALL="C", MANWIDTH="1000", MANPAGER="cat", PAGER="cat")
+    shown = _words(_ok(["man", "-l", str(page)], env))
+    assert shown.startswith("SESSION-AGENT(1)")
+    program = str(venv / "bin/session-agent")
+    commands: list[list[str]] = [[]]  # the group itself, then each command, subcommands included
+    listing = _ok([program, "--help"], env).split("Commands:")[1]
+    for name in (line.split()[0] for line in listing.splitlines() if line.strip()):
+        commands.append([name])
+        if name == "service":
+            sub = _ok([program, name, "--help"], env).split("Commands:")[1]
+            commands += [[name, line.split()[0]] for line in sub.splitlines() if line.strip()]
+    assert ["stop"] in commands
+    assert ["service", "install"] in commands
+    for command in commands:
+        text = _ok([program, *command, "--help"], env)
+        blocks = text.split("\n\n")[1:]  # the usage line is man's SYNOPSIS or the command's heading
+        for block in blocks:
+            if block.startswith("Commands:"):
+                continue  # the man page gives each command a section instead
+            # "Options:" is the page's OPTIONS heading for the program itself
+            assert _words(block).removeprefix("Options: ") in shown, (command, block)

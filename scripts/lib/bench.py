@@ -78,15 +78,24 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
 
 def goals(r: dict[str, Any]) -> list[dict[str, object]]:
     cli = r["cli_ms"]
-    worst_daemon = max(cli["daemon start"]["x_floor"], cli["daemon end"]["x_floor"])
-    worst_embedded = max(cli["embedded start"]["x_floor"], cli["embedded end"]["x_floor"])
+    hot = ("start", "current", "end")
+    worst_daemon = max(cli[f"installed daemon {c}"]["x_floor"] for c in hot)
+    worst_embedded = max(cli[f"installed embedded {c}"]["x_floor"] for c in hot)
     edit = r["daemon"]["edit_to_durable_ms"]
     small, large = r["history"]
     startup_ratio = large["startup_to_ready_ms"]["median"] / small["startup_to_ready_ms"]["median"]
     list_ratio = large["list_20_ms"]["median"] / small["list_20_ms"]["median"]
     rows: list[tuple[str, str, bool]] = [
-        ("start/end through the daemon ≤ 1.2 × floor", f"{worst_daemon:.2f} ×", worst_daemon <= 1.2),
-        ("start/end embedded ≤ 1.6 × floor", f"{worst_embedded:.2f} ×", worst_embedded <= 1.6),
+        (
+            "start/current/end through the daemon, installed, ≤ 1.6 × python -I -c pass",
+            f"{worst_daemon:.2f} ×",
+            worst_daemon <= 1.6,
+        ),
+        (
+            "the same embedded ≤ 1.6 × python -c 'import click, json, socket'",
+            f"{worst_embedded:.2f} ×",
+            worst_embedded <= 1.6,
+        ),
         (
             f"edit → durable p50 ≤ 60 ms, p99 ≤ 150 ms ({edit['n']} edits)",
             f"{edit['median']} / {edit['p99']} ms",
@@ -109,15 +118,10 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
             f"{large['bytes_per_session']} B",
             large["bytes_per_session"] <= 200,
         ),
-        (
-            "≥ 2,000 start+end pairs/s, 8 clients",
-            f"{r['throughput']['pairs_per_second']:,}/s",
-            r["throughput"]["pairs_per_second"] >= 2000,
-        ),
     ]
     if "watson start" in cli:
         watson = min(cli["watson start"]["median"], cli["watson stop"]["median"])
-        ours = max(cli["daemon start"]["median"], cli["daemon end"]["median"])
+        ours = max(cli["installed daemon start"]["median"], cli["installed daemon end"]["median"])
         rows.append(("≥ 1.5 × faster than watson start/stop", f"{watson / ours:.2f} ×", watson / ours >= 1.5))
     return [{"goal": goal, "measured": measured, "met": met} for goal, measured, met in rows]
 
@@ -145,8 +149,8 @@ def print_tables(r: dict[str, Any]) -> None:
         )
     t = r["throughput"]
     print(
-        f"\nthroughput: {t['pairs_per_second']:,} start+end pairs/s with {t['clients']} clients "
-        f"in a scope each ({t['refused_per_second']:,}/s starts refused)"
+        f"\nthroughput (no longer a goal: see the design): {t['pairs_per_second']:,} start+end pairs/s "
+        f"with {t['clients']} clients in a scope each ({t['refused_per_second']:,}/s starts refused)"
     )
     if "watcher_curve" in r:
         print("\n| watcher step | edit → durable p50 | p99 | idle CPU |")

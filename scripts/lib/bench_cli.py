@@ -1,8 +1,12 @@
 """CLI wall time: session-agent through the daemon and embedded, against
-the floor and the peers, measured round-robin in the same run so that the
+the floors and the peers, measured round-robin in the same run so that the
 machine's noise falls on all of them alike.
 
-* floor: ``python -c "import click, json, socket"``, the same interpreter;
+* "installed": the wheel of this tree in a virtualenv of its own, as users
+  run it (``bench_install``); "checkout": the editable install in .venv;
+* floors: ``python -I -c pass`` (the bare interpreter, for the commands
+  through the daemon) and ``python -c "import click, json, socket"`` (for
+  the embedded ones, which must open the store), the same interpreter;
 * watson (PyPI ``td-watson``), installed into a throw-away venv of its own;
 * timew (Debian ``timewarrior``) when it is on the PATH. It stores times to
   the second and refuses a stop in the same second as its start, so its
@@ -14,17 +18,20 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import sys
 import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench_env import SESSION_AGENT, Home, daemon, private_home, summary, wall
+from bench_install import installed_program
 
 ROOT = Path(__file__).resolve().parents[2]
 WATSON_VENV = ROOT / ".bench" / "watson-venv"
-FLOOR = [sys.executable, "-c", "import click, json, socket"]
+BARE_FLOOR = "floor: python -I -c pass"
+CLICK_FLOOR = "floor: python -c 'import click, json, socket'"
+# Which floor each kind of case is measured against.
+FLOORS = {"daemon": BARE_FLOOR, "embedded": CLICK_FLOOR, "watson": CLICK_FLOOR, "timew": BARE_FLOOR}
 
 
 @dataclass
@@ -68,19 +75,23 @@ def _watson() -> Path | None:
 
 @contextlib.contextmanager
 def _cases(rounds: int, with_peers: bool, skipped: dict[str, str]) -> Iterator[list[Case]]:
+    installed = installed_program()
+    python = str(installed.with_name("python"))
     with private_home("cli-daemon") as home, private_home("cli-embedded") as embedded, daemon(home):
-        sa = str(SESSION_AGENT)
         cases = [
-            Case("floor", lambda: wall(FLOOR, home.env)),
-            Case("daemon start", lambda: wall([sa, "start"], home.env)),
-            Case("daemon current", lambda: wall([sa, "current"], home.env)),
-            Case("daemon end", lambda: wall([sa, "end"], home.env)),
-            Case("embedded start", lambda: wall([sa, "start"], embedded.env)),
-            Case("embedded current", lambda: wall([sa, "current"], embedded.env)),
-            Case("embedded end", lambda: wall([sa, "end"], embedded.env)),
+            Case(BARE_FLOOR, lambda: wall([python, "-I", "-c", "pass"], home.env)),
+            Case(CLICK_FLOOR, lambda: wall([python, "-c", "import click, json, socket"], home.env)),
         ]
+        for label, program in (("installed", str(installed)), ("checkout", str(SESSION_AGENT))):
+            for mode, where in (("daemon", home), ("embedded", embedded)):
+                for command in ("start", "current", "end"):
+                    cases.append(Case(f"{label} {mode} {command}", _runner([program, command], where.env)))
         cases += _peer_cases(home, with_peers, skipped)
         yield cases
+
+
+def _runner(argv: list[str], env: dict[str, str]) -> Callable[[], float]:
+    return lambda: wall(argv, env)
 
 
 def _peer_cases(home: Home, with_peers: bool, skipped: dict[str, str]) -> list[Case]:
@@ -120,7 +131,8 @@ def measure(rounds: int, *, with_peers: bool) -> CliResults:
             for case in cases:
                 case.samples.append(case.run())
     figures = {case.name: summary(case.samples) for case in cases}
-    floor = figures["floor"]["median"]
-    for stats in figures.values():
+    for name, stats in figures.items():
+        kind = next((k for k in FLOORS if f" {k} " in f" {name} "), None)
+        floor = figures[FLOORS[kind]]["median"] if kind else figures[BARE_FLOOR]["median"]
         stats["x_floor"] = round(stats["median"] / floor, 2)
     return CliResults(figures, skipped)

@@ -15,9 +15,9 @@ FLOOR, OURS, PEERS = "#888888", "#2a7ab9", "#d98b2b"
 
 
 def _color(name: str) -> str:
-    if name == "floor":
+    if name.startswith("floor"):
         return FLOOR
-    return OURS if name.startswith(("daemon", "embedded")) else PEERS
+    return OURS if name.startswith(("installed", "checkout")) else PEERS
 
 
 def write(results: dict[str, Any], directory: Path) -> list[Path]:
@@ -33,21 +33,17 @@ def _cli(results: dict[str, Any], path: Path) -> Path:
     names = list(figures)
     medians = [figures[n]["median"] for n in names]
     p99s = [figures[n]["p99"] - figures[n]["median"] for n in names]
-    colors = [
-        "#888888" if n == "floor" else "#2a7ab9" if n.startswith(("daemon", "embedded")) else "#d98b2b"
-        for n in names
-    ]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    colors = [_color(n) for n in names]
+    fig, ax = plt.subplots(figsize=(9, 6))
     ax.barh(names, medians, xerr=[[0] * len(names), p99s], color=colors, capsize=3)
-    floor = figures["floor"]["median"]
+    bare = figures["floor: python -I -c pass"]["median"]
+    with_click = figures["floor: python -c 'import click, json, socket'"]["median"]
     ax.axvline(
-        floor * 1.2,
-        color="#2a7ab9",
-        linestyle="--",
-        linewidth=1,
-        label="goal through the daemon: 1.2 × floor",
+        bare * 1.6, color=OURS, linestyle="--", linewidth=1, label="goal through the daemon: 1.6 × bare floor"
     )
-    ax.axvline(floor * 1.6, color="#2a7ab9", linestyle=":", linewidth=1, label="goal embedded: 1.6 × floor")
+    ax.axvline(
+        with_click * 1.6, color=OURS, linestyle=":", linewidth=1, label="goal embedded: 1.6 × click floor"
+    )
     ax.invert_yaxis()
     ax.set_xlabel("wall time per command, ms (bar: median, whisker: p99)")
     ax.set_title(f"session-agent CLI vs floor and peers — {results['machine']['date']}")
