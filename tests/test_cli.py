@@ -498,3 +498,20 @@ def test_touch_records_activity_at_most_once_a_second(cli: Cli, data_dir: Path) 
     later = json.loads(cli("touch", "--json").stdout)
     assert later["last_activity_at"] > format_time(before.last_activity_at)
     assert json.loads(cli("show", sid, "--json").stdout)["last_activity_at"] == later["last_activity_at"]
+
+
+def test_errors_look_as_the_readme_says(cli: Cli) -> None:
+    # A session error: one line. A usage error: click's usage line and
+    # --help hint, then the Error: line (the README says so).
+    sid = start_session(cli)
+    refused = cli("start")
+    assert refused.stderr.splitlines() == [
+        f"session-agent: error: session {sid} is already active; end it first with `session-agent end`"
+        ", or start with --replace"
+    ]
+    usage = cli("list", "--limit", "many").stderr.splitlines()
+    assert usage[0] == "Usage: session-agent list [OPTIONS]"
+    assert usage[1] == "Try 'session-agent list --help' for help."
+    assert usage[-1].startswith("Error: Invalid value for '-n' / '--limit': 'many' is not a valid integer")
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "Errors are one line on stderr\n(`session-agent: error: ...`); a usage error" in readme
