@@ -26,6 +26,7 @@ __all__ = [
     "SessionNotFoundError",
     "SessionStatus",
     "StorageError",
+    "StoreDamagedError",
     "StoreLockedError",
     "__version__",
     "close_db",
@@ -47,6 +48,7 @@ _HOMES = {
     "SessionIOError": "agent.errors",
     "SessionNotFoundError": "agent.errors",
     "StorageError": "agent.errors",
+    "StoreDamagedError": "agent.errors",
     "StoreLockedError": "agent.errors",
     "DEFAULT_SCOPE": "agent.scope",
     "InvalidScopeError": "agent.scope",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
         SessionIOError,
         SessionNotFoundError,
         StorageError,
+        StoreDamagedError,
         StoreLockedError,
     )
     from agent.manager import SessionManager

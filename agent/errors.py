@@ -18,6 +18,7 @@ __all__ = [
     "SessionIOError",
     "SessionNotFoundError",
     "StorageError",
+    "StoreDamagedError",
     "StoreLockedError",
 ]
 
@@ -81,6 +82,21 @@ class StorageError(SessionError):
     """RocksDB failed, a record is corrupt, or the store is unusable."""
 
     exit_code = 5
+
+
+class StoreDamagedError(StorageError):
+    """The store exists but cannot be opened as it is (a file missing or
+    damaged). It is left exactly as found: never recreated, never cut back
+    to its last good point without a word."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(
+            f"the store {path} is damaged and was left as it is: {problem}. "
+            "`session-agent doctor` says what it still holds; `session-agent repair` restores it "
+            "from the newest snapshot and salvages the rest"
+        )
+        self.path = path
+        self.problem = problem
 
 
 class StoreLockedError(StorageError):

@@ -60,6 +60,7 @@ from agent.errors import (
     SessionAlreadyActiveError,
     SessionIOError,
     StorageError,
+    StoreDamagedError,
 )
 from agent.lifecycle import Tracking, due_end, idle_deadline
 from agent.owner import OwnerIdentity
@@ -685,11 +686,31 @@ class SessionManager:
         elif ended_id is not None and edit.session_id == ended_id:
             log.info("ignored a heartbeat of session %s: it had already ended by its rules", ended_id)
         else:
+            self._check_not_lost(path, edit.session_id)
             log.warning(
                 "ignored an edit of %s: %s is not the active session; restored it", path, edit.session_id
             )
         self._write_truth(scope, observed, active)
         return active
+
+    def _check_not_lost(self, path: Path, session_id: str | None) -> None:
+        """The current files witness the store: each start is written into
+        one after its synced commit. A file naming a session newer than any
+        the store holds means the store lost writes it had acknowledged (a
+        write-ahead log cut back on disk: RocksDB cannot tell that from a
+        torn last record). Then nothing is "restored": the store is refused,
+        and the file kept as the evidence."""
+        if session_id is None or self._store.get(session_id) is not None:
+            return
+        created = self._store.created_at()
+        if created is None or session_id < session_id_floor(created):
+            return  # older than the store itself: a stray id, not a witness
+        if session_id.encode("ascii") > self._store.newest_key():
+            raise StoreDamagedError(
+                self._data_dir / "db",
+                f"{path} names session {session_id}, newer than any the store holds: "
+                "writes the store acknowledged are missing",
+            )
 
     def _start_from_file(
         self, scope: str, observed: Observation, active: Session | None, request: StartRequest

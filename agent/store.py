@@ -29,16 +29,35 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rocksdict import BottommostLevelCompaction, CompactOptions, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    BottommostLevelCompaction,
+    CompactOptions,
+    DBRecoveryMode,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
 from agent import faults
-from agent.errors import StorageError, StoreLockedError
+from agent.errors import StorageError, StoreDamagedError, StoreLockedError
 from agent.scope import DEFAULT_SCOPE
 from agent.session import Session, decode_record, encode_record
 
-__all__ = ["CF_META", "CF_SCOPES", "CF_SESSIONS", "SessionStore", "close_db", "open_db"]
+__all__ = [
+    "CF_META",
+    "CF_SCOPES",
+    "CF_SESSIONS",
+    "SessionStore",
+    "close_db",
+    "column_families",
+    "holds_a_store",
+    "open_db",
+    "options",
+]
 
 CF_SESSIONS = "sessions"
 CF_META = "meta"
@@ -53,17 +72,57 @@ _MERGE_ALL_BELOW = 4 << 20  # bytes: a family this small is merged whole (about 
 _held_locks: dict[Path, int] = {}  # store path -> fd holding its flock, while open here
 
 
-def _options() -> Options:
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.create_missing_column_families(True)
-    options.set_keep_log_file_num(2)
-    options.set_max_log_file_size(1 << 20)
-    return options
+def options(*, create: bool) -> Options:
+    """The options every open uses (the raw mode must never change; see
+    the module's docstring), chosen for a store whose every acknowledged
+    write was synced:
+
+    * ``create``: make a new store only where there is none at all. With
+      RocksDB's default, a store that lost its ``CURRENT`` file is taken
+      for none: a new empty store is made over it, and the old files are
+      then deleted as obsolete -- every session gone, without an error.
+    * the write-ahead log's recovery mode is ``tolerate_corrupted_tail_records``:
+      the one damage a crash can leave in the log of a synced store is a
+      torn last record, a write that was never acknowledged. Damage
+      anywhere else means acknowledged writes were lost, and the open is
+      refused; the default (``point_in_time``) would silently stop at the
+      damage and drop every later write, completed sessions coming back
+      active.
+    * paranoid checks: a damaged file found while the store runs stops its
+      writes instead of spreading the damage.
+    """
+    chosen = Options(raw_mode=True)
+    chosen.create_if_missing(create)
+    chosen.create_missing_column_families(True)
+    chosen.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
+    chosen.set_paranoid_checks(True)
+    chosen.set_keep_log_file_num(2)
+    chosen.set_max_log_file_size(1 << 20)
+    return chosen
+
+
+def column_families() -> dict[str, Options]:
+    return {name: Options(raw_mode=True) for name in (CF_SESSIONS, CF_META, CF_SCOPES)}
+
+
+def holds_a_store(db_path: Path) -> bool:
+    """Whether ``db_path`` has any of a store's own files: then it is opened
+    as the store it is, or refused -- never made anew. (A first open that
+    died before writing anything leaves only RocksDB's info log, its LOCK
+    and rocksdict's config: that is still no store.)"""
+    try:
+        names = os.listdir(db_path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StorageError(f"cannot read the store's directory {db_path}: {exc.strerror}") from None
+    return any(
+        name == "CURRENT" or name.startswith("MANIFEST-") or name.endswith((".sst", ".log")) for name in names
+    )
 
 
 def open_db(path: str | os.PathLike[str], *, wait: float = 0.0) -> Rdict:
-    """Open (creating if missing) the store at ``path``.
+    """Open the store at ``path``, creating it only where there is none.
 
     One process at a time has a store open: a ``flock`` on ``<path>.lock``
     (holding the holder's pid, for error messages) is taken before RocksDB
@@ -72,23 +131,42 @@ def open_db(path: str | os.PathLike[str], *, wait: float = 0.0) -> Rdict:
     own LOCK alone is not enough: rocksdict rewrites its config file and
     RocksDB rotates its info log *before* taking that lock, so two processes
     opening at once would step on each other's files.
+
+    A store that exists but cannot be opened as it is raises
+    ``StoreDamagedError`` and is left untouched (see ``options``).
     """
     db_path = Path(path).absolute()
     ours = db_path in _held_locks  # reopened in this process without close_db
     if not ours:
         _held_locks[db_path] = _take_lock(db_path, wait)
     try:
-        return Rdict(
-            str(db_path),
-            _options(),
-            column_families={name: Options(raw_mode=True) for name in (CF_SESSIONS, CF_META, CF_SCOPES)},
-        )
+        existing = holds_a_store(db_path)
+        return Rdict(str(db_path), options(create=not existing), column_families=column_families())
     except Exception as exc:
         if not ours:
             os.close(_held_locks.pop(db_path))
-        if "lock" in str(exc).lower():
-            raise StoreLockedError(db_path, holder_pid=None) from None
-        raise StorageError(f"cannot open the store {db_path}: {exc}") from None
+        if isinstance(exc, StorageError):
+            raise
+        raise _open_error(db_path, exc) from None
+
+
+def _open_error(db_path: Path, exc: Exception) -> StorageError:
+    """What a failed open means, in RocksDB's words (it raises plain
+    ``Exception``s: the message's status prefix tells them apart)."""
+    message = str(exc)
+    if "lock" in message.lower() and "IO error" in message:
+        return StoreLockedError(db_path, holder_pid=None)
+    if message.startswith(("Corruption", "Invalid argument", "Not implemented")) or (
+        "No such file or directory" in message
+    ):
+        return StoreDamagedError(db_path, _plain_problem(db_path, message))
+    return StorageError(f"cannot open the store {db_path}: {message}")
+
+
+def _plain_problem(db_path: Path, message: str) -> str:
+    if "CURRENT: does not exist" in message:
+        return "its CURRENT file, which names the rest, is missing"
+    return message.replace(str(db_path) + "/", "")
 
 
 def close_db(db: Rdict) -> None:
@@ -159,10 +237,20 @@ class SessionStore:
         self._lowest_written: bytes | None = None  # the smallest session key written here
         self._lowest_indexed: bytes | None = None  # the smallest index entry written here
         stored = self.get_meta(META_INDEX_FLOOR)
-        self._index_floor = stored if stored is not None else self._newest_key()
+        self._index_floor = stored if stored is not None else self.newest_key()
         self._floor_unsaved = stored is None  # saved with the first batch this version writes
 
-    def _newest_key(self) -> bytes:
+    def created_at(self) -> datetime | None:
+        """When the store was made (its ``IDENTITY`` file, written once at
+        creation), or ``None`` if that cannot be read."""
+        try:
+            stamp = os.stat(Path(self._db.path()) / "IDENTITY").st_mtime
+        except Exception:  # OSError, or rocksdict failing to say where the store is
+            return None
+        return datetime.fromtimestamp(stamp, UTC)
+
+    def newest_key(self) -> bytes:
+        """The newest session's key (``b""`` in an empty store)."""
         try:
             newest = next(iter(self._sessions.keys(backwards=True)), None)
         except Exception as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import StorageError, StoreLockedError, close_db, open_db
+from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
 from agent.session import Session, SessionStatus, session_id_floor
 from agent.store import _MAX_SMALL_FILES, CF_META, CF_SESSIONS, SessionStore
 
@@ -84,8 +84,10 @@ def test_a_symlinked_lock_file_is_refused(tmp_path: Path) -> None:
 def test_a_damaged_store_is_a_storage_error(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "CURRENT").write_text("MANIFEST-999999\n")
-    with pytest.raises(StorageError, match="cannot open the store"):
+    with pytest.raises(StoreDamagedError, match="MANIFEST-999999: No such file"):
         open_db(tmp_path / "db")
+    left = {p.name for p in (tmp_path / "db").iterdir()} - {"LOG", "LOCK", "rocksdict-config.json"}
+    assert left == {"CURRENT"}  # nothing created over it
 
 
 def _session_at(moment: datetime) -> Session:
