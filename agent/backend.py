@@ -249,8 +249,8 @@ class EmbeddedBackend:
         }
 
     def close(self) -> None:
-        """Remove the scopes left empty long enough (as a daemon would, by
-        its timer), then close the store."""
+        """Remove the scopes left empty long enough and take a snapshot if
+        one is due (as a daemon would, by its timers), then close the store."""
         from agent.errors import SessionError
 
         try:
@@ -259,6 +259,7 @@ class EmbeddedBackend:
             import logging
 
             logging.getLogger(__name__).warning("could not remove empty scopes: %s", exc)
+        self._manager.take_snapshot_if_due()  # as a daemon would, by its timer
         self._manager.close()
 
 

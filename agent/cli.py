@@ -581,6 +581,51 @@ def status(agent: Agent, scope: str, as_json: bool) -> None:
 
 
 @cli.command()
+@_json_option
+@click.pass_obj
+def doctor(agent: Agent, as_json: bool) -> None:
+    """Check the store, the current files and the snapshots; change nothing.
+
+    Runs beside a daemon (the store is read as it is on disk). Each line
+    is `ok`, `note` (the daemon mends it by itself) or `problem`. Exits 0
+    when there is no problem, 5 when there is one: then `session-agent
+    repair` (with the daemon stopped) restores the store.
+    """
+    from agent.doctor import examine, healthy
+
+    findings = examine(agent.paths)
+    if as_json:
+        _echo_json({"healthy": healthy(findings), "findings": [f.to_dict() for f in findings]})
+    else:
+        for finding in findings:
+            click.echo(f"{finding.level:<8}{finding.text}")
+    if not healthy(findings):
+        _exit(5)
+
+
+@cli.command()
+@_json_option
+@click.pass_obj
+def repair(agent: Agent, as_json: bool) -> None:
+    """Restore a damaged store from its newest good snapshot and salvage
+    what the damaged store still holds; say what came back and what not.
+
+    The damaged store is kept, whole, beside the new one (db.damaged-TIME).
+    Needs the daemon stopped (exit 6 otherwise). A sound store is left as
+    it is.
+    """
+    from agent.repair import repair as repair_store
+
+    agent.configure_logging()
+    report = repair_store(agent.paths)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+
+
+@cli.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL (click's).

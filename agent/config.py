@@ -23,6 +23,7 @@ sets it here.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from agent.errors import ConfigError, InvalidArgumentError
@@ -120,24 +121,35 @@ class StartRules(Value):
 REMOVE_EMPTY_SCOPES_AFTER = 3600  # seconds
 
 
+SNAPSHOT_EVERY = 3600  # seconds
+SNAPSHOT_KEEP = 6
+_MAX_SNAPSHOT_KEEP = 1000
+
+
 class Settings(Value):
     """What ``config.toml`` sets, in seconds, defaults filled in."""
 
-    __slots__ = ("idle_grace", "idle_timeout", "remove_empty_scopes_after")
+    __slots__ = ("idle_grace", "idle_timeout", "remove_empty_scopes_after", "snapshot_every", "snapshot_keep")
     idle_timeout: int
     idle_grace: int
     remove_empty_scopes_after: int
+    snapshot_every: int
+    snapshot_keep: int
 
     def __init__(
         self,
         idle_timeout: int = 0,
         idle_grace: int = 0,
         remove_empty_scopes_after: int = REMOVE_EMPTY_SCOPES_AFTER,
+        snapshot_every: int = SNAPSHOT_EVERY,
+        snapshot_keep: int = SNAPSHOT_KEEP,
     ) -> None:
         self._set(
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
             remove_empty_scopes_after=remove_empty_scopes_after,
+            snapshot_every=snapshot_every,
+            snapshot_keep=snapshot_keep,
         )
 
     @property
@@ -161,6 +173,9 @@ def load_settings(data_dir: Path) -> Settings:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError(f"{path} is {kind}; config.toml must be a file: remove or replace it")
         key = (info.st_ino, info.st_mtime_ns, info.st_size)
         cached = _cache.get(path)
         if cached is not None and cached[0] == key:
@@ -168,6 +183,8 @@ def load_settings(data_dir: Path) -> Settings:
         if info.st_size > _MAX_CONFIG:
             raise ConfigError(f"{path} is larger than {_MAX_CONFIG} bytes")
         raw = os.read(fd, _MAX_CONFIG + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
     settings = _parse(path, raw)
@@ -175,7 +192,11 @@ def load_settings(data_dir: Path) -> Settings:
     return settings
 
 
-_KNOWN = {"sessions": ("idle_timeout", "idle_grace"), "scopes": ("remove_empty_after",)}
+_KNOWN = {
+    "sessions": ("idle_timeout", "idle_grace"),
+    "scopes": ("remove_empty_after",),
+    "snapshots": ("every", "keep"),
+}
 
 
 def _parse(path: Path, raw: bytes) -> Settings:
@@ -196,7 +217,10 @@ def _parse(path: Path, raw: bytes) -> Settings:
     if unknown:
         known = ", ".join(f"{name}.{k}" for name, keys in _KNOWN.items() for k in keys)
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: {known})")
-    sessions, scopes = tables["sessions"], tables["scopes"]
+    sessions, scopes, snapshots = tables["sessions"], tables["scopes"], tables["snapshots"]
+    keep = snapshots.get("keep", SNAPSHOT_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= _MAX_SNAPSHOT_KEEP:
+        raise ConfigError(f"{path}: snapshots.keep must be a whole number from 1 to {_MAX_SNAPSHOT_KEEP}")
     try:
         return Settings(
             idle_timeout=parse_seconds(sessions.get("idle_timeout", 0), "sessions.idle_timeout"),
@@ -204,6 +228,8 @@ def _parse(path: Path, raw: bytes) -> Settings:
             remove_empty_scopes_after=parse_seconds(
                 scopes.get("remove_empty_after", REMOVE_EMPTY_SCOPES_AFTER), "scopes.remove_empty_after"
             ),
+            snapshot_every=parse_seconds(snapshots.get("every", SNAPSHOT_EVERY), "snapshots.every"),
+            snapshot_keep=keep,
         )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -75,6 +75,7 @@ _READ_ONLY_OPS = frozenset({"ping", "status", "get", "list"})  # they change no 
 _TRANSITION_OPS = {"start": "started", "end": "completed", "abandon": "abandoned"}
 IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
+_SNAPSHOT_RECHECK = 3600.0  # seconds: how often config.toml is looked at while snapshots are off
 
 
 def _idle_recheck_default() -> float:
@@ -122,6 +123,9 @@ class Daemon:
         self._rules: RuleWatch | None = None
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at: float | None = None  # loop time the sweep timer fires
+        self._snapshot_timer: asyncio.TimerHandle | None = None
+        self._changed_since_snapshot = True  # start-up takes one if it is due
+        self._snapshot_waits_for_change = False
 
     # --- the story ---------------------------------------------------------------
 
@@ -186,6 +190,7 @@ class Daemon:
         await watcher.established.wait()
         self._rules.rearm()
         self._sweep_empty_scopes()
+        self._snapshot()
 
     async def _main_loop(self) -> None:
         assert self._wakeup is not None
@@ -214,6 +219,8 @@ class Daemon:
             self._retry.cancel()
         if self._sweep is not None:
             self._sweep.cancel()
+        if self._snapshot_timer is not None:
+            self._snapshot_timer.cancel()
         if self._rules is not None:
             self._rules.stop()
         if self._watcher_task is not None:
@@ -397,11 +404,40 @@ class Daemon:
     def _settled(self, scopes: Iterable[str] | None = None) -> None:
         """After anything that may have changed the active session of
         ``scopes`` (``None``: of any scope)."""
+        self._changed_since_snapshot = True
+        if self._snapshot_waits_for_change:
+            self._snapshot_waits_for_change = False
+            asyncio.get_running_loop().call_soon(self._snapshot)
         if self._rules is not None:
             self._rules.rearm(scopes)
             if scopes is None or any(s != DEFAULT_SCOPE and s not in self._rules.actives for s in scopes):
                 self._plan_sweep(None)  # a scope may have been left empty
         self._show_status()
+
+    def _snapshot(self) -> None:
+        """Take a snapshot when one is due and sessions changed since the
+        last (see ``agent.snapshots``), then plan the next look."""
+        self._snapshot_timer = None
+        if self._manager is None:
+            return
+        if not self._changed_since_snapshot:
+            self._snapshot_waits_for_change = True  # the next change calls us again
+            return
+        if self._manager.take_snapshot_if_due() is not None:
+            self._changed_since_snapshot = False
+        delay = _SNAPSHOT_RECHECK  # while off, or config.toml unusable: look again later
+        try:
+            from agent.config import load_settings
+            from agent.snapshots import Snapshots
+
+            settings = load_settings(self.paths.data_dir)
+            snapshots = Snapshots(self.paths.data_dir, settings.snapshot_every, settings.snapshot_keep)
+            due_in = snapshots.seconds_until_due(self._clock.now())
+            if due_in is not None:
+                delay = max(due_in, 1.0)
+        except SessionError as exc:
+            log.warning("cannot plan the next snapshot: %s", exc)
+        self._snapshot_timer = asyncio.get_running_loop().call_later(delay, self._snapshot)
 
     def _plan_sweep(self, delay: float | None) -> None:
         """Sweep the empty scopes in ``delay`` seconds (``None``: once a scope

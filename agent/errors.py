@@ -136,12 +136,14 @@ class DaemonRunningError(SessionError):
 
     exit_code = 6
 
-    def __init__(self, data_dir: object, pid: int | None) -> None:
+    def __init__(
+        self,
+        data_dir: object,
+        pid: int | None,
+        advice: str = "stop it first, or give this one another --data-dir",
+    ) -> None:
         holder = f"pid {pid}" if pid else "another process"
-        super().__init__(
-            f"a daemon ({holder}) already runs on {data_dir}; stop it first, "
-            "or give this one another --data-dir"
-        )
+        super().__init__(f"a daemon ({holder}) already runs on {data_dir}; {advice}")
         self.pid = pid
 
 

@@ -417,6 +417,25 @@ class SessionManager:
                 break
         return found
 
+    @property
+    def store(self) -> SessionStore:
+        """The store, for what works on it whole (snapshots, checks)."""
+        return self._store
+
+    def take_snapshot_if_due(self) -> Path | None:
+        """A snapshot of the store if ``config.toml``'s interval has passed
+        since the newest (see ``agent.snapshots``); never raises."""
+        from agent.config import load_settings
+        from agent.snapshots import Snapshots
+
+        try:
+            settings = load_settings(self._data_dir)
+        except ConfigError as exc:
+            log.warning("no snapshot taken: %s", exc)
+            return None
+        snapshots = Snapshots(self._data_dir, settings.snapshot_every, settings.snapshot_keep)
+        return snapshots.take_if_due(self._store, self._clock.now())
+
     def close(self) -> None:
         self._store.close()
 
@@ -700,12 +719,7 @@ class SessionManager:
         write-ahead log cut back on disk: RocksDB cannot tell that from a
         torn last record). Then nothing is "restored": the store is refused,
         and the file kept as the evidence."""
-        if session_id is None or self._store.get(session_id) is not None:
-            return
-        created = self._store.created_at()
-        if created is None or session_id < session_id_floor(created):
-            return  # older than the store itself: a stray id, not a witness
-        if session_id.encode("ascii") > self._store.newest_key():
+        if session_id is not None and self._store.lost(session_id):
             raise StoreDamagedError(
                 self._data_dir / "db",
                 f"{path} names session {session_id}, newer than any the store holds: "

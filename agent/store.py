@@ -23,6 +23,7 @@ one synced write batch.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -56,7 +57,9 @@ __all__ = [
     "column_families",
     "holds_a_store",
     "open_db",
+    "open_db_read_only",
     "options",
+    "store_lock",
 ]
 
 CF_SESSIONS = "sessions"
@@ -70,6 +73,7 @@ log = logging.getLogger(__name__)
 _MAX_SMALL_FILES = 16  # per column family, before a close merges them
 _MERGE_ALL_BELOW = 4 << 20  # bytes: a family this small is merged whole (about 100,000 sessions)
 _held_locks: dict[Path, int] = {}  # store path -> fd holding its flock, while open here
+_pinned_locks: set[Path] = set()  # held by store_lock: close_db leaves them held
 
 
 def options(*, create: bool) -> Options:
@@ -150,6 +154,26 @@ def open_db(path: str | os.PathLike[str], *, wait: float = 0.0) -> Rdict:
         raise _open_error(db_path, exc) from None
 
 
+def open_db_read_only(path: str | os.PathLike[str]) -> Rdict:
+    """Open the store at ``path`` to read it as it is on disk, even while
+    another process (the daemon) has it open: no lock, nothing written,
+    never created. ``StoreDamagedError`` as ``open_db``."""
+    from rocksdict import AccessType
+
+    db_path = Path(path).absolute()
+    if not holds_a_store(db_path):
+        raise StorageError(f"there is no store at {db_path}")
+    try:
+        return Rdict(
+            str(db_path),
+            options(create=False),
+            column_families=column_families(),
+            access_type=AccessType.read_only(),
+        )
+    except Exception as exc:
+        raise _open_error(db_path, exc) from None
+
+
 def _open_error(db_path: Path, exc: Exception) -> StorageError:
     """What a failed open means, in RocksDB's words (it raises plain
     ``Exception``s: the message's status prefix tells them apart)."""
@@ -164,9 +188,25 @@ def _open_error(db_path: Path, exc: Exception) -> StorageError:
 
 
 def _plain_problem(db_path: Path, message: str) -> str:
-    if "CURRENT: does not exist" in message:
+    if "CURRENT: does not exist" in message or "CURRENT: No such file" in message:
         return "its CURRENT file, which names the rest, is missing"
     return message.replace(str(db_path) + "/", "")
+
+
+@contextlib.contextmanager
+def store_lock(path: str | os.PathLike[str], wait: float) -> Iterator[None]:
+    """Hold the store's lock for a while (``repair`` moves the store away
+    and back under it); ``open_db`` in this process then opens it as its own."""
+    db_path = Path(path).absolute()
+    _held_locks[db_path] = _take_lock(db_path, wait)
+    _pinned_locks.add(db_path)
+    try:
+        yield
+    finally:
+        _pinned_locks.discard(db_path)
+        fd = _held_locks.pop(db_path, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def close_db(db: Rdict) -> None:
@@ -176,6 +216,8 @@ def close_db(db: Rdict) -> None:
         db.close()
     except Exception as exc:
         raise StorageError(f"cannot close the store: {exc}") from None
+    if path in _pinned_locks:
+        return  # held by store_lock around this open: released there
     fd = _held_locks.pop(path, None)
     if fd is not None:
         os.close(fd)  # releases the flock
@@ -220,8 +262,9 @@ def _read_pid(fd: int) -> int | None:
 class SessionStore:
     """The one owner of an open ``Rdict``: typed reads, synced batches, scans."""
 
-    def __init__(self, db: Rdict) -> None:
+    def __init__(self, db: Rdict, *, read_only: bool = False) -> None:
         self._db = db
+        self._read_only = read_only  # opened by open_db_read_only: no lock of ours to drop
         try:
             self._sessions = db.get_column_family(CF_SESSIONS)
             self._meta = db.get_column_family(CF_META)
@@ -239,6 +282,34 @@ class SessionStore:
         stored = self.get_meta(META_INDEX_FLOOR)
         self._index_floor = stored if stored is not None else self.newest_key()
         self._floor_unsaved = stored is None  # saved with the first batch this version writes
+
+    def checkpoint(self, target: Path) -> None:
+        """A consistent copy of the store at ``target`` (which must not
+        exist): the memtables flushed, the files hard-linked."""
+        from rocksdict import Checkpoint
+
+        try:  # a checkpoint flushes every column family's memtable first
+            maker = Checkpoint(self._db)
+            try:
+                maker.create_checkpoint(str(target))
+            finally:
+                del maker  # it pins the store open
+        except Exception as exc:
+            raise StorageError(f"cannot take a snapshot at {target}: {exc}") from None
+
+    def lost(self, session_id: str) -> bool:
+        """Whether ``session_id``, named by one of our current files, must
+        be a session this store acknowledged and then lost: unknown to it,
+        newer than any it holds, and not older than the store itself (an
+        older id is a stray, not a witness)."""
+        from agent.session import session_id_floor
+
+        if self.get(session_id) is not None:
+            return False
+        created = self.created_at()
+        if created is None or session_id < session_id_floor(created):
+            return False
+        return session_id.encode("ascii") > self.newest_key()
 
     def created_at(self) -> datetime | None:
         """When the store was made (its ``IDENTITY`` file, written once at
@@ -416,10 +487,14 @@ class SessionStore:
         if self._closed:
             return
         self._closed = True
-        self._merge_small_files()
+        if not self._read_only:
+            self._merge_small_files()
         del self._sessions, self._meta, self._index
         del self._sessions_handle, self._meta_handle, self._index_handle
-        close_db(self._db)
+        if self._read_only:
+            self._db.close()
+        else:
+            close_db(self._db)
 
     def _merge_small_files(self) -> None:
         """Merge the small files that short-lived processes leave behind.

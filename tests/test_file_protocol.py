@@ -209,7 +209,8 @@ def test_a_crash_inside_the_file_write_is_repaired(
     assert done.returncode == 0
     sid = done.stdout.strip()
     assert current.read_text() == f"{sid}\n"
-    assert sorted(p.name for p in data_dir.iterdir()) == ["current_session", "db", "db.lock"]
+    left = sorted(p.name for p in data_dir.iterdir())
+    assert left == ["current_session", "db", "db.lock", "snapshots"]  # no temporary file left
     # And once repaired, deleting the file is again a user's "end".
     current.unlink()
     assert cli("current").returncode == 1

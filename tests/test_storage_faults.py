@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import Cli, start_session
-from .daemon_process import run_daemon, spawn_daemon
+from .daemon_process import run_daemon, spawn_daemon, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -139,3 +139,120 @@ def test_a_log_cut_back_to_a_record_boundary_is_caught_by_the_current_file(
         assert "writes the store acknowledged are missing" in refused.log()
     finally:
         refused.close()
+
+
+# --- snapshots, doctor, repair -----------------------------------------------------------------
+
+
+def _snapshots(data_dir: Path) -> list[Path]:
+    directory = data_dir / "snapshots"
+    return sorted(p for p in directory.iterdir() if not p.name.startswith(".")) if directory.exists() else []
+
+
+def test_the_daemon_takes_a_snapshot_at_start_and_as_config_toml_says(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    (data_dir / "config.toml").write_text('[snapshots]\nevery = "1s"\nkeep = 2\n')
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        wait_for(lambda: "took a snapshot of the store" in daemon.log())
+        for _ in range(3):
+            taken = daemon.log().count("took a snapshot")
+            start_session(cli)
+            cli("end")
+            wait_for(lambda n=taken: daemon.log().count("took a snapshot") > n)  # type: ignore[misc]
+    assert len(_snapshots(data_dir)) == 2  # keep = 2: the oldest were removed
+    newest = _snapshots(data_dir)[-1]
+    assert (newest / "CURRENT").is_file()  # a store of its own
+
+
+def test_no_snapshot_when_nothing_changed_and_none_when_turned_off(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    (data_dir / "config.toml").write_text('[snapshots]\nevery = "0"\n')
+    start_session(cli)  # embedded: would take one as it closes
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        cli("end")
+    assert _snapshots(data_dir) == []
+
+
+def test_doctor_says_ok_on_a_sound_store_and_names_the_damage_on_a_broken_one(
+    cli: Cli, data_dir: Path
+) -> None:
+    _history(cli, 3)
+    done = cli("doctor")
+    assert done.returncode == 0, done.stdout
+    assert "ok      the store opens: 4 sessions (1 active, 3 completed)" in done.stdout
+    assert "problem" not in done.stdout
+    report = json.loads(cli("doctor", "--json").stdout)
+    assert report["healthy"] is True
+    (data_dir / "db" / "CURRENT").unlink()
+    before = _store_files(data_dir)
+    broken = cli("doctor")
+    assert broken.returncode == 5
+    assert "problem the store" in broken.stdout
+    assert "CURRENT file, which names the rest, is missing" in broken.stdout
+    assert "ok      snapshot" in broken.stdout  # the embedded commands took one
+    assert _store_files(data_dir) == before  # it changed nothing
+
+
+def test_doctor_runs_beside_the_daemon(tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli) -> None:
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        sid = start_session(cli)
+        done = cli("doctor")
+        assert done.returncode == 0, done.stdout
+        assert "the store opens: 1 sessions (1 active)" in done.stdout
+        assert cli("current").stdout.strip() == sid
+
+
+def test_repair_restores_the_snapshot_and_salvages_the_rest(cli: Cli, data_dir: Path) -> None:
+    first, first_active = _history(cli, 2)  # the first close took a snapshot (then 1 session)
+    cli("end")
+    later, active = _history(cli, 3)
+    every = [*first, first_active, *later]
+    (data_dir / "db" / "CURRENT").unlink()
+    assert cli("list").returncode == 5
+    done = cli("repair")
+    assert done.returncode == 0, done.stderr
+    assert "the store was damaged: its CURRENT file, which names the rest, is missing" in done.stdout
+    kept = next(data_dir.glob("db.damaged-*"))
+    assert f"moved it, whole, to {kept}" in done.stdout
+    assert "restored snapshot" in done.stdout
+    assert "salvaged from the damaged store:" in done.stdout
+    listed = {s["id"]: s for s in json.loads(cli("list", "--limit", "0", "--json").stdout)}
+    assert set(listed) == {*every, active}  # every session back
+    assert all(listed[sid]["status"] == "completed" for sid in every)
+    assert listed[active]["status"] == "active"
+    assert cli("current").stdout.strip() == active
+    assert cli("doctor").returncode == 0
+    again = cli("repair")
+    assert "nothing to repair" in again.stdout
+
+
+def test_repair_after_a_cut_back_log_sets_the_witness_aside_and_says_so(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        _history(cli, 20)
+        daemon.send(signal.SIGKILL)
+        daemon.proc.wait(timeout=10)
+    log = _newest_log(data_dir)
+    log.write_bytes(log.read_bytes()[: log.stat().st_size // 2])
+    assert cli("current").returncode == 5
+    done = cli("repair", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["repaired"] is True
+    assert report["current_files_set_aside"] == [str(data_dir / "current_session")]
+    assert (data_dir / "current_session.lost").exists()
+    assert cli("current").returncode in (0, 1)  # the store opens again
+    assert cli("doctor").returncode == 0
+
+
+def test_repair_refuses_while_a_daemon_runs(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        done = cli("repair")
+        assert done.returncode == 6
+        assert f"a daemon (pid {daemon.pid}) already runs" in done.stderr
+        assert "a repair needs the store to itself" in done.stderr
