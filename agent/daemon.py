@@ -260,8 +260,8 @@ class Daemon:
                 f"the control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
                 "choose a shorter --runtime-dir"
             )
-        ensure_private_dir(self.paths.runtime_dir, allow_symlink=False)
-        ensure_private_dir(self.paths.socket_dir, allow_symlink=False)
+        ensure_private_dir(self.paths.runtime_dir, allow_symlink=False, option="--runtime-dir")
+        ensure_private_dir(self.paths.socket_dir, allow_symlink=False, option="--runtime-dir")
         try:
             sock = bind_unix_socket(str(path))
         except OSError as exc:

@@ -60,8 +60,8 @@ def run(argv: list[str]) -> int | None:
     from agent.locations import SOCKET_NAME, resolve_dirs, socket_dir
     from agent.scope import scope_args
 
-    data_dir, runtime_dir = resolve_dirs(options.get("--data-dir"), options.get("--runtime-dir"))
     try:
+        data_dir, runtime_dir = resolve_dirs(options.get("--data-dir"), options.get("--runtime-dir"))
         client = DaemonClient.connect(os.path.join(socket_dir(data_dir, runtime_dir), SOCKET_NAME), data_dir)
     except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
         return _fail(error, error.exit_code)

@@ -41,16 +41,22 @@ def resolve_dirs(
 ) -> tuple[str, str]:
     """The absolute data and runtime dirs: the options given, else the
     environment's, else the defaults."""
-    data = data_dir or os.environ.get(DATA_DIR_ENV) or default_data_dir()
+    data = _absolute(data_dir or os.environ.get(DATA_DIR_ENV) or default_data_dir())
+    if data == "/":
+        from agent.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            "the data dir cannot be / itself: give a directory of its own with --data-dir"
+        )
     runtime = runtime_dir or os.environ.get(RUNTIME_DIR_ENV) or _default_runtime_dir()
-    return _absolute(data), _absolute(runtime)
+    return data, _absolute(runtime)
 
 
 def socket_dir(data_dir: str, runtime_dir: str) -> str:
     """Per data dir, so two daemons on two data dirs never collide: the
     default data dir's is the runtime dir, any other's a subdirectory named
     by a short hash (the socket path must fit in 107 bytes)."""
-    if data_dir == default_data_dir():
+    if data_dir == _default_data_dir_if_any():
         return runtime_dir
     digest = _sha256_hex(os.fsencode(data_dir))[:16]
     return os.path.join(runtime_dir, f"d-{digest}")
@@ -59,11 +65,27 @@ def socket_dir(data_dir: str, runtime_dir: str) -> str:
 def default_data_dir() -> str:
     """platformdirs' ``user_data_dir``. On Linux, its XDG rule is computed
     here: importing platformdirs costs more than the rest of the client
-    path's work."""
+    path's work. ``InvalidArgumentError`` when ``$HOME`` is empty or
+    relative (the store would land under ``/`` or the working directory)."""
+    found = _default_data_dir_if_any()
+    if found is None:
+        from agent.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"HOME is {os.environ.get('HOME', '')!r}, so there is no default data dir; "
+            f"set HOME, or choose one with --data-dir or {DATA_DIR_ENV}"
+        )
+    return found
+
+
+def _default_data_dir_if_any() -> str | None:
     if sys.platform.startswith("linux"):
         base = os.environ.get("XDG_DATA_HOME", "")
         if not os.path.isabs(base):  # unset, empty or relative: ignored, as platformdirs does
-            base = os.path.join(os.path.expanduser("~"), ".local", "share")
+            home = os.path.expanduser("~")
+            if not os.path.isabs(home) or home == "/":
+                return None
+            base = os.path.join(home, ".local", "share")
         return _absolute(os.path.join(base, APP_NAME))
     import platformdirs
 

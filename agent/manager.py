@@ -729,6 +729,17 @@ class SessionManager:
     def _start_from_file(
         self, scope: str, observed: Observation, active: Session | None, request: StartRequest
     ) -> Session | None:
+        others = [s for s in self._pointed_scopes() if s != DEFAULT_SCOPE]
+        if active is None and scope != DEFAULT_SCOPE and len(others) >= MAX_SCOPES:
+            # Directories made behind our back (`mkdir -p`) count against the
+            # cap as much as those a start made.
+            log.warning(
+                "ignored `start` in %s: %d scopes already have an active session; end some first",
+                self._file(scope).path,
+                MAX_SCOPES,
+            )
+            self._write_truth(scope, observed, active)
+            return active
         try:
             defaults = self._start_defaults()
         except ConfigError as exc:

@@ -7,6 +7,7 @@ creates private directories.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -72,7 +73,7 @@ class Paths(Value):
         }
 
 
-def ensure_private_dir(path: Path, *, allow_symlink: bool = True) -> Path:
+def ensure_private_dir(path: Path, *, allow_symlink: bool = True, option: str = "--data-dir") -> Path:
     """Create ``path`` with mode 0700 if missing; refuse one others control.
 
     An existing directory must be ours and not writable by group or others:
@@ -80,21 +81,27 @@ def ensure_private_dir(path: Path, *, allow_symlink: bool = True) -> Path:
     someone else could have planted ``path`` itself (the runtime dir's
     fallback lives in the shared temp dir), ``allow_symlink=False`` refuses a
     symlink rather than follow it. A data dir may be a symlink: it lives
-    among the user's own files.
+    among the user's own files. ``option`` is the option that chooses
+    another place, named in the message.
     """
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # something else is there: looked at below
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         st = os.stat(path) if allow_symlink else os.lstat(path)
     except OSError as exc:
-        raise SessionIOError(f"cannot create the directory {path}: {exc.strerror}") from None
+        raise SessionIOError(
+            f"cannot create the directory {path}: {exc.strerror}; choose another with {option}"
+        ) from None
     if stat.S_ISLNK(st.st_mode):
-        raise SessionIOError(f"{path} is a symlink, which is not followed here; remove it, or choose another")
+        raise SessionIOError(
+            f"{path} is a symlink, which is not followed here; remove it, or choose another with {option}"
+        )
     if not stat.S_ISDIR(st.st_mode):
-        raise SessionIOError(f"{path} is not a directory; choose another with --data-dir")
+        raise SessionIOError(f"{path} is not a directory; choose another with {option}")
     if st.st_uid != os.getuid():
-        raise SessionIOError(f"{path} belongs to uid {st.st_uid}, not to you; choose another with --data-dir")
+        raise SessionIOError(f"{path} belongs to uid {st.st_uid}, not to you; choose another with {option}")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise SessionIOError(
-            f"{path} is writable by other users; run `chmod 700 {path}` or choose another directory"
+            f"{path} is writable by other users; run `chmod 700 {path}` or choose another with {option}"
         )
     return path

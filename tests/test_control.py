@@ -76,6 +76,11 @@ def test_errors_carry_the_cli_exit_code(raw: Raw) -> None:
         (b'{"v": 1, "op": "list", "args": {"limit": 5, "statuses": ["lost"]}}\n', "statuses must be among"),
         (b'{"v": 1, "op": "list", "args": {"limit": 5, "since": "yesterday"}}\n', "is not an ISO 8601 time"),
         (b"\xff\xfe\n", "not valid UTF-8"),
+        (b'{"v": true, "op": "ping"}\n', "unsupported protocol version True"),  # true is not 1
+        (
+            b'{"v": 1, "op": "ping", "args": {"x": ' + b"[" * 30000 + b"]" * 30000 + b"}}\n",
+            "nested too deeply",
+        ),
     ],
 )
 def test_bad_requests_get_a_specific_error_and_the_connection_goes_on(

@@ -61,7 +61,9 @@ class DaemonClient:
             sock.settimeout(ANSWER_TIMEOUT)
             try:
                 sock.connect(os.fspath(socket_path))
-                _check_owner(sock, socket_path)
+                if not _served_by_us(sock, socket_path):
+                    sock.close()
+                    return None  # planted in a directory not ours: not our daemon; run embedded
                 return cls(sock, data_dir)
             except BlockingIOError:
                 # The listen backlog is full: the daemon is busy accepting.
@@ -71,8 +73,8 @@ class DaemonClient:
                 time.sleep(0.01)
             except OSError as exc:
                 sock.close()
-                if exc.errno in _NO_LISTENER:
-                    return None
+                if exc.errno in _NO_LISTENER or not _ours(os.path.dirname(socket_path)):
+                    return None  # no daemon of ours listens there: the command runs embedded
                 if isinstance(exc, TimeoutError):
                     raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
                 reason = exc.strerror or str(exc)
@@ -114,13 +116,27 @@ class DaemonClient:
         self._sock.close()
 
 
-def _check_owner(sock: socket | _socket.socket, socket_path: str | Path) -> None:
-    """Talk only to a daemon of our own user (the socket's directory is
-    private, so anything else means a misconfigured runtime dir)."""
+def _ours(directory: str) -> bool:
+    """Whether ``directory`` is a directory of ours: in the shared temp dir
+    (the runtime dir's fallback) another user may have planted anything."""
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and (info.st_mode & 0o170000) == 0o040000
+
+
+def _served_by_us(sock: socket | _socket.socket, socket_path: str | Path) -> bool:
+    """Talk only to a daemon of our own user. Another user's socket in a
+    directory of ours means a misconfigured runtime dir (an error); in a
+    directory not ours it was planted there, and is ignored."""
     raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _PEERCRED_SIZE)
     uid = int.from_bytes(raw[4:8], sys.byteorder)  # not struct: one import less on the fast path
-    if uid != os.getuid():
-        raise SessionIOError(f"{socket_path} is served by uid {uid}, not by you; refusing to use it")
+    if uid == os.getuid():
+        return True
+    if not _ours(os.path.dirname(os.fspath(socket_path))):
+        return False
+    raise SessionIOError(f"{socket_path} is served by uid {uid}, not by you; refusing to use it")
 
 
 def _daemon_pid(data_dir: str | Path) -> int | None:

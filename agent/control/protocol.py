@@ -114,7 +114,7 @@ def encode_request(op: str, **args: Any) -> bytes:
 def decode_request(line: bytes) -> tuple[str, dict[str, Any]]:
     """``(op, args)`` of a request line; ``ProtocolError`` says what is wrong."""
     message = _decode(line, "request")
-    if message.get("v") != VERSION:
+    if type(message.get("v")) is not int or message.get("v") != VERSION:  # `true` is not 1
         version = message.get("v")
         raise ProtocolError(f"unsupported protocol version {version!r}; this daemon speaks {VERSION}")
     op = message.get("op")
@@ -160,6 +160,8 @@ def _decode(line: bytes, what: str) -> dict[str, Any]:
         raise ProtocolError(f"the {what} is not valid UTF-8") from None
     except ValueError as exc:
         raise ProtocolError(f"the {what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(f"the {what} is nested too deeply") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"the {what} must be a JSON object")
     return message
