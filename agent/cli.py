@@ -193,8 +193,12 @@ class Agent:
 
     def _close(self) -> None:
         backend, self._backend = self._backend, None
-        if backend is not None:
+        if backend is None:
+            return
+        try:
             backend.close()
+        except SessionError as exc:  # after the command's answer: what it did was synced when done
+            click.echo(note_line(f"warning: {exc}; what this command did is on disk"), err=True)
 
 
 def _json_option(f: Callable[..., Any]) -> Callable[..., Any]:

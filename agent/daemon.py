@@ -67,7 +67,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 2.0
 STORE_WAIT = 5.0  # an embedded CLI command may hold the store for a moment
 EXIT_DATA_DIR_REPLACED = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us on the new one
-_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after a failed reconcile (disk full, ...)
+# After a failed reconcile (disk full, ...): soon, and never long after the
+# fault is gone (a file naming a replaced session must not linger).
+_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _UNGUARDED_OPS = frozenset({"ping", "status"})
@@ -117,6 +119,7 @@ class Daemon:
         self._started_monotonic = time.monotonic()
         self._ready_at: tuple[float, float] | None = None  # (monotonic, CPU seconds) when start-up ended
         self._failed_reconciles = 0
+        self._last_problem: str | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._shown_status: str | None = None
         self._clock = SystemClock()
@@ -239,7 +242,10 @@ class Daemon:
                 self._manager.note_owner_alive()
             except SessionError as exc:
                 log.warning("could not record that the owner process was alive: %s", exc)
-            self._manager.close()
+            try:
+                self._manager.close()
+            except SessionError as exc:  # every change was synced when made: nothing is at risk
+                log.warning("could not close the store cleanly: %s", exc)
         if self._lock is not None:
             self._lock.release()
         log.info("stopped")
@@ -325,6 +331,7 @@ class Daemon:
         if self._failed_reconciles and scopes is None:
             log.info("the current file is applied again")
             self._failed_reconciles = 0
+            self._last_problem = None
         self._settled(scopes)
 
     def _retry_later(self, problem: str) -> None:
@@ -334,7 +341,10 @@ class Daemon:
             self._retry.cancel()
         delay = _RETRY_DELAYS[min(self._failed_reconciles, len(_RETRY_DELAYS) - 1)]
         self._failed_reconciles += 1
-        log.error("%s; retrying in %g s", problem, delay)
+        # A fault that stays is retried every 2 s: said once, not every time.
+        repeated = problem == self._last_problem
+        self._last_problem = problem
+        log.log(logging.DEBUG if repeated else logging.ERROR, "%s; retrying in %g s", problem, delay)
         self._retry = asyncio.get_running_loop().call_later(delay, self._reconcile, "retry", None)
 
     def _data_dir_replaced(self) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "DaemonRunningError",
     "InvalidArgumentError",
     "InvalidSessionIdError",
+    "OutcomeUnknownError",
     "SessionAlreadyActiveError",
     "SessionError",
     "SessionIOError",
@@ -82,6 +83,13 @@ class StorageError(SessionError):
     """RocksDB failed, a record is corrupt, or the store is unusable."""
 
     exit_code = 5
+
+
+class OutcomeUnknownError(StorageError):
+    """A write failed and what it did cannot be found out: the change may or
+    may not have taken effect (exit 8, the one answer that is not sure)."""
+
+    exit_code = 8
 
 
 class StoreDamagedError(StorageError):

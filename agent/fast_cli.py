@@ -24,6 +24,10 @@ import sys
 
 from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
 
+TYPE_CHECKING = False  # typing costs milliseconds on this path
+if TYPE_CHECKING:
+    from agent.backend import Backend
+
 __all__ = ["main"]
 
 _GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
@@ -102,13 +106,29 @@ def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scop
                 session = getattr(backend, command)(None, scope)
             else:
                 session = getattr(backend, command)(scope=scope)
-        finally:
-            backend.close()
+        except BaseException:
+            _close_quietly(backend)
+            raise
     except SessionError as error:
         return _fail(error, error.exit_code)
     except OSError as error:
         return _fail(error, 5)
-    return _show(command, session.to_dict() if session is not None else None, as_json)
+    code = _show(command, session.to_dict() if session is not None else None, as_json)
+    try:
+        backend.close()
+    except SessionError as error:  # after the answer: what the command did was synced when done
+        sys.stderr.write(note_line(f"warning: {error}; what this command did is on disk") + "\n")
+    return code
+
+
+def _close_quietly(backend: Backend) -> None:
+    """Close after a failure that is being reported already."""
+    import contextlib
+
+    from agent.errors import SessionError
+
+    with contextlib.suppress(SessionError):
+        backend.close()
 
 
 def _fail(error: Exception, code: int) -> int:

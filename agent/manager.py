@@ -623,6 +623,13 @@ class SessionManager:
                 active = self._apply(scope, observed, active, stamp, mirroring=mirroring)
             except FileChangedError:
                 continue  # an edit landed while we worked: apply it too
+            except SessionIOError as exc:
+                if not busy_ok or mirroring:  # a mirror's failure is reported with what was done
+                    raise
+                # Reads never depend on writing: the store has the answer, and
+                # the file is mended at the next settle (the daemon retries).
+                log.warning("%s; answering from the store", exc)
+                return self._active(scope)
             if active is None or not self._end_by_rules(scope, active):
                 return active
             # It ended by its rules just now: the next pass mirrors that in the file.

@@ -44,7 +44,7 @@ from rocksdict import (
 )
 
 from agent import faults
-from agent.errors import StorageError, StoreDamagedError, StoreLockedError
+from agent.errors import OutcomeUnknownError, StorageError, StoreDamagedError, StoreLockedError
 from agent.scope import DEFAULT_SCOPE
 from agent.session import Session, decode_record, encode_record
 
@@ -210,12 +210,19 @@ def store_lock(path: str | os.PathLike[str], wait: float) -> Iterator[None]:
 
 
 def close_db(db: Rdict) -> None:
-    """Close ``db`` and let other processes open it."""
+    """Close ``db`` and let other processes open it (the lock is let go
+    even when closing fails: the process is done with the store)."""
+    path = Path(db.path())
     try:
-        path = Path(db.path())
         db.close()
     except Exception as exc:
         raise StorageError(f"cannot close the store: {exc}") from None
+    finally:
+        release_lock(path)
+
+
+def release_lock(path: Path) -> None:
+    """Let other processes open the store at ``path``."""
     if path in _pinned_locks:
         return  # held by store_lock around this open: released there
     fd = _held_locks.pop(path, None)
@@ -263,17 +270,10 @@ class SessionStore:
     """The one owner of an open ``Rdict``: typed reads, synced batches, scans."""
 
     def __init__(self, db: Rdict, *, read_only: bool = False) -> None:
-        self._db = db
         self._read_only = read_only  # opened by open_db_read_only: no lock of ours to drop
-        try:
-            self._sessions = db.get_column_family(CF_SESSIONS)
-            self._meta = db.get_column_family(CF_META)
-            self._index = db.get_column_family(CF_SCOPES)
-            self._sessions_handle = db.get_column_family_handle(CF_SESSIONS)
-            self._meta_handle = db.get_column_family_handle(CF_META)
-            self._index_handle = db.get_column_family_handle(CF_SCOPES)
-        except Exception as exc:
-            raise StorageError(f"the store has no usable column families: {exc}") from None
+        self._path = Path(db.path())
+        self._db: Rdict | None = None
+        self._attach(db)
         self._sync = WriteOptions()
         self._sync.sync = True
         self._closed = False
@@ -289,7 +289,7 @@ class SessionStore:
         from rocksdict import Checkpoint
 
         try:  # a checkpoint flushes every column family's memtable first
-            maker = Checkpoint(self._db)
+            maker = Checkpoint(self._ensure_open())
             try:
                 maker.create_checkpoint(str(target))
             finally:
@@ -315,13 +315,60 @@ class SessionStore:
         """When the store was made (its ``IDENTITY`` file, written once at
         creation), or ``None`` if that cannot be read."""
         try:
-            stamp = os.stat(Path(self._db.path()) / "IDENTITY").st_mtime
+            stamp = os.stat(self._path / "IDENTITY").st_mtime
         except Exception:  # OSError, or rocksdict failing to say where the store is
             return None
         return datetime.fromtimestamp(stamp, UTC)
 
+    def _attach(self, db: Rdict) -> None:
+        try:
+            self._sessions = db.get_column_family(CF_SESSIONS)
+            self._meta = db.get_column_family(CF_META)
+            self._index = db.get_column_family(CF_SCOPES)
+            self._sessions_handle = db.get_column_family_handle(CF_SESSIONS)
+            self._meta_handle = db.get_column_family_handle(CF_META)
+            self._index_handle = db.get_column_family_handle(CF_SCOPES)
+        except Exception as exc:
+            raise StorageError(f"the store has no usable column families: {exc}") from None
+        self._db = db
+
+    def _detach(self) -> Rdict | None:
+        """Drop every handle (RocksDB keeps its LOCK while any is alive)."""
+        db, self._db = self._db, None
+        for name in ("_sessions", "_meta", "_index", "_sessions_handle", "_meta_handle", "_index_handle"):
+            self.__dict__.pop(name, None)
+        return db
+
+    def _ensure_open(self) -> Rdict:
+        """The open store; after a failed write whose reopening failed too,
+        try again now: the fault (a full disk, an I/O error) may be gone."""
+        if self._db is None:
+            self._reopen()
+        assert self._db is not None
+        return self._db
+
+    def _reopen(self) -> None:
+        """Close and open the store again: after a failed write RocksDB
+        refuses every later one until it is reopened (its background error),
+        and reopening recovers what its log holds."""
+        db = self._detach()
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.close()
+        self._attach(open_db(self._path))  # our lock is still held: open_db keeps it
+
+    def _holds(self, sessions: tuple[Session, ...], meta: Mapping[bytes, bytes | None]) -> bool | None:
+        """Whether the store holds exactly what a batch wrote: ``True`` all
+        of it, ``False`` none of it, ``None`` part (never, for a batch)."""
+        found = [self._sessions_get(s.id.encode("ascii")) == encode_record(s) for s in sessions]
+        found += [self.get_meta(key) == value for key, value in meta.items()]
+        if all(found):
+            return True
+        return False if not any(found) else None
+
     def newest_key(self) -> bytes:
         """The newest session's key (``b""`` in an empty store)."""
+        self._ensure_open()
         try:
             newest = next(iter(self._sessions.keys(backwards=True)), None)
         except Exception as exc:
@@ -334,6 +381,7 @@ class SessionStore:
         return None if value is None else decode_record(key, value)
 
     def get_meta(self, key: bytes) -> bytes | None:
+        self._ensure_open()
         try:
             value = self._meta.get(key)
         except Exception as exc:
@@ -346,7 +394,9 @@ class SessionStore:
         meta: Mapping[bytes, bytes | None] | None = None,
     ) -> None:
         """Write sessions (with their index entries) and meta keys (``None``
-        deletes) in one synced batch."""
+        deletes) in one synced batch. If the write fails, what it did is
+        found out before anything is said (``_after_failed_write``)."""
+        self._ensure_open()
         batch = WriteBatch(raw_mode=True)
         for session in sessions:
             key = session.id.encode("ascii")
@@ -367,14 +417,37 @@ class SessionStore:
                 batch.put(key, value, self._meta_handle)
         try:
             faults.point("store.commit")
-            self._db.write(batch, self._sync)
+            self._ensure_open().write(batch, self._sync)
         except Exception as exc:
-            raise StorageError(f"cannot write to the store: {exc}") from None
+            self._after_failed_write(sessions, meta, exc)
         self._floor_unsaved = False
         faults.point("store.after_commit")
 
+    def _after_failed_write(
+        self, sessions: tuple[Session, ...], meta: Mapping[bytes, bytes | None], exc: Exception
+    ) -> None:
+        """Find out what a failed write did, and say only that: reopen the
+        store and read back. Not there: it did not happen (``StorageError``).
+        There (recovered from the log, and made durable by the reopening's
+        flush): it did, and this returns. Unreadable: ``OutcomeUnknownError``."""
+        problem = str(exc) if isinstance(exc, StorageError) else f"cannot write to the store: {exc}"
+        try:
+            self._reopen()
+            held = self._holds(sessions, dict(meta))
+        except StorageError as again:
+            raise OutcomeUnknownError(
+                f"{problem}; the store could not be read back ({again}), so the change may or may not "
+                "have taken effect: check with `session-agent current` or `session-agent list`"
+            ) from None
+        if held is False:
+            raise StorageError(f"{problem} (nothing was written: the store was read back)")
+        if held is None:
+            raise OutcomeUnknownError(f"{problem}; the store holds part of the change")
+        log.warning("a write to the store failed (%s), but reading back found it complete", problem)
+
     def meta_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """The meta keys that start with ``prefix``, and their values."""
+        self._ensure_open()
         try:
             for key, value in self._meta.items(from_key=prefix):
                 if not isinstance(key, bytes) or not key.startswith(prefix):
@@ -428,6 +501,7 @@ class SessionStore:
         ``ceiling`` down to ``floor_key`` (inclusive)."""
         prefix = _index_key(scope, b"")
         start = prefix + (ceiling if ceiling is not None else _ID_CEILING)
+        self._ensure_open()
         try:
             for entry in self._index.keys(backwards=True, from_key=start):
                 if not isinstance(entry, bytes) or not entry.startswith(prefix):
@@ -442,6 +516,7 @@ class SessionStore:
             raise StorageError(f"cannot scan the store's scope index: {exc}") from None
 
     def _sessions_get(self, key: bytes) -> bytes | None:
+        self._ensure_open()
         try:
             value = self._sessions.get(key)
         except Exception as exc:
@@ -456,6 +531,7 @@ class SessionStore:
         *,
         include_top: bool = False,
     ) -> Iterator[Session]:
+        self._ensure_open()
         try:
             for key, value in self._sessions.items(backwards=True, from_key=ceiling):
                 if not isinstance(key, bytes) or not isinstance(value, bytes):
@@ -487,14 +563,16 @@ class SessionStore:
         if self._closed:
             return
         self._closed = True
-        if not self._read_only:
+        if not self._read_only and self._db is not None:
             self._merge_small_files()
-        del self._sessions, self._meta, self._index
-        del self._sessions_handle, self._meta_handle, self._index_handle
+        db = self._detach()
         if self._read_only:
-            self._db.close()
-        else:
-            close_db(self._db)
+            if db is not None:
+                db.close()
+        elif db is not None:
+            close_db(db)
+        else:  # closed already by a failed reopening: only our lock is left
+            release_lock(self._path)
 
     def _merge_small_files(self) -> None:
         """Merge the small files that short-lived processes leave behind.

@@ -8,8 +8,14 @@ overwritten on disk after a ``kill -9`` of the daemon that wrote them.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import shutil
 import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -256,3 +262,136 @@ def test_repair_refuses_while_a_daemon_runs(
         assert done.returncode == 6
         assert f"a daemon (pid {daemon.pid}) already runs" in done.stderr
         assert "a repair needs the store to itself" in done.stderr
+
+
+# --- a failed write: find the truth, keep serving ----------------------------------------------
+
+
+class Strace:
+    """``strace`` attached to a running process, injecting a syscall error;
+    detached (the fault lifted) by ``lift``."""
+
+    def __init__(self, pid: int, inject: str) -> None:
+        program = shutil.which("strace")
+        assert program is not None, "scripts/test installs strace"
+        self.proc = subprocess.Popen(
+            [program, "-f", "-qq", "-o", "/dev/null", "-e", f"inject={inject}", "-p", str(pid)],
+            stderr=subprocess.DEVNULL,
+        )
+        # Attached once the tracee's threads are stopped and resumed: wait
+        # until strace itself reports the tracee in its status.
+        wait_for(lambda: _traced_by(pid) == self.proc.pid, timeout=20)
+
+    def lift(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # strace detaches cleanly
+            self.proc.wait(timeout=20)
+
+
+def _traced_by(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("TracerPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _outcome_holds(cli: Cli, scope: str, answer: subprocess.CompletedProcess[str]) -> str | None:
+    """The scope's current session, checked against what ``start`` answered."""
+    current = cli("current", "--scope", scope)
+    if answer.returncode == 0:
+        assert current.stdout == answer.stdout, "told started, yet not active"
+    elif answer.returncode == 5:
+        assert current.returncode == 1, f"told failed, yet active: {current.stdout}"
+    else:
+        assert answer.returncode == 8, answer.stderr  # the only other answer: unknown
+    return current.stdout.strip() or None
+
+
+@pytest.mark.parametrize("lasting", [False, True], ids=["one-fault", "fault-until-lifted"])
+def test_a_failed_sync_is_answered_truthfully_and_the_daemon_keeps_serving(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli, lasting: bool
+) -> None:
+    # Before: after one fdatasync EIO every later write failed, in every
+    # scope, until a restart; a "failed" start came back active after it;
+    # SIGTERM then exited 5.
+    when = "1+" if lasting else "1"
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        other = start_session(cli)
+        tracer = Strace(daemon.pid, f"fdatasync:error=EIO:when={when}")
+        try:
+            answer = cli("start", "--scope", "x")
+            assert "Traceback" not in answer.stderr
+            if lasting:
+                assert answer.returncode in (5, 8), answer.stderr
+        finally:
+            tracer.lift()
+        seen = _outcome_holds(cli, "x", answer)
+        # Writes work again at once, in every scope, without a restart.
+        assert cli("end", "--scope", "x").returncode == 0
+        assert cli("current", "--scope", "x").returncode == 1
+        assert cli("end").returncode == 0
+        again = start_session(cli)
+        assert cli("current").stdout.strip() == again
+        assert daemon.stop() == 0  # SIGTERM: the session state is safe
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        assert cli("current", "--scope", "x").returncode == 1  # the ended stays ended
+        assert cli("current").stdout.strip() == again
+        listed = {s["id"]: s["status"] for s in json.loads(cli("list", "--limit", "0", "--json").stdout)}
+        assert listed[other] == "completed"
+        if seen is not None:
+            assert listed[seen] == "completed"
+
+
+# --- a full disk: reads answer from the store ----------------------------------------------------
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 8 MiB tmpfs of its own (we run as root): a disk that really fills."""
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    assert mount is not None
+    assert umount is not None
+    mountpoint = Path(tempfile.mkdtemp(prefix="sa-full-", dir="/tmp"))
+    subprocess.run([mount, "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mountpoint)], check=True)
+    yield mountpoint
+    subprocess.run([umount, "-l", str(mountpoint)], check=False)
+    mountpoint.rmdir()
+
+
+def _fill(disk: Path) -> Path:
+    """Fill ``disk`` to the last byte; the filler is removed to free it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):  # then the last scraps
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_on_a_full_disk_reads_answer_from_the_store_and_the_file_is_mended_after(
+    tmp_path: Path, small_disk: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    # Before: current, touch and end failed with ENOSPC while the store was
+    # fine, because each first rewrote the file; after space returned, the
+    # file stayed wrong for up to 30 s.
+    data_dir = small_disk / "data"
+    data_dir.mkdir(mode=0o700)
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        run = functools.partial(cli, data=data_dir)
+        sid = run("start").stdout.strip()
+        filler = _fill(small_disk)
+        (data_dir / "current_session").write_text("garbage\n")  # in place: no new block needed
+        for args in (["current"], ["show", "--json"], ["list", "--json"], ["status"]):
+            done = run(*args)
+            assert done.returncode == 0, (args, done.stderr)
+            assert sid in done.stdout, args
+        wait_for(lambda: "No space left on device" in daemon.log())
+        filler.unlink()  # space returns
+        wait_for(lambda: (data_dir / "current_session").read_text() == f"{sid}\n", timeout=5)
+        assert run("end").returncode == 0
