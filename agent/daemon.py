@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
+import resource
 import signal
 import socket
 import time
@@ -77,6 +79,8 @@ _READ_ONLY_OPS = frozenset({"ping", "status", "get", "list"})  # they change no 
 _TRANSITION_OPS = {"start": "started", "end": "completed", "abandon": "abandoned"}
 IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_SAY_AGAIN_AFTER = 60.0  # seconds between two reports of running out of file descriptors
 _SNAPSHOT_RECHECK = 3600.0  # seconds: how often config.toml is looked at while snapshots are off
 
 
@@ -104,6 +108,8 @@ class Daemon:
         self.force_exit = False
         self.exit_code = 0
         self._signals: deque[signal.Signals] = deque()
+        self._pending_signals: dict[int, None] = {}  # marked by the handler, in arrival order
+        self._resources_said_at: float | None = None  # when running out of fds was last logged
         self._wakeup: asyncio.Event | None = None
         self._notifier = Notifier()
         self._lock: InstanceLock | None = None
@@ -137,6 +143,7 @@ class Daemon:
 
     async def serve(self) -> int:
         self._wakeup = asyncio.Event()
+        asyncio.get_running_loop().set_exception_handler(self._loop_exception)
         with self._capture_signals():
             try:
                 await self._startup()
@@ -358,14 +365,64 @@ class Daemon:
 
     @contextlib.contextmanager
     def _capture_signals(self) -> Iterator[None]:
+        """Signals coalesce: the handler only marks the signal pending (a
+        dict insert, no lock, no I/O) and the interpreter's wakeup fd wakes
+        the loop, which acts once per pending signal. A storm of thousands
+        therefore costs one action each, never blocks, and never reports a
+        full wakeup pipe (``warn_on_full_buffer=False``: that report, written
+        to stderr from the signal machinery, could deadlock on stderr's lock).
+        asyncio's ``add_signal_handler`` queues a callback per signal and
+        warns on a full pipe, which is what a storm turned into a hang."""
         loop = asyncio.get_running_loop()
-        for sig in (*_STOP_SIGNALS, *_ACTION_SIGNALS):
-            loop.add_signal_handler(sig, self._record_signal, sig)
+        wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signals = (*_STOP_SIGNALS, *_ACTION_SIGNALS)
+        previous = {sig: signal.signal(sig, self._note_signal) for sig in signals}
+        previous_fd = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        loop.add_reader(wake_read, self._take_signals, wake_read)
         try:
             yield
         finally:
-            for sig in (*_STOP_SIGNALS, *_ACTION_SIGNALS):
-                loop.remove_signal_handler(sig)
+            loop.remove_reader(wake_read)
+            signal.set_wakeup_fd(previous_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(wake_read)
+            os.close(wake_write)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Out of file descriptors, asyncio's accept loop reports every
+        failed accept with a traceback (hundreds a second, a core burnt on
+        logging): say it once a minute, with the limit, instead."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in _OUT_OF_RESOURCES:
+            now = time.monotonic()
+            if self._resources_said_at is None or now - self._resources_said_at >= _SAY_AGAIN_AFTER:
+                self._resources_said_at = now
+                soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+                log.error(
+                    "cannot accept control connections: %s (the open-file limit is %d); "
+                    "clients wait until some close, or raise the limit (LimitNOFILE=)",
+                    exc.strerror,
+                    soft,
+                )
+            return
+        loop.default_exception_handler(context)
+
+    def _note_signal(self, signum: int, frame: object) -> None:
+        """The signal handler: mark, nothing else (see ``_capture_signals``)."""
+        self._pending_signals[signum] = None
+
+    def _take_signals(self, wake_read: int) -> None:
+        """On the loop: empty the wakeup pipe, then act on each pending signal once."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(wake_read, 4096):
+                pass
+        # Swapped, not iterated in place: the handler may run between any two
+        # bytecodes and would change the dict under the iteration. Marks made
+        # after the swap land in the new dict and wake us again.
+        pending, self._pending_signals = self._pending_signals, {}
+        for signum in pending:
+            self._record_signal(signal.Signals(signum))
 
     def _record_signal(self, sig: signal.Signals) -> None:
         if sig in _STOP_SIGNALS:
@@ -374,7 +431,8 @@ class Daemon:
             log.info("received %s: stopping", sig.name)
             self._request_exit()
             return
-        self._signals.append(sig)
+        if sig not in self._signals:  # one pending action per signal
+            self._signals.append(sig)
         self._wake()
 
     def _request_exit(self) -> None:

@@ -160,8 +160,9 @@ class DaemonNotAnsweringError(SessionError):
 
     exit_code = 6
 
-    def __init__(self, pid: int | None, waited: float) -> None:
+    def __init__(self, pid: int | None, waited: float, cause: str | None = None) -> None:
         who = f"the daemon (pid {pid})" if pid else "the daemon"
         hint = f"`kill -CONT {pid}` if it was stopped, or `kill {pid}`" if pid else "restart it"
-        super().__init__(f"{who} did not answer within {waited:g} s; it may be stopped or hung: {hint}")
+        why = cause or f"it may be stopped or hung: {hint}"
+        super().__init__(f"{who} did not answer within {waited:g} s; {why}")
         self.pid = pid

@@ -3,9 +3,13 @@ signals, systemd notifications and the CLI going through it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -432,3 +436,52 @@ def test_every_transition_a_client_asks_for_is_in_the_log(daemon: DaemonProcess,
     assert f"control socket: started session {second} in scope nvim-7\n" in log
     assert f"control socket: abandoned session {second} in scope nvim-7\n" in log
     assert "control socket: end: no active session, nothing to do\n" in log
+
+
+def test_a_storm_of_signals_coalesces_and_never_hangs_the_daemon(daemon: DaemonProcess, cli: Cli) -> None:
+    # Before: ~50,000 SIGHUP/USR1/USR2 from the user's own processes gave
+    # thousands of "Exception ignored ... wakeup fd" tracebacks, then a
+    # deadlock: SIGTERM ignored, every client exit 6 forever.
+    storm = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+    for n in range(50_000):
+        os.kill(daemon.pid, storm[n % 3])
+    done = cli("status")
+    assert done.returncode == 0, done.stderr  # answering
+    assert "wakeup fd" not in daemon.log()
+    listed = json.loads(cli("list", "--limit", "0", "--json").stdout)
+    assert sum(s["status"] == "active" for s in listed) <= 1
+    assert len(listed) < 1000  # coalesced: far fewer sessions than signals
+    assert daemon.stop() == 0
+
+
+def test_out_of_file_descriptors_is_said_once_and_clients_are_told_why(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    # Before: with the open-file limit reached, a traceback per failed
+    # accept (402,000 lines in 22 s, 55 % of a core), and clients told the
+    # daemon "may be stopped or hung".
+    prlimit = shutil.which("prlimit")
+    assert prlimit is not None, "util-linux is installed by scripts/test"
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        subprocess.run([prlimit, f"--pid={daemon.pid}", "--nofile=48"], check=True, timeout=30)
+        sock_path = Paths.resolve(data_dir, runtime_dir).socket
+        hogs = []
+        try:
+            for _ in range(80):  # more than it may hold: the kernel queues the rest
+                hog = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                hog.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    hog.connect(str(sock_path))
+                hogs.append(hog)
+            wait_for(lambda: "cannot accept control connections" in daemon.log())
+            told = cli("current")
+            assert told.returncode == 6
+            assert "it has used all 48 of the file descriptors it may open" in told.stderr
+            log = daemon.log()
+            assert log.count("cannot accept control connections") == 1
+            assert "the open-file limit is 48" in log
+            assert "Traceback" not in log
+        finally:
+            for hog in hogs:
+                hog.close()
+        wait_for(lambda: cli("current").returncode == 1)  # answering again

@@ -69,14 +69,14 @@ class DaemonClient:
                 # The listen backlog is full: the daemon is busy accepting.
                 sock.close()
                 if time.monotonic() >= deadline:
-                    raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
+                    raise _not_answering(data_dir) from None
                 time.sleep(0.01)
             except OSError as exc:
                 sock.close()
                 if exc.errno in _NO_LISTENER or not _ours(os.path.dirname(socket_path)):
                     return None  # no daemon of ours listens there: the command runs embedded
                 if isinstance(exc, TimeoutError):
-                    raise DaemonNotAnsweringError(_daemon_pid(data_dir), ANSWER_TIMEOUT) from None
+                    raise _not_answering(data_dir) from None
                 reason = exc.strerror or str(exc)
                 raise SessionIOError(f"cannot connect to the daemon at {socket_path}: {reason}") from None
             except BaseException:
@@ -90,7 +90,7 @@ class DaemonClient:
             self._sock.sendall(encode_request(op, **args))
             line = self._read_line(deadline)
         except TimeoutError:
-            raise DaemonNotAnsweringError(_daemon_pid(self._data_dir), ANSWER_TIMEOUT) from None
+            raise _not_answering(self._data_dir) from None
         except (ConnectionError, EOFError):
             raise ConnectionLostError(op) from None
         return decode_reply(line)
@@ -137,6 +137,29 @@ def _served_by_us(sock: socket | _socket.socket, socket_path: str | Path) -> boo
     if not _ours(os.path.dirname(os.fspath(socket_path))):
         return False
     raise SessionIOError(f"{socket_path} is served by uid {uid}, not by you; refusing to use it")
+
+
+def _not_answering(data_dir: str | Path) -> DaemonNotAnsweringError:
+    pid = _daemon_pid(data_dir)
+    return DaemonNotAnsweringError(pid, ANSWER_TIMEOUT, _out_of_files(pid) if pid else None)
+
+
+def _out_of_files(pid: int) -> str | None:
+    """Why a daemon of ours does not answer, when /proc tells: it has used
+    every file descriptor it may open, so it cannot accept connections."""
+    try:
+        used = len(os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
+            line = next(x for x in limits if x.startswith("Max open files"))
+        soft = int(line.split()[3])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    if used < soft - 2:
+        return None
+    return (
+        f"it has used all {soft} of the file descriptors it may open, so it cannot accept "
+        "connections: it answers again as some close; raise its limit (LimitNOFILE=) if this lasts"
+    )
 
 
 def _daemon_pid(data_dir: str | Path) -> int | None:
