@@ -20,7 +20,7 @@ from datetime import datetime
 
 from agent.control.client import ANSWER_TIMEOUT, DaemonClient
 from agent.control.protocol import MAX_PAGE
-from agent.errors import DaemonError, StoreLockedError
+from agent.errors import DaemonError, StorageError, StoreLockedError
 from agent.paths import Paths, ensure_private_dir
 from agent.scope import DEFAULT_SCOPE, scope_args
 from agent.session import Session, SessionStatus, format_time
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 
 # and, for type checking, Backend
-__all__ = ["DaemonBackend", "EmbeddedBackend", "StorelessBackend", "open_backend"]
+__all__ = ["DaemonBackend", "EmbeddedBackend", "ReadOnlyBackend", "StorelessBackend", "open_backend"]
 
 # How long an embedded command waits for another one to release the store
 # before it looks for a daemon's socket again.
@@ -89,6 +89,12 @@ def open_backend(
             if time.monotonic() >= deadline:
                 raise
             time.sleep(_LOCK_POLL)
+        except StorageError as exc:
+            if create or "No space left on device" not in str(exc):
+                raise
+            # Opening writes (RocksDB persists its options): on a full disk a
+            # read still gets its answer, from the store as it is on disk.
+            return ReadOnlyBackend.open(paths)
 
 
 class DaemonBackend:
@@ -228,7 +234,6 @@ class EmbeddedBackend:
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
     ) -> list[Session]:
-        from agent.errors import StorageError
 
         if scope is None:
             self._manager.reconcile_all(busy_ok=True)
@@ -260,6 +265,74 @@ class EmbeddedBackend:
 
             logging.getLogger(__name__).warning("could not remove empty scopes: %s", exc)
         self._manager.take_snapshot_if_due()  # as a daemon would, by its timer
+        self._manager.close()
+
+
+class ReadOnlyBackend:
+    """The store read as it is on disk, when it cannot be opened for
+    writing (a full disk): the read-only commands answer from it, without
+    applying edits of the current files (that needs writing)."""
+
+    def __init__(self, manager: SessionManager, paths: Paths) -> None:
+        self._manager = manager
+        self._paths = paths
+
+    @classmethod
+    def open(cls, paths: Paths) -> ReadOnlyBackend:
+        import logging
+
+        from agent.manager import SessionManager
+        from agent.store import open_db_read_only
+
+        db = open_db_read_only(paths.db)
+        logging.getLogger(__name__).warning(
+            "warning: the disk is full: answering from the store as it is, "
+            "without applying edits of the current files"
+        )
+        return cls(SessionManager(db, paths.data_dir, read_only=True), paths)
+
+    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.active(scope)
+
+    def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.active(scope)  # a heartbeat cannot be recorded: the disk is full
+
+    def get(self, session_id: str) -> Session | None:
+        return self._manager.get(session_id)
+
+    def list_sessions(
+        self,
+        *,
+        statuses: frozenset[SessionStatus] | None,
+        since: datetime | None,
+        limit: int | None,
+        errors: list[str],
+        scope: str | None = DEFAULT_SCOPE,
+    ) -> list[Session]:
+        problems: list[StorageError] = []
+        found = self._manager.list_sessions(
+            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope
+        )
+        errors.extend(str(p) for p in problems)
+        return found
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "daemon": {"running": False, "pid": None},
+            "paths": self._paths.describe(),
+            **self._manager.describe_active(self._manager.active_sessions()),
+        }
+
+    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def close(self) -> None:
         self._manager.close()
 
 

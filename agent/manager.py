@@ -95,8 +95,10 @@ class SessionManager:
     Takes ownership of ``db``: ``close()`` closes it.
     """
 
-    def __init__(self, db: Rdict, data_dir: str | Path, *, clock: Clock | None = None) -> None:
-        self._store = SessionStore(db)
+    def __init__(
+        self, db: Rdict, data_dir: str | Path, *, clock: Clock | None = None, read_only: bool = False
+    ) -> None:
+        self._store = SessionStore(db, read_only=read_only)
         self._data_dir = ensure_private_dir(Path(data_dir))
         self._files: dict[str, CurrentFile] = {}
         self._prepared: set[str] = set()  # scopes whose directory this process made sure of

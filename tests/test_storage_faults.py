@@ -395,3 +395,24 @@ def test_on_a_full_disk_reads_answer_from_the_store_and_the_file_is_mended_after
         filler.unlink()  # space returns
         wait_for(lambda: (data_dir / "current_session").read_text() == f"{sid}\n", timeout=5)
         assert run("end").returncode == 0
+
+
+def test_on_a_full_disk_reads_without_a_daemon_answer_from_the_store(small_disk: Path, cli: Cli) -> None:
+    # Opening the store for writing writes (RocksDB persists its options):
+    # before, an embedded `current` on a full disk exited 5.
+    data_dir = small_disk / "data"
+    data_dir.mkdir(mode=0o700)
+    run = functools.partial(cli, data=data_dir)
+    first = run("start").stdout.strip()
+    run("end")
+    sid = run("start").stdout.strip()
+    filler = _fill(small_disk)
+    try:
+        for args in (["current"], ["list", "--json"], ["show", first, "--json"], ["status"]):
+            done = run(*args)
+            assert done.returncode in (0, 7), (args, done.stderr)  # 7: status without a daemon
+            assert sid in done.stdout or first in done.stdout, args
+            assert "Traceback" not in done.stderr
+    finally:
+        filler.unlink()
+    assert run("current").stdout.strip() == sid
