@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli, start_session
+from .conftest import SESSION_AGENT, Cli, clean_env, start_session
 from .daemon_process import run_daemon, spawn_daemon, wait_for
 
 pytestmark = pytest.mark.reliability
@@ -416,3 +416,102 @@ def test_on_a_full_disk_reads_without_a_daemon_answer_from_the_store(small_disk:
     finally:
         filler.unlink()
     assert run("current").stdout.strip() == sid
+
+
+def _fdatasyncs(tmp_path: Path, data_dir: Path, runtime_dir: Path, *args: str) -> list[str]:
+    """The files an embedded command fdatasyncs, in order, as found by a
+    run on a copy of ``data_dir`` (RocksDB's own order of work: the open,
+    the commit's log sync, the flushes of the close)."""
+    twin = tmp_path / "twin"
+    shutil.rmtree(twin, ignore_errors=True)
+    shutil.copytree(data_dir, twin, symlinks=True)
+    trace = tmp_path / "trace"
+    strace = shutil.which("strace")
+    assert strace is not None
+    subprocess.run(
+        [
+            strace,
+            "-f",
+            "-y",
+            "-e",
+            "trace=fdatasync",
+            "-o",
+            str(trace),
+            str(SESSION_AGENT),
+            "--data-dir",
+            str(twin),
+            *args,
+        ],
+        capture_output=True,
+        env=clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir)),
+        timeout=60,
+        check=True,
+    )
+    return [
+        line.split("<", 1)[1].split(">", 1)[0]
+        for line in trace.read_text().splitlines()
+        if "fdatasync(" in line
+    ]
+
+
+def _embedded_with_eio(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, when: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    strace = shutil.which("strace")
+    assert strace is not None
+    return subprocess.run(
+        [
+            strace,
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            f"inject=fdatasync:error=EIO:when={when}",
+            str(SESSION_AGENT),
+            "--data-dir",
+            str(data_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path, SESSION_AGENT_RUNTIME_DIR=str(runtime_dir)),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_embedded_start_whose_close_fails_still_says_it_started(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    # Before: exit 5 and no id (through click: a traceback), for a start
+    # that was committed and synced.
+    _history(cli, 1)
+    cli("end")
+    syncs = _fdatasyncs(tmp_path, data_dir, runtime_dir, "start")
+    close = next(i for i, path in enumerate(syncs) if path.endswith(".sst"))  # the close's first flush
+    done = _embedded_with_eio(tmp_path, data_dir, runtime_dir, f"{close + 1}+", "start")
+    assert done.returncode == 0, done.stderr
+    sid = done.stdout.strip()
+    assert "what this command did is on disk" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert cli("current").stdout.strip() == sid
+
+
+def test_an_embedded_replace_whose_sync_fails_is_answered_truthfully(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    # Before: a failed `start --replace` took effect at the next open.
+    before = start_session(cli)
+    syncs = _fdatasyncs(tmp_path, data_dir, runtime_dir, "start", "--replace")
+    commit = next(i for i, path in enumerate(syncs) if path.endswith(".log"))
+    done = _embedded_with_eio(tmp_path, data_dir, runtime_dir, f"{commit + 1}+", "start", "--replace")
+    assert "Traceback" not in done.stderr
+    now = cli("current").stdout.strip()
+    if done.returncode == 0:
+        assert now == done.stdout.strip() != before
+    elif done.returncode == 5:
+        assert now == before, "told failed, yet it took effect"
+    else:
+        assert done.returncode == 8, done.stderr
+        assert "may or may not have taken effect" in done.stderr
