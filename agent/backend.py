@@ -268,7 +268,21 @@ class EmbeddedBackend:
         self._manager.close()
 
 
-class ReadOnlyBackend:
+class _ReadsOnly:
+    """A backend for the read-only commands alone (``open_backend`` with
+    ``create=False``): a write never reaches one."""
+
+    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+
+class ReadOnlyBackend(_ReadsOnly):
     """The store read as it is on disk, when it cannot be opened for
     writing (a full disk): the read-only commands answer from it, without
     applying edits of the current files (that needs writing)."""
@@ -323,15 +337,6 @@ class ReadOnlyBackend:
             **self._manager.describe_active(self._manager.active_sessions()),
         }
 
-    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
-        raise NotImplementedError("a write opens the store with create=True")
-
-    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        raise NotImplementedError("a write opens the store with create=True")
-
-    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        raise NotImplementedError("a write opens the store with create=True")
-
     def close(self) -> None:
         self._manager.close()
 
@@ -342,7 +347,7 @@ def _holds_anything(paths: Paths) -> bool:
     return any(os.path.lexists(p) for p in (paths.db, paths.current_file, paths.data_dir / SCOPES_DIR))
 
 
-class StorelessBackend:
+class StorelessBackend(_ReadsOnly):
     """The answers of a data dir without a store, for the read-only commands:
     nothing is active, nothing was recorded. It creates nothing."""
 
@@ -385,15 +390,6 @@ class StorelessBackend:
             "idle_ends_in_seconds": None,
             "scopes": [],
         }
-
-    def start(self, request: StartRequest | None = None, scope: str = DEFAULT_SCOPE) -> Session:
-        raise NotImplementedError("a write opens the store with create=True")
-
-    def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        raise NotImplementedError("a write opens the store with create=True")
-
-    def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
-        raise NotImplementedError("a write opens the store with create=True")
 
     def close(self) -> None:
         pass
