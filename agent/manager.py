@@ -2,7 +2,7 @@
 
 The store is the truth; the current-session file mirrors it and is also an
 input. Every operation first *settles*: it looks at the file, applies any
-external edit by the rules of the file protocol (see the README), and makes
+external edit by the rules of the file protocol (docs/file-protocol.md), and makes
 the file match the store again. A transition is then one synced store batch
 followed by another settle, so the normal path and crash repair are the same
 code: after a crash between the store write and the file write, the next

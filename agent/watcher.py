@@ -22,7 +22,7 @@ Latency is between one and two ``step``s (watchfiles' Rust loop wakes every
 ``step`` ms and yields once a wake finds no new events, or after
 ``debounce`` ms of continuous events). Each wake costs a little CPU even when
 nothing happens, so ``step`` trades latency for idle cost; the defaults come
-from the measurement in the README's Performance section.
+from the measurement in docs/performance.md.
 """
 
 from __future__ import annotations

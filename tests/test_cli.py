@@ -500,9 +500,9 @@ def test_touch_records_activity_at_most_once_a_second(cli: Cli, data_dir: Path) 
     assert json.loads(cli("show", sid, "--json").stdout)["last_activity_at"] == later["last_activity_at"]
 
 
-def test_errors_look_as_the_readme_says(cli: Cli) -> None:
+def test_errors_look_as_the_reference_says(cli: Cli) -> None:
     # A session error: one line. A usage error: click's usage line and
-    # --help hint, then the Error: line (the README says so).
+    # --help hint, then the Error: line (docs/cli.md says so).
     sid = start_session(cli)
     refused = cli("start")
     assert refused.stderr.splitlines() == [
@@ -513,5 +513,5 @@ def test_errors_look_as_the_readme_says(cli: Cli) -> None:
     assert usage[0] == "Usage: session-agent list [OPTIONS]"
     assert usage[1] == "Try 'session-agent list --help' for help."
     assert usage[-1].startswith("Error: Invalid value for '-n' / '--limit': 'many' is not a valid integer")
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "Errors are one line on stderr\n(`session-agent: error: ...`); a usage error" in readme
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    assert "Errors are one line on stderr\n(`session-agent: error: ...`); a usage error" in reference

@@ -19,7 +19,7 @@ Reply::
                                     "message": "session ... is already active; ...",
                                     "exit_code": 3}}
 
-``exit_code`` is the CLI exit code of the error (see the README), so a
+``exit_code`` is the CLI exit code of the error (docs/cli.md), so a
 client can exit as the embedded CLI would.
 
 Operations (``args`` in braces; sessions as in ``session-agent show --json``):
