@@ -212,8 +212,15 @@ class EmbeddedBackend:
     def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._manager.abandon(session_id, scope=scope)
 
-    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+    def _settle(self, scope: str) -> Session | None:
+        """Apply what ``scope``'s file asks, as the daemon would have; its active session."""
         return self._manager.reconcile(scope, busy_ok=True)
+
+    def _settle_all(self) -> dict[str, Session]:
+        return self._manager.reconcile_all(busy_ok=True)
+
+    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._settle(scope)
 
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._manager.touch(scope)
@@ -221,7 +228,7 @@ class EmbeddedBackend:
     def get(self, session_id: str) -> Session | None:
         session = self._manager.get(session_id)
         if session is not None and session.is_active:  # an edit of its file may have ended it
-            self._manager.reconcile(session.scope, busy_ok=True)
+            self._settle(session.scope)
             session = self._manager.get(session_id)
         return session
 
@@ -234,11 +241,10 @@ class EmbeddedBackend:
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
     ) -> list[Session]:
-
         if scope is None:
-            self._manager.reconcile_all(busy_ok=True)
+            self._settle_all()
         else:
-            self._manager.reconcile(scope, busy_ok=True)
+            self._settle(scope)
         problems: list[StorageError] = []
         sessions = self._manager.list_sessions(
             statuses=statuses, since=since, limit=limit, errors=problems, scope=scope
@@ -250,7 +256,7 @@ class EmbeddedBackend:
         return {
             "daemon": {"running": False, "pid": None},
             "paths": self._paths.describe(),
-            **self._manager.describe_active(self._manager.reconcile_all(busy_ok=True)),
+            **self._manager.describe_active(self._settle_all()),
         }
 
     def close(self) -> None:
@@ -282,14 +288,10 @@ class _ReadsOnly:
         raise NotImplementedError("a write opens the store with create=True")
 
 
-class ReadOnlyBackend(_ReadsOnly):
+class ReadOnlyBackend(_ReadsOnly, EmbeddedBackend):
     """The store read as it is on disk, when it cannot be opened for
     writing (a full disk): the read-only commands answer from it, without
     applying edits of the current files (that needs writing)."""
-
-    def __init__(self, manager: SessionManager, paths: Paths) -> None:
-        self._manager = manager
-        self._paths = paths
 
     @classmethod
     def open(cls, paths: Paths) -> ReadOnlyBackend:
@@ -305,37 +307,14 @@ class ReadOnlyBackend(_ReadsOnly):
         )
         return cls(SessionManager(db, paths.data_dir, read_only=True), paths)
 
-    def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
+    def _settle(self, scope: str) -> Session | None:
         return self._manager.active(scope)
+
+    def _settle_all(self) -> dict[str, Session]:
+        return self._manager.active_sessions()
 
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._manager.active(scope)  # a heartbeat cannot be recorded: the disk is full
-
-    def get(self, session_id: str) -> Session | None:
-        return self._manager.get(session_id)
-
-    def list_sessions(
-        self,
-        *,
-        statuses: frozenset[SessionStatus] | None,
-        since: datetime | None,
-        limit: int | None,
-        errors: list[str],
-        scope: str | None = DEFAULT_SCOPE,
-    ) -> list[Session]:
-        problems: list[StorageError] = []
-        found = self._manager.list_sessions(
-            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope
-        )
-        errors.extend(str(p) for p in problems)
-        return found
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "daemon": {"running": False, "pid": None},
-            "paths": self._paths.describe(),
-            **self._manager.describe_active(self._manager.active_sessions()),
-        }
 
     def close(self) -> None:
         self._manager.close()
