@@ -42,6 +42,14 @@ START_ENV = ("SESSION_AGENT_IDLE_TIMEOUT", "SESSION_AGENT_IDLE_GRACE")
 
 
 def main() -> None:
+    if any(name.startswith("SESSION_AGENT_FAULTS") for name in os.environ):  # tests only
+        from agent.errors import SessionError
+        from agent.faults import install_from_environment
+
+        try:
+            install_from_environment()
+        except SessionError as error:
+            sys.exit(_fail(error, error.exit_code))
     code = run(sys.argv[1:])
     if code is None:
         from agent.cli import main as full_cli

@@ -1,7 +1,8 @@
 """Test-only fault injection at named points on the write paths.
 
-Off unless ``SESSION_AGENT_FAULTS`` or ``SESSION_AGENT_FAULTS_FILE`` is set
-(or a test calls ``configure``); when off, ``point()`` tests one boolean.
+Off unless the entry point finds ``SESSION_AGENT_FAULTS`` or
+``SESSION_AGENT_FAULTS_FILE`` set (``install_from_environment``) or a test
+calls ``configure``; when off, ``point()`` tests one boolean.
 
 A spec is a comma list of ``POINT=ACTION``, ``POINT=ACTION@N`` (fire on the
 N-th pass only; default the 1st) or ``POINT=ACTION@N+`` (fire on the N-th
@@ -27,7 +28,15 @@ import errno
 import os
 import signal
 
-__all__ = ["CRASH_EXIT_CODE", "ENV_VAR", "FILE_ENV_VAR", "POINTS", "configure", "point"]
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "ENV_VAR",
+    "FILE_ENV_VAR",
+    "POINTS",
+    "configure",
+    "install_from_environment",
+    "point",
+]
 
 ENV_VAR = "SESSION_AGENT_FAULTS"
 FILE_ENV_VAR = "SESSION_AGENT_FAULTS_FILE"
@@ -130,4 +139,14 @@ def _reload() -> None:
             _plan.update(parse(f.read()))
 
 
-configure(os.environ.get(ENV_VAR), os.environ.get(FILE_ENV_VAR))
+def install_from_environment() -> None:
+    """Set the plan from ``SESSION_AGENT_FAULTS``/``SESSION_AGENT_FAULTS_FILE``:
+    called by the entry point (``agent.fast_cli.main``), never at import, so
+    a malformed spec is a usage error naming the variable, not a traceback
+    from whatever module imported this one first."""
+    from agent.errors import InvalidArgumentError
+
+    try:
+        configure(os.environ.get(ENV_VAR), os.environ.get(FILE_ENV_VAR))
+    except (ValueError, OSError) as exc:
+        raise InvalidArgumentError(f"{ENV_VAR}: {exc}") from None
