@@ -19,20 +19,19 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from agent import __version__
+from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RUNTIME_DIR_ENV, SCOPE_ENV
 from agent.errors import SessionError, SessionNotFoundError
 from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
-from agent.paths import DATA_DIR_ENV, RUNTIME_DIR_ENV, Paths
-from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, SCOPES_DIR, InvalidScopeError, parse_scope, scope_problem
+from agent.paths import Paths
+from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, InvalidScopeError, parse_scope, scope_problem
 from agent.session import MAX_PID, SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
     from agent.backend import Backend
     from agent.session import Session
 
-__all__ = ["IDLE_GRACE_ENV", "IDLE_TIMEOUT_ENV", "cli", "main"]
+__all__ = ["cli", "main"]
 
-IDLE_TIMEOUT_ENV = "SESSION_AGENT_IDLE_TIMEOUT"
-IDLE_GRACE_ENV = "SESSION_AGENT_IDLE_GRACE"
 COMPLETE_ENV = "_SESSION_AGENT_COMPLETE"  # click's completion protocol: the shell sets it, we answer
 
 

@@ -25,9 +25,10 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["TEST_CLOCK_ENV", "Clock", "SystemClock"]
+from agent.environment import TEST_CLOCK_ENV
 
-TEST_CLOCK_ENV = "SESSION_AGENT_TEST_CLOCK"
+__all__ = ["Clock", "SystemClock"]
+
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 

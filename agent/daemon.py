@@ -51,6 +51,7 @@ from agent.clock import SystemClock
 from agent.control.client import MAX_SOCKET_PATH
 from agent.control.handlers import RequestHandler
 from agent.control.server import ControlServer, bind_unix_socket
+from agent.environment import IDLE_RECHECK_ENV
 from agent.errors import SessionError, SessionIOError, StorageError
 from agent.instance import InstanceLock
 from agent.manager import SessionManager
@@ -62,7 +63,7 @@ from agent.store import close_db, open_db
 from agent.systemd import Notifier, listen_fds
 from agent.watcher import FileWatcher, WatchSettings, dir_identity
 
-__all__ = ["EXIT_DATA_DIR_REPLACED", "IDLE_RECHECK_ENV", "Daemon", "DaemonConfig"]
+__all__ = ["EXIT_DATA_DIR_REPLACED", "Daemon", "DaemonConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,6 @@ _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _UNGUARDED_OPS = frozenset({"ping", "status"})
 _READ_ONLY_OPS = frozenset({"ping", "status", "get", "list"})  # they change no session
 _TRANSITION_OPS = {"start": "started", "end": "completed", "abandon": "abandoned"}
-IDLE_RECHECK_ENV = "SESSION_AGENT_IDLE_RECHECK"
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _SAY_AGAIN_AFTER = 60.0  # seconds between two reports of running out of file descriptors

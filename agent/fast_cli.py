@@ -35,14 +35,12 @@ _GLOBAL_OPTIONS = ("--data-dir", "--runtime-dir")
 _HOT = {"start": True, "end": False, "stop": False, "abandon": False, "current": True, "touch": True}
 _ALIASES = {"stop": "end"}
 _READ_ONLY = frozenset({"current", "touch"})  # without a daemon, they create no store
-# Environment that changes what `start` does: the full CLI reads it
-# (agent.cli's IDLE_TIMEOUT_ENV and IDLE_GRACE_ENV, spelled out here so that
-# this path does not import click; a test checks that they agree).
-START_ENV = ("SESSION_AGENT_IDLE_TIMEOUT", "SESSION_AGENT_IDLE_GRACE")
 
 
 def main() -> None:
-    if any(name.startswith("SESSION_AGENT_FAULTS") for name in os.environ):  # tests only
+    from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV
+
+    if os.environ.get(FAULTS_ENV) or os.environ.get(FAULTS_FILE_ENV):  # tests only
         from agent.errors import SessionError
         from agent.faults import install_from_environment
 
@@ -179,9 +177,12 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:
         options[name] = value
     if not rest or rest[0] not in _HOT:
         return None
+    from agent.environment import START_ENV
+
     if rest[0] == "start" and any(os.environ.get(name) for name in START_ENV):
         return None
-    from agent.scope import DEFAULT_SCOPE, SCOPE_ENV, scope_problem
+    from agent.environment import SCOPE_ENV
+    from agent.scope import DEFAULT_SCOPE, scope_problem
 
     command, flags = _ALIASES.get(rest[0], rest[0]), rest[1:]
     as_json = False

@@ -28,18 +28,16 @@ import errno
 import os
 import signal
 
+from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV
+
 __all__ = [
     "CRASH_EXIT_CODE",
-    "ENV_VAR",
-    "FILE_ENV_VAR",
     "POINTS",
     "configure",
     "install_from_environment",
     "point",
 ]
 
-ENV_VAR = "SESSION_AGENT_FAULTS"
-FILE_ENV_VAR = "SESSION_AGENT_FAULTS_FILE"
 CRASH_EXIT_CODE = 86
 POINTS = (
     "manager.reconcile",  # an external edit was read and is about to be applied
@@ -147,6 +145,6 @@ def install_from_environment() -> None:
     from agent.errors import InvalidArgumentError
 
     try:
-        configure(os.environ.get(ENV_VAR), os.environ.get(FILE_ENV_VAR))
+        configure(os.environ.get(FAULTS_ENV), os.environ.get(FAULTS_FILE_ENV))
     except (ValueError, OSError) as exc:
-        raise InvalidArgumentError(f"{ENV_VAR}: {exc}") from None
+        raise InvalidArgumentError(f"{FAULTS_ENV}: {exc}") from None

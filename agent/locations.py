@@ -20,10 +20,10 @@ import os
 import stat
 import sys
 
+from agent.environment import DATA_DIR_ENV, RUNTIME_DIR_ENV
+
 __all__ = [
     "APP_NAME",
-    "DATA_DIR_ENV",
-    "RUNTIME_DIR_ENV",
     "SOCKET_NAME",
     "default_data_dir",
     "resolve_dirs",
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 APP_NAME = "session-agent"
-DATA_DIR_ENV = "SESSION_AGENT_DATA_DIR"
-RUNTIME_DIR_ENV = "SESSION_AGENT_RUNTIME_DIR"
 SOCKET_NAME = "control.sock"
 
 

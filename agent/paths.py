@@ -13,10 +13,10 @@ import stat
 from pathlib import Path
 
 from agent.errors import SessionIOError
-from agent.locations import APP_NAME, DATA_DIR_ENV, RUNTIME_DIR_ENV, SOCKET_NAME, resolve_dirs, socket_dir
+from agent.locations import APP_NAME, SOCKET_NAME, resolve_dirs, socket_dir
 from agent.values import Value
 
-__all__ = ["APP_NAME", "DATA_DIR_ENV", "RUNTIME_DIR_ENV", "Paths", "ensure_private_dir"]
+__all__ = ["APP_NAME", "Paths", "ensure_private_dir"]
 
 
 class Paths(Value):

@@ -27,7 +27,6 @@ __all__ = [
     "DEFAULT_SCOPE",
     "MAX_SCOPE_LENGTH",
     "SCOPES_DIR",
-    "SCOPE_ENV",
     "InvalidScopeError",
     "parse_scope",
     "scope_args",
@@ -38,7 +37,6 @@ __all__ = [
 DEFAULT_SCOPE = "default"
 MAX_SCOPE_LENGTH = 64
 SCOPES_DIR = "scopes"  # under the data dir
-SCOPE_ENV = "SESSION_AGENT_SCOPE"
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ALLOWED = _FIRST | frozenset("._-")
 _SHOWN = 40  # characters of a rejected name quoted in the error

@@ -38,6 +38,7 @@ from pathlib import Path
 from watchfiles import Change, awatch
 
 from agent.current_file import FILE_NAME
+from agent.environment import WATCH_DEBOUNCE_ENV, WATCH_STEP_ENV
 from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, scope_problem
 
 __all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_STEP_MS", "FileWatcher", "WatchSettings"]
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STEP_MS = 30
 DEFAULT_DEBOUNCE_MS = 200
-STEP_ENV = "SESSION_AGENT_WATCH_STEP_MS"
-DEBOUNCE_ENV = "SESSION_AGENT_WATCH_DEBOUNCE_MS"
 _MAX_STEP_MS = 1000
 _MAX_DEBOUNCE_MS = 10_000
 _RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # after the watch itself fails
@@ -71,9 +70,9 @@ class WatchSettings:
     def resolve(cls, step_ms: int | None = None, debounce_ms: int | None = None) -> WatchSettings:
         """Option > environment > default, like every other setting."""
         if step_ms is None:
-            step_ms = _env_int(STEP_ENV, DEFAULT_STEP_MS)
+            step_ms = _env_int(WATCH_STEP_ENV, DEFAULT_STEP_MS)
         if debounce_ms is None:
-            debounce_ms = _env_int(DEBOUNCE_ENV, DEFAULT_DEBOUNCE_MS)
+            debounce_ms = _env_int(WATCH_DEBOUNCE_ENV, DEFAULT_DEBOUNCE_MS)
         return cls(step_ms=step_ms, debounce_ms=debounce_ms)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent import SessionManager, open_db
-from agent.faults import ENV_VAR as FAULTS_ENV
+from agent.environment import FAULTS_ENV
 from agent.lifecycle import Tracking
 from agent.manager import META_TRACKING, scope_key
 from agent.scope import DEFAULT_SCOPE

@@ -45,8 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.control.client import DaemonClient
+from agent.environment import FAULTS_FILE_ENV as FILE_ENV_VAR
 from agent.errors import DaemonError, SessionAlreadyActiveError, SessionError
-from agent.faults import CRASH_EXIT_CODE, FILE_ENV_VAR, POINTS
+from agent.faults import CRASH_EXIT_CODE, POINTS
 from agent.paths import Paths
 
 from .conftest import CLI_TIMEOUT, SESSION_AGENT, SLEEP

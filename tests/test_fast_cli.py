@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV
-from agent.fast_cli import START_ENV, _parse
+from agent.environment import START_ENV
+from agent.fast_cli import _parse
 
 from .conftest import CLI_TIMEOUT, SESSION_AGENT
 from .daemon_process import daemon_env, run_daemon
@@ -202,6 +202,13 @@ def test_a_daemon_that_never_accepts_is_reported_within_five_seconds(
     assert took < 5.0
 
 
-def test_the_start_environment_is_the_full_clis() -> None:
-    """With either variable set, `start` goes to the full CLI, which reads it."""
-    assert (IDLE_TIMEOUT_ENV, IDLE_GRACE_ENV) == START_ENV
+@pytest.mark.parametrize("variable", START_ENV)
+def test_the_start_environment_sends_start_to_the_full_cli(
+    variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With either variable set, `start` goes to the full CLI, which reads it
+    (the names come from agent.environment, the one place they are spelled)."""
+    assert _parse(["start"]) is not None
+    monkeypatch.setenv(variable, "30m")
+    assert _parse(["start"]) is None
+    assert _parse(["current"]) is not None  # only start cares

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.faults import ENV_VAR, FILE_ENV_VAR
+from agent.environment import FAULTS_ENV as ENV_VAR
+from agent.environment import FAULTS_FILE_ENV as FILE_ENV_VAR
 
 from .conftest import Cli, start_session
 from .daemon_process import DaemonProcess, run_daemon, wait_for

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import TEST_CLOCK_ENV
-from agent.daemon import IDLE_RECHECK_ENV
+from agent.environment import IDLE_RECHECK_ENV, TEST_CLOCK_ENV
 from agent.session import Session
 
 from .conftest import SLEEP, Cli, open_manager, start_session
