@@ -495,12 +495,9 @@ class Daemon:
             self._changed_since_snapshot = False
         delay = _SNAPSHOT_RECHECK  # while off, or config.toml unusable: look again later
         try:
-            from agent.config import load_settings
             from agent.snapshots import Snapshots
 
-            settings = load_settings(self.paths.data_dir)
-            snapshots = Snapshots(self.paths.data_dir, settings.snapshot_every, settings.snapshot_keep)
-            due_in = snapshots.seconds_until_due(self._clock.now())
+            due_in = Snapshots.configured(self.paths.data_dir).seconds_until_due(self._clock.now())
             if due_in is not None:
                 delay = max(due_in, 1.0)
         except SessionError as exc:

@@ -149,7 +149,7 @@ def _file_findings(
 
 
 def _snapshot_findings(paths: Paths) -> list[Finding]:
-    snapshots = Snapshots(paths.data_dir, 0, 0).all()
+    snapshots = Snapshots(paths.data_dir).all()
     if not snapshots:
         return [
             Finding(NOTE, f"no snapshots in {paths.data_dir / 'snapshots'} yet (see config.toml [snapshots])")

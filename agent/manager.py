@@ -427,15 +427,13 @@ class SessionManager:
     def take_snapshot_if_due(self) -> Path | None:
         """A snapshot of the store if ``config.toml``'s interval has passed
         since the newest (see ``agent.snapshots``); never raises."""
-        from agent.config import load_settings
         from agent.snapshots import Snapshots
 
         try:
-            settings = load_settings(self._data_dir)
+            snapshots = Snapshots.configured(self._data_dir)
         except ConfigError as exc:
             log.warning("no snapshot taken: %s", exc)
             return None
-        snapshots = Snapshots(self._data_dir, settings.snapshot_every, settings.snapshot_keep)
         return snapshots.take_if_due(self._store, self._clock.now())
 
     def close(self) -> None:

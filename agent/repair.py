@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rocksdict import Rdict
+
 from agent.current_file import CurrentFile, EditKind, FileKind, parse_edit
 from agent.errors import DaemonRunningError, SessionError, StorageError, StoreDamagedError
 from agent.instance import InstanceLock
@@ -166,7 +168,7 @@ def _damage(paths: Paths) -> str | None:
 
 
 def _restore_newest_snapshot(paths: Paths) -> Path | None:
-    for snapshot in Snapshots(paths.data_dir, 0, 0).all():
+    for snapshot in Snapshots(paths.data_dir).all():
         shutil.copytree(snapshot, paths.db)
         try:
             store = SessionStore(open_db(paths.db))
@@ -191,8 +193,6 @@ def _merge_salvage(damaged: Path, restored: SessionStore, report: RepairReport) 
         copy = Path(scratch) / "db"
         try:
             shutil.copytree(damaged, copy)
-            from rocksdict import Rdict
-
             Rdict.repair(str(copy), options(create=False))
             salvaged_db = Rdict(str(copy), options(create=False), column_families=column_families())
         except Exception as exc:
@@ -206,12 +206,9 @@ def _merge_salvage(damaged: Path, restored: SessionStore, report: RepairReport) 
     restored.commit(tuple(merged), meta)
 
 
-def _salvaged(db: object, report: RepairReport) -> Iterator[Session]:
+def _salvaged(db: Rdict, report: RepairReport) -> Iterator[Session]:
     """Every record that decodes, from the sessions column family and from
     the default one (where RocksDB's repair puts what it cannot place)."""
-    from rocksdict import Rdict
-
-    assert isinstance(db, Rdict)
     for family in (db.get_column_family(CF_SESSIONS), db):
         for key, value in family.items():
             if not isinstance(key, bytes) or not isinstance(value, bytes):
@@ -241,14 +238,9 @@ def _further_along(candidate: Session, have: Session) -> bool:
     return candidate.last_activity_at > have.last_activity_at
 
 
-def _pointers(
-    salvaged_db: object, restored: SessionStore, merged: list[Session]
-) -> dict[bytes, bytes | None]:
+def _pointers(salvaged_db: Rdict, restored: SessionStore, merged: list[Session]) -> dict[bytes, bytes | None]:
     """Each scope's active pointer after the merge: the damaged store's if
     its session is active, else the snapshot's if its session still is."""
-    from rocksdict import Rdict
-
-    assert isinstance(salvaged_db, Rdict)
     now_ended = {s.id for s in merged if not s.is_active}
     meta: dict[bytes, bytes | None] = {}
     for key, value in restored.meta_with_prefix(META_ACTIVE):

@@ -51,10 +51,18 @@ def snapshot_time(path: Path) -> datetime | None:
 class Snapshots:
     """The snapshots of one data dir's store."""
 
-    def __init__(self, data_dir: Path, every: int, keep: int) -> None:
+    def __init__(self, data_dir: Path, every: int = 0, keep: int = 0) -> None:
         self.directory = data_dir / SNAPSHOTS_DIR
         self.every = every  # seconds; 0: none taken
         self.keep = keep
+
+    @classmethod
+    def configured(cls, data_dir: Path) -> Snapshots:
+        """As ``config.toml`` sets them; ``ConfigError`` when it cannot be used."""
+        from agent.config import load_settings
+
+        settings = load_settings(data_dir)
+        return cls(data_dir, settings.snapshot_every, settings.snapshot_keep)
 
     def all(self) -> list[Path]:
         """Complete snapshots, newest first."""
@@ -71,13 +79,10 @@ class Snapshots:
 
     def due(self, now: datetime) -> bool:
         """Whether one should be taken now (the newest is ``every`` old)."""
-        if self.every <= 0:
-            return False
-        newest = self.all()
-        taken = snapshot_time(newest[0]) if newest else None
-        return taken is None or (now - taken).total_seconds() >= self.every
+        return self.seconds_until_due(now) == 0.0
 
     def seconds_until_due(self, now: datetime) -> float | None:
+        """How long until one is due; ``None`` while they are turned off."""
         if self.every <= 0:
             return None
         newest = self.all()

@@ -136,6 +136,16 @@ def spawn_daemon(
     return DaemonProcess(proc, log_path, notify)
 
 
+def refused_daemon(tmp_path: Path, data_dir: Path, runtime_dir: Path, exit_code: int) -> str:
+    """Start a daemon that must refuse to run: check its exit code, return its log."""
+    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir)
+    try:
+        assert daemon.proc.wait(timeout=READY_TIMEOUT) == exit_code, daemon.log()
+        return daemon.log()
+    finally:
+        daemon.close()
+
+
 def wait_ready(daemon: DaemonProcess) -> None:
     def ready_or_dead() -> bool:
         if daemon.proc.poll() is not None:

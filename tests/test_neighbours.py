@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import SESSION_AGENT, Cli, clean_env, open_manager
-from .daemon_process import run_daemon, spawn_daemon, wait_for
+from .daemon_process import refused_daemon, run_daemon, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -102,13 +102,9 @@ def test_a_daemon_refused_for_its_runtime_dir_says_which_option(tmp_path: Path, 
     runtime = tmp_path / "rt"
     runtime.mkdir(mode=0o777)
     runtime.chmod(0o777)
-    refused = spawn_daemon(tmp_path, data_dir, runtime)
-    try:
-        assert refused.proc.wait(timeout=20) == 5
-        assert f"{runtime} is writable by other users" in refused.log()
-        assert "choose another with --runtime-dir" in refused.log()
-    finally:
-        refused.close()
+    log = refused_daemon(tmp_path, data_dir, runtime, 5)
+    assert f"{runtime} is writable by other users" in log
+    assert "choose another with --runtime-dir" in log
 
 
 def test_the_scope_cap_holds_for_directories_made_behind_our_back(

@@ -20,7 +20,7 @@ from agent.instance import PIDFILE_NAME
 from agent.paths import Paths
 
 from .conftest import Cli, start_session
-from .daemon_process import run_daemon, spawn_daemon
+from .daemon_process import refused_daemon, run_daemon
 
 pytestmark = pytest.mark.reliability
 
@@ -66,12 +66,7 @@ def test_a_planted_pidfile_symlink_is_not_followed(
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     (data_dir / PIDFILE_NAME).symlink_to(victim)
-    daemon = spawn_daemon(tmp_path, data_dir, runtime_dir)
-    try:
-        assert daemon.proc.wait(timeout=20) == 5
-        assert "it is a symlink" in daemon.log()
-    finally:
-        daemon.close()
+    assert "it is a symlink" in refused_daemon(tmp_path, data_dir, runtime_dir, 5)
     assert cli("status").returncode == 7  # reads the pid without following it either
     assert victim.read_text() == "precious\n"
 
@@ -88,12 +83,7 @@ def test_a_planted_runtime_or_socket_dir_symlink_is_refused(
     else:
         runtime = runtime_dir
         Paths(data_dir, runtime).socket_dir.symlink_to(elsewhere)
-    daemon = spawn_daemon(tmp_path, data_dir, runtime)
-    try:
-        assert daemon.proc.wait(timeout=20) == 5
-        assert "is a symlink, which is not followed here" in daemon.log()
-    finally:
-        daemon.close()
+    assert "is a symlink, which is not followed here" in refused_daemon(tmp_path, data_dir, runtime, 5)
     assert list(elsewhere.iterdir()) == []
 
 

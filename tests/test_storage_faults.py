@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import SESSION_AGENT, Cli, clean_env, start_session
-from .daemon_process import run_daemon, spawn_daemon, wait_for
+from .daemon_process import refused_daemon, run_daemon, wait_for
 
 pytestmark = pytest.mark.reliability
 
@@ -139,12 +139,7 @@ def test_a_log_cut_back_to_a_record_boundary_is_caught_by_the_current_file(
     assert done.returncode == 5
     assert f"names session {named.strip()}, newer than any the store holds" in done.stderr
     assert (data_dir / "current_session").read_text() == named  # kept, as the evidence
-    refused = spawn_daemon(tmp_path, data_dir, runtime_dir)
-    try:
-        assert refused.proc.wait(timeout=20) == 5
-        assert "writes the store acknowledged are missing" in refused.log()
-    finally:
-        refused.close()
+    assert "writes the store acknowledged are missing" in refused_daemon(tmp_path, data_dir, runtime_dir, 5)
 
 
 # --- snapshots, doctor, repair -----------------------------------------------------------------

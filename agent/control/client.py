@@ -13,6 +13,7 @@ from __future__ import annotations
 import _socket  # not `socket`: its enums and selectors cost the fast path 3 ms, for nothing it uses
 import errno
 import os
+import stat  # loaded with os already: costs nothing here
 import sys
 import time
 
@@ -123,7 +124,7 @@ def _ours(directory: str) -> bool:
         info = os.lstat(directory)
     except OSError:
         return False
-    return info.st_uid == os.getuid() and (info.st_mode & 0o170000) == 0o040000
+    return info.st_uid == os.getuid() and stat.S_ISDIR(info.st_mode)
 
 
 def _served_by_us(sock: socket | _socket.socket, socket_path: str | Path) -> bool:
