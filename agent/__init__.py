@@ -34,8 +34,8 @@ __all__ = [
 ]
 
 _HOMES = {
-    "open_db": "agent.store",
-    "close_db": "agent.store",
+    "open_db": "agent.database",
+    "close_db": "agent.database",
     "SessionManager": "agent.manager",
     "Session": "agent.session",
     "EndReason": "agent.session",
@@ -55,6 +55,7 @@ _HOMES = {
 }
 
 if TYPE_CHECKING:
+    from agent.database import close_db, open_db
     from agent.errors import (
         ConfigError,
         InvalidArgumentError,
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
     from agent.manager import SessionManager
     from agent.scope import DEFAULT_SCOPE, InvalidScopeError
     from agent.session import EndReason, Session, SessionStatus
-    from agent.store import close_db, open_db
 
 
 def __getattr__(name: str) -> object:

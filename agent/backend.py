@@ -190,8 +190,8 @@ class EmbeddedBackend:
 
     @classmethod
     def open(cls, paths: Paths) -> EmbeddedBackend:
+        from agent.database import close_db, open_db
         from agent.manager import SessionManager
-        from agent.store import close_db, open_db
 
         os.umask(0o077)  # the store's files are the user's alone
         ensure_private_dir(paths.data_dir)
@@ -214,10 +214,10 @@ class EmbeddedBackend:
 
     def _settle(self, scope: str) -> Session | None:
         """Apply what ``scope``'s file asks, as the daemon would have; its active session."""
-        return self._manager.reconcile(scope, busy_ok=True)
+        return self._manager.current(scope)
 
     def _settle_all(self) -> dict[str, Session]:
-        return self._manager.reconcile_all(busy_ok=True)
+        return self._manager.reconcile_all(for_an_answer=True)
 
     def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._settle(scope)
@@ -253,11 +253,10 @@ class EmbeddedBackend:
         return sessions
 
     def status(self) -> dict[str, Any]:
-        return {
-            "daemon": {"running": False, "pid": None},
-            "paths": self._paths.describe(),
-            **self._manager.describe_active(self._settle_all()),
-        }
+        from agent.status import NOT_RUNNING, status_report
+
+        self._settle_all()
+        return status_report(NOT_RUNNING, self._paths, self._manager.active_states(), self._manager.clock)
 
     def close(self) -> None:
         """Remove the scopes left empty long enough and take a snapshot if
@@ -297,8 +296,8 @@ class ReadOnlyBackend(_ReadsOnly, EmbeddedBackend):
     def open(cls, paths: Paths) -> ReadOnlyBackend:
         import logging
 
+        from agent.database import open_db_read_only
         from agent.manager import SessionManager
-        from agent.store import open_db_read_only
 
         db = open_db_read_only(paths.db)
         logging.getLogger(__name__).warning(
@@ -321,9 +320,7 @@ class ReadOnlyBackend(_ReadsOnly, EmbeddedBackend):
 
 
 def _holds_anything(paths: Paths) -> bool:
-    from agent.scope import SCOPES_DIR
-
-    return any(os.path.lexists(p) for p in (paths.db, paths.current_file, paths.data_dir / SCOPES_DIR))
+    return any(os.path.lexists(p) for p in (paths.db, paths.current_file, paths.scopes_dir))
 
 
 class StorelessBackend(_ReadsOnly):
@@ -361,14 +358,10 @@ class StorelessBackend(_ReadsOnly):
         return []
 
     def status(self) -> dict[str, Any]:
-        return {
-            "daemon": {"running": False, "pid": None},
-            "paths": self._paths.describe(),
-            "store_exists": False,
-            "current": None,
-            "idle_ends_in_seconds": None,
-            "scopes": [],
-        }
+        from agent.clock import SystemClock
+        from agent.status import NOT_RUNNING, status_report
+
+        return status_report(NOT_RUNNING, self._paths, {}, SystemClock(), store_exists=False)
 
     def close(self) -> None:
         pass

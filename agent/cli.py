@@ -23,7 +23,7 @@ from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RU
 from agent.errors import SessionError, SessionNotFoundError
 from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
 from agent.paths import Paths
-from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, InvalidScopeError, parse_scope, scope_problem
+from agent.scope import DEFAULT_SCOPE, InvalidScopeError, parse_scope, scope_problem
 from agent.session import MAX_PID, SessionStatus, parse_session_id
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class ScopeType(click.ParamType[str]):
         root = ctx.find_root().params
         paths = Paths.resolve(root.get("data_dir"), root.get("runtime_dir"))
         try:
-            names = [entry.name for entry in os.scandir(paths.data_dir / SCOPES_DIR) if entry.is_dir()]
+            names = [entry.name for entry in os.scandir(paths.scopes_dir) if entry.is_dir()]
         except OSError:
             names = []
         known = sorted({DEFAULT_SCOPE, *(n for n in names if scope_problem(n) is None)})
@@ -568,13 +568,10 @@ def status(agent: Agent, scope: str, as_json: bool) -> None:
     Exits 0 when the daemon is running, 7 when it is not.
     """
     from agent.render import status_text
+    from agent.status import for_scope
 
     report = agent.read(lambda backend: backend.status())
-    if scope != DEFAULT_SCOPE:  # the report's `current` is the default scope's: show this one's
-        entries: list[dict[str, Any]] = report.get("scopes") or []
-        entry = next((e for e in entries if e.get("scope") == scope), {})
-        report |= {"current": entry.get("current"), "idle_ends_in_seconds": entry.get("idle_ends_in_seconds")}
-        report["paths"] = {**report.get("paths", {}), "current_file": str(agent.paths.current_file_of(scope))}
+    report = for_scope(report, scope, agent.paths)
     if as_json:
         _echo_json(report)
     else:

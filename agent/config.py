@@ -27,12 +27,12 @@ import stat
 from pathlib import Path
 
 from agent.errors import ConfigError, InvalidArgumentError
+from agent.layout import CONFIG_NAME
 from agent.session import MAX_IDLE_SECONDS, MAX_PID
 from agent.values import Value
 
-__all__ = ["CONFIG_NAME", "Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
+__all__ = ["Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
 
-CONFIG_NAME = "config.toml"
 _MAX_CONFIG = 64 * 1024
 _OFF = frozenset({"0", "off", "never", "none"})
 

@@ -34,9 +34,8 @@ import struct
 from pathlib import Path
 
 from agent import faults
-from agent.config import StartRequest, parse_seconds
-from agent.errors import InvalidArgumentError, SessionIOError
-from agent.session import parse_session_id
+from agent.errors import SessionIOError
+from agent.layout import CURRENT_FILE_NAME
 from agent.values import Value
 
 TYPE_CHECKING = False  # typing costs every command milliseconds
@@ -46,18 +45,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CONTENT",
     "CurrentFile",
-    "Edit",
-    "EditKind",
     "FileChangedError",
     "FileKind",
     "Observation",
     "Stamp",
-    "parse_edit",
 ]
 
-FILE_NAME = "current_session"
 MAX_CONTENT = 4096
-_TEMP_PREFIX = "." + FILE_NAME + "."
+_TEMP_PREFIX = "." + CURRENT_FILE_NAME + "."
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
@@ -140,98 +135,6 @@ class Stamp(Value):
         return observed.kind is FileKind.REGULAR and observed.identity == self.identity
 
 
-class EditKind(enum.Enum):
-    END = "end"  # empty, whitespace or `end`
-    START = "start"
-    ABANDON = "abandon"
-    NAMES = "names a session"
-    INVALID = "invalid"
-
-
-class Edit(Value):
-    """What the file's content asks for."""
-
-    __slots__ = ("kind", "problem", "session_id", "start")
-
-    kind: EditKind
-    session_id: str | None  # for NAMES
-    problem: str | None  # for INVALID: why it was rejected
-    start: StartRequest | None  # for START: its options
-
-    def __init__(
-        self,
-        kind: EditKind,
-        session_id: str | None = None,
-        problem: str | None = None,
-        start: StartRequest | None = None,
-    ) -> None:
-        self._set(kind=kind, session_id=session_id, problem=problem, start=start)
-
-
-_KEYWORDS = {"end": EditKind.END, "start": EditKind.START, "abandon": EditKind.ABANDON}
-
-
-def parse_edit(content: bytes | None) -> Edit:
-    """What a regular file's content asks for (keywords: case-insensitive, trimmed).
-
-    ``None`` is a regular file that could not be read (e.g. mode 000): it
-    asks for nothing, and must not be taken for an empty file, which ends
-    the session."""
-    if content is None:
-        return Edit(EditKind.INVALID, problem="it cannot be read")
-    if len(content) > MAX_CONTENT:
-        return Edit(EditKind.INVALID, problem=f"more than {MAX_CONTENT} bytes")
-    try:
-        text = content.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return Edit(EditKind.INVALID, problem="not valid UTF-8")
-    if not text:
-        return Edit(EditKind.END)
-    keyword = _KEYWORDS.get(text.lower())
-    if keyword is not None:
-        return Edit(keyword, start=StartRequest() if keyword is EditKind.START else None)
-    words = text.split()
-    if words[0].lower() == "start":
-        return _parse_start(words[1:])
-    try:
-        return Edit(EditKind.NAMES, session_id=parse_session_id(text))
-    except ValueError:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        return Edit(EditKind.INVALID, problem=f"{shown!r} is neither a keyword nor a session id")
-
-
-_START_OPTIONS = "it takes replace, owner=PID, idle=DURATION, grace=DURATION"
-
-
-def _parse_start(words: list[str]) -> Edit:
-    """``start`` with options: ``replace``, ``owner=PID``, ``idle=30m``, ``grace=2m``."""
-    replace = False
-    numbers: dict[str, int] = {}
-    try:
-        for word in words:
-            name, equals, value = word.lower().partition("=")
-            if name in numbers or (name == "replace" and replace):
-                return Edit(EditKind.INVALID, problem=f"`start` got {name} twice")
-            if name == "replace" and not equals:
-                replace = True
-            elif name == "owner" and equals and value.isdigit() and len(value) <= 10:
-                numbers[name] = int(value)
-            elif name in ("idle", "grace") and equals:
-                numbers[name] = parse_seconds(value, name)
-            else:
-                shown = word if len(word) <= 40 else word[:37] + "..."
-                return Edit(EditKind.INVALID, problem=f"`start` does not take {shown!r} ({_START_OPTIONS})")
-        request = StartRequest(
-            owner_pid=numbers.get("owner"),
-            idle_timeout=numbers.get("idle"),
-            idle_grace=numbers.get("grace"),
-            replace=replace,
-        )
-    except InvalidArgumentError as exc:
-        return Edit(EditKind.INVALID, problem=f"`start`: {exc}")
-    return Edit(EditKind.START, start=request)
-
-
 class FileChangedError(Exception):
     """The file is no longer what the caller observed: observe and decide again."""
 
@@ -239,7 +142,7 @@ class FileChangedError(Exception):
 class CurrentFile:
     def __init__(self, data_dir: Path) -> None:
         self.dir = Path(data_dir)
-        self.path = self.dir / FILE_NAME
+        self.path = self.dir / CURRENT_FILE_NAME
 
     # --- reading --------------------------------------------------------------
 

@@ -11,14 +11,16 @@ code 5; a *note* is something the daemon mends by itself.
 
 from __future__ import annotations
 
-from agent.current_file import CurrentFile, EditKind, FileKind, parse_edit
+from agent.current_file import CurrentFile, FileKind
+from agent.database import holds_a_store, open_db_read_only
 from agent.errors import SessionError, StorageError
-from agent.manager import META_ACTIVE
+from agent.file_edits import EditKind, parse_edit
+from agent.layout import scope_dir
 from agent.paths import Paths
-from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, scope_dir, scope_problem
+from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session, SessionStatus
 from agent.snapshots import Snapshots, snapshot_time
-from agent.store import SessionStore, holds_a_store, open_db_read_only
+from agent.store import ScopeKeys, SessionStore
 from agent.values import Value
 
 __all__ = ["Finding", "examine", "healthy"]
@@ -71,10 +73,8 @@ def _store_findings(store: SessionStore, paths: Paths) -> list[Finding]:
         )
     by_id = {s.id: s for s in sessions}
     pointed: dict[str, Session] = {}
-    for key, value in store.meta_with_prefix(META_ACTIVE):
-        scope = (
-            DEFAULT_SCOPE if key == META_ACTIVE else key[len(META_ACTIVE) + 1 :].decode("ascii", "replace")
-        )
+    for key, value in store.meta_with_prefix(ScopeKeys.ACTIVE):
+        scope = ScopeKeys.scope_of(key)
         session_id = value.decode("ascii", "replace")
         session = by_id.get(session_id)
         if session is None or not session.is_active or session.scope != scope:
@@ -103,7 +103,7 @@ def _store_findings(store: SessionStore, paths: Paths) -> list[Finding]:
 
 def _scopes(paths: Paths, pointed: dict[str, Session]) -> list[str]:
     try:
-        named = [p.name for p in (paths.data_dir / SCOPES_DIR).iterdir() if p.is_dir() and not p.is_symlink()]
+        named = [p.name for p in (paths.scopes_dir).iterdir() if p.is_dir() and not p.is_symlink()]
     except OSError:
         named = []
     return sorted({DEFAULT_SCOPE, *pointed, *(n for n in named if scope_problem(n) is None)})

@@ -17,10 +17,9 @@ import os
 from pathlib import Path
 
 from agent.errors import DaemonRunningError, SessionIOError
+from agent.layout import PIDFILE_NAME
 
-__all__ = ["PIDFILE_NAME", "InstanceLock", "live_daemon_pid", "read_pid"]
-
-PIDFILE_NAME = "daemon.pid"
+__all__ = ["InstanceLock", "live_daemon_pid", "read_pid"]
 
 
 class InstanceLock:

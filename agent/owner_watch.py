@@ -16,10 +16,11 @@ import select
 from collections.abc import Callable
 from datetime import datetime
 
+from agent.changes import OwnerExits
 from agent.clock import Clock
 from agent.owner import OwnerIdentity
 
-__all__ = ["FALLBACK_POLL", "OwnerWatch"]
+__all__ = ["FALLBACK_POLL", "OwnerWatch", "OwnerWatches"]
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +101,35 @@ class OwnerWatch:
         if self._fd is not None:
             asyncio.get_running_loop().remove_reader(self._fd)
         self._on_exit()
+
+
+class OwnerWatches(OwnerExits):
+    """One ``OwnerWatch`` per scope with an owned active session; tells the
+    manager when a watched owner exited (``OwnerExits``)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._watches: dict[str, OwnerWatch] = {}
+
+    def watch(self, scope: str, identity: OwnerIdentity | None, on_exit: Callable[[], None]) -> None:
+        """Watch ``identity`` as ``scope``'s owner (``None``: none); ``on_exit``
+        once it exits."""
+        watch = self._watches.get(scope)
+        if identity is None:
+            if watch is not None:
+                self._watches.pop(scope).stop()
+            return
+        if watch is None:
+            watch = self._watches[scope] = OwnerWatch(self._clock, on_exit)
+        watch.watch(identity)
+
+    def exited_at(self, identity: OwnerIdentity) -> datetime | None:
+        for watch in self._watches.values():
+            if watch.identity == identity:
+                return watch.exited_at(identity)
+        return None
+
+    def stop(self) -> None:
+        for watch in self._watches.values():
+            watch.stop()
+        self._watches.clear()

@@ -1,8 +1,9 @@
-"""``Paths``: the data dir and the runtime dir, and what lives in them.
+"""``Paths``: the data dir and the runtime dir, as paths, and private directories.
 
 The rules that choose them are ``agent.locations``'s (option > environment
 > platform default); this module gives them as ``pathlib`` paths and
-creates private directories.
+creates private directories. What the data dir holds is named in
+``agent.layout``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import stat
 from pathlib import Path
 
 from agent.errors import SessionIOError
+from agent.layout import CURRENT_FILE_NAME, DB_NAME, SCOPES_DIR, scope_dir
 from agent.locations import APP_NAME, SOCKET_NAME, resolve_dirs, socket_dir
 from agent.values import Value
 
@@ -41,17 +43,19 @@ class Paths(Value):
 
     @property
     def db(self) -> Path:
-        return self.data_dir / "db"
+        return self.data_dir / DB_NAME
 
     @property
     def current_file(self) -> Path:
-        return self.data_dir / "current_session"
+        return self.data_dir / CURRENT_FILE_NAME
+
+    @property
+    def scopes_dir(self) -> Path:
+        return self.data_dir / SCOPES_DIR
 
     def current_file_of(self, scope: str) -> Path:
         """The current file of ``scope`` (a valid name: see ``agent.scope``)."""
-        from agent.scope import scope_dir
-
-        return scope_dir(self.data_dir, scope) / "current_session"
+        return scope_dir(self.data_dir, scope) / CURRENT_FILE_NAME
 
     @property
     def socket_dir(self) -> Path:
@@ -68,7 +72,7 @@ class Paths(Value):
             "data_dir": str(self.data_dir),
             "store": str(self.db),
             "current_file": str(self.current_file),
-            "scopes_dir": str(self.data_dir / "scopes"),
+            "scopes_dir": str(self.scopes_dir),
             "socket": str(self.socket),
         }
 

@@ -30,23 +30,17 @@ from pathlib import Path
 
 from rocksdict import Rdict
 
-from agent.current_file import CurrentFile, EditKind, FileKind, parse_edit
+from agent.current_file import CurrentFile, FileKind
+from agent.database import CF_SESSIONS, column_families, holds_a_store, open_db, options, store_lock
 from agent.errors import DaemonRunningError, SessionError, StorageError, StoreDamagedError
+from agent.file_edits import EditKind, parse_edit
 from agent.instance import InstanceLock
-from agent.manager import META_ACTIVE, META_STAMP, META_TRACKING, scope_key
+from agent.layout import scope_dir
 from agent.paths import Paths
-from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, scope_dir, scope_problem
+from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session, decode_record, parse_session_id
 from agent.snapshots import Snapshots
-from agent.store import (
-    CF_SESSIONS,
-    SessionStore,
-    column_families,
-    holds_a_store,
-    open_db,
-    options,
-    store_lock,
-)
+from agent.store import ScopeKeys, SessionStore
 
 __all__ = ["RepairReport", "repair"]
 
@@ -243,15 +237,15 @@ def _pointers(salvaged_db: Rdict, restored: SessionStore, merged: list[Session])
     its session is active, else the snapshot's if its session still is."""
     now_ended = {s.id for s in merged if not s.is_active}
     meta: dict[bytes, bytes | None] = {}
-    for key, value in restored.meta_with_prefix(META_ACTIVE):
+    for key, value in restored.meta_with_prefix(ScopeKeys.ACTIVE):
         if value.decode("ascii", "replace") in now_ended:
-            scope = _scope_of(key)
-            meta[scope_key(META_ACTIVE, scope)] = None
-            meta[scope_key(META_TRACKING, scope)] = None
+            keys = ScopeKeys(ScopeKeys.scope_of(key))
+            meta[keys.active] = None
+            meta[keys.tracking] = None
     salvaged_meta = salvaged_db.get_column_family("meta")
     merged_ids = {s.id: s for s in merged}
-    for raw_key, raw_value in salvaged_meta.items(from_key=META_ACTIVE):
-        if not isinstance(raw_key, bytes) or not raw_key.startswith(META_ACTIVE):
+    for raw_key, raw_value in salvaged_meta.items(from_key=ScopeKeys.ACTIVE):
+        if not isinstance(raw_key, bytes) or not raw_key.startswith(ScopeKeys.ACTIVE):
             break
         if not isinstance(raw_value, bytes):
             continue
@@ -261,15 +255,11 @@ def _pointers(salvaged_db: Rdict, restored: SessionStore, merged: list[Session])
         )
         if session is None or not session.is_active:
             continue
-        scope = _scope_of(key)
-        for name in (META_ACTIVE, META_TRACKING, META_STAMP):
-            found = salvaged_meta.get(scope_key(name, scope))
-            meta[scope_key(name, scope)] = found if isinstance(found, bytes) else None
+        keys = ScopeKeys(ScopeKeys.scope_of(key))
+        for name in (keys.active, keys.tracking, keys.stamp):
+            found = salvaged_meta.get(name)
+            meta[name] = found if isinstance(found, bytes) else None
     return meta
-
-
-def _scope_of(key: bytes) -> str:
-    return DEFAULT_SCOPE if key == META_ACTIVE else key[len(META_ACTIVE) + 1 :].decode("ascii", "replace")
 
 
 def _files_naming_lost_sessions(paths: Paths, store: SessionStore, *, strict: bool = True) -> list[Path]:
@@ -278,7 +268,7 @@ def _files_naming_lost_sessions(paths: Paths, store: SessionStore, *, strict: bo
     the store may be younger than the file)."""
     lost = []
     try:
-        scopes = [p.name for p in (paths.data_dir / SCOPES_DIR).iterdir() if scope_problem(p.name) is None]
+        scopes = [p.name for p in (paths.scopes_dir).iterdir() if scope_problem(p.name) is None]
     except OSError:
         scopes = []
     for scope in [DEFAULT_SCOPE, *scopes]:

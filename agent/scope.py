@@ -18,25 +18,18 @@ another name: two tools must not end up sharing a scope by accident.
 from __future__ import annotations
 
 from agent.errors import InvalidArgumentError
-
-TYPE_CHECKING = False  # the fast path imports this module: no typing, no pathlib
-if TYPE_CHECKING:
-    from pathlib import Path
+from agent.layout import DEFAULT_SCOPE
 
 __all__ = [
     "DEFAULT_SCOPE",
     "MAX_SCOPE_LENGTH",
-    "SCOPES_DIR",
     "InvalidScopeError",
     "parse_scope",
     "scope_args",
-    "scope_dir",
     "scope_problem",
 ]
 
-DEFAULT_SCOPE = "default"
 MAX_SCOPE_LENGTH = 64
-SCOPES_DIR = "scopes"  # under the data dir
 _FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ALLOWED = _FIRST | frozenset("._-")
 _SHOWN = 40  # characters of a rejected name quoted in the error
@@ -82,8 +75,3 @@ def scope_args(scope: str) -> dict[str, str]:
     """The scope argument of a control request: none for the default scope,
     which is also what a daemon from before scopes understands."""
     return {} if scope == DEFAULT_SCOPE else {"scope": scope}
-
-
-def scope_dir(data_dir: Path, scope: str) -> Path:
-    """The directory of ``scope``'s current file."""
-    return data_dir if scope == DEFAULT_SCOPE else data_dir / SCOPES_DIR / scope

@@ -233,7 +233,7 @@ class Session(Value):
         if problem:
             raise ValueError(f"invalid session {self.id!r}: {problem}")
 
-    def _replace(self, **changes: object) -> Session:
+    def replace(self, **changes: object) -> Session:
         fields = {name: getattr(self, name) for name in self.__slots__}
         fields.update(changes)
         return Session(**fields)
@@ -317,12 +317,12 @@ class Session(Value):
             raise ValueError(f"session {self.id} is already {self.status.value}")
         # A clock that stepped back must not produce an end before the start.
         ended = max(at or utc_now(), self.last_activity_at)
-        return self._replace(status=status, ended_at=ended, end_reason=reason)
+        return self.replace(status=status, ended_at=ended, end_reason=reason)
 
     def with_activity(self, at: datetime) -> Session:
         if not self.is_active:
             raise ValueError(f"session {self.id} is {self.status.value}")
-        return self._replace(last_activity_at=max(at, self.last_activity_at))
+        return self.replace(last_activity_at=max(at, self.last_activity_at))
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of a session, as the CLI and the socket print it."""

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.errors import SessionIOError, StorageError
+from agent.layout import SNAPSHOTS_DIR
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.store import SessionStore
 
-__all__ = ["SNAPSHOTS_DIR", "Snapshots", "snapshot_time"]
+__all__ = ["Snapshots", "snapshot_time"]
 
-SNAPSHOTS_DIR = "snapshots"
 _FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TEMP_PREFIX = ".partial-"
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from agent.database import open_db
 from agent.session import EndReason, Session, utc_now
-from agent.store import SessionStore, open_db
+from agent.store import SessionStore
 
 __all__ = ["fill_store"]
 

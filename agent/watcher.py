@@ -37,9 +37,9 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from agent.current_file import FILE_NAME
 from agent.environment import WATCH_DEBOUNCE_ENV, WATCH_STEP_ENV
-from agent.scope import DEFAULT_SCOPE, SCOPES_DIR, scope_problem
+from agent.layout import CURRENT_FILE_NAME, SCOPES_DIR
+from agent.scope import DEFAULT_SCOPE, scope_problem
 
 __all__ = ["DEFAULT_DEBOUNCE_MS", "DEFAULT_STEP_MS", "FileWatcher", "WatchSettings"]
 
@@ -117,7 +117,7 @@ class FileWatcher:
         on_dir_replaced: Callable[[], None],
     ) -> None:
         self.dir = data_dir
-        self.file = data_dir / FILE_NAME
+        self.file = data_dir / CURRENT_FILE_NAME
         self.scopes_dir = data_dir / SCOPES_DIR
         self.settings = settings
         self._on_change = on_change
@@ -220,7 +220,7 @@ class FileWatcher:
         if head == self._scopes_path:
             return name if scope_problem(name) is None else None
         grand, scope = os.path.split(head)
-        if name == FILE_NAME and grand == self._scopes_path and scope_problem(scope) is None:
+        if name == CURRENT_FILE_NAME and grand == self._scopes_path and scope_problem(scope) is None:
             return scope
         return None
 

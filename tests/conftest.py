@@ -16,9 +16,9 @@ import pytest
 from agent import SessionManager, open_db
 from agent.environment import FAULTS_ENV
 from agent.lifecycle import Tracking
-from agent.manager import META_TRACKING, scope_key
 from agent.scope import DEFAULT_SCOPE
 from agent.session import Session
+from agent.store import ScopeKeys
 
 SESSION_AGENT = Path(sys.executable).with_name("session-agent")
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -184,8 +184,10 @@ def backdate_active(manager: SessionManager, seconds: float, scope: str = DEFAUL
     active = manager.reconcile(scope)
     assert active is not None
     earlier = active.started_at - timedelta(seconds=seconds)
-    moved = active._replace(started_at=earlier, last_activity_at=earlier)
-    tracking = manager._tracking(scope, active)
+    moved = active.replace(started_at=earlier, last_activity_at=earlier)
+    state = manager.active_state(scope)
+    assert state is not None
+    tracking = state.tracking
     assert tracking is not None
     then = Tracking(
         tracking.session_id,
@@ -194,5 +196,5 @@ def backdate_active(manager: SessionManager, seconds: float, scope: str = DEFAUL
         tracking.owner_ticks,
         tracking.owner_seen_at,
     )
-    manager._store.commit((moved,), {scope_key(META_TRACKING, scope): then.encode()})
+    manager.store.commit((moved,), {ScopeKeys(scope).tracking: then.encode()})
     return moved

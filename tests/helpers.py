@@ -11,7 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rocksdict import Rdict, WriteOptions
+
 from agent.control.protocol import decode_reply, encode_request
+from agent.database import CF_SESSIONS
 
 HOLD_STORE = """
 import sys
@@ -96,3 +99,11 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def damage_record(db: Rdict, session_id: str, raw: bytes) -> None:
+    """Overwrite a session's record in ``db`` (open, as the store uses it)
+    with ``raw``, synced: a record damaged on disk."""
+    sync = WriteOptions()
+    sync.sync = True
+    db.get_column_family(CF_SESSIONS).put(session_id.encode("ascii"), raw, sync)

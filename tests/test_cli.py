@@ -19,7 +19,7 @@ from agent.session import Session, format_time
 from agent.store import SessionStore
 
 from .conftest import SESSION_AGENT, SLEEP, Cli, backdate_active, clean_env, open_manager, start_session
-from .helpers import store_held_by_another_process
+from .helpers import damage_record, store_held_by_another_process
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
 SESSION_KEYS = {
@@ -444,9 +444,10 @@ def test_a_corrupt_record_exits_5_on_show_and_is_skipped_by_list(cli: Cli, data_
     good = start_session(cli)
     cli("end")
     broken = Session.begin()
-    store = SessionStore(open_db(data_dir / "db"))
+    db = open_db(data_dir / "db")
+    store = SessionStore(db)
     store.commit((broken,))  # stored with its index entry, then its record damaged
-    store._sessions.put(broken.id.encode(), b"\x01\x00junk", store._sync)
+    damage_record(db, broken.id, b"\x01\x00junk")
     store.close()
     shown = cli("show", broken.id)
     assert shown.returncode == 5

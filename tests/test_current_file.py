@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 
 from agent import SessionIOError, faults
-from agent.current_file import (
-    MAX_CONTENT,
-    CurrentFile,
-    EditKind,
-    FileChangedError,
-    FileKind,
-    parse_edit,
-)
+from agent.current_file import MAX_CONTENT, CurrentFile, FileChangedError, FileKind
+from agent.file_edits import EditKind, parse_edit
 from agent.session import new_session_id
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from agent import SessionAlreadyActiveError, SessionManager, SessionStatus, open_db
+from agent.changes import OwnerExits
 from agent.clock import Clock
 from agent.config import StartRequest
 from agent.errors import ConfigError, InvalidArgumentError
 from agent.lifecycle import Tracking, due_end
-from agent.manager import META_TRACKING
 from agent.owner import OwnerIdentity, process_start_ticks
 from agent.session import EndReason, Session
+from agent.store import ScopeKeys
 
 from .conftest import SLEEP
 
@@ -79,6 +80,12 @@ def _open(data_dir: Path, clock: Clock) -> SessionManager:
 def manager(data_dir: Path, clock: FakeClock) -> Iterator[SessionManager]:
     with _open(data_dir, clock) as m:
         yield m
+
+
+def _seconds_to_idle_end(manager: SessionManager, clock: FakeClock) -> float | None:
+    state = manager.active_state()
+    assert state is not None
+    return state.seconds_to_idle_end(clock)
 
 
 def touch(manager: SessionManager, clock: FakeClock, content: str | None = None) -> None:
@@ -193,10 +200,10 @@ def test_a_suspend_shorter_than_the_timeout_is_idle_time_but_not_an_end(
 ) -> None:
     session = _idle(manager, timeout=1800)
     clock.advance(1000)  # suspended
-    assert manager.seconds_to_next_rule() == pytest.approx(800)
+    assert _seconds_to_idle_end(manager, clock) == pytest.approx(800)
     touch(manager, clock)
     assert manager.reconcile() is not None
-    assert manager.seconds_to_next_rule() == pytest.approx(1800)
+    assert _seconds_to_idle_end(manager, clock) == pytest.approx(1800)
     assert manager.get(session.id) is not None
 
 
@@ -269,7 +276,7 @@ def test_sessions_without_a_timeout_never_go_idle(manager: SessionManager, clock
     session = manager.start()
     clock.advance(400 * 86400)
     assert manager.reconcile() == session
-    assert manager.seconds_to_next_rule() is None
+    assert _seconds_to_idle_end(manager, clock) is None
 
 
 # --- owners ----------------------------------------------------------------------
@@ -318,21 +325,32 @@ def test_an_owner_seen_alive_at_a_clean_stop_dates_its_exit_no_earlier(
 
 
 def test_an_exit_time_seen_by_a_watch_is_the_end(
-    manager: SessionManager, clock: FakeClock, owner: subprocess.Popen[bytes]
+    data_dir: Path, clock: FakeClock, owner: subprocess.Popen[bytes]
 ) -> None:
-    session = manager.start(StartRequest(owner_pid=owner.pid))
-    identity = manager.owner_of(session)
-    assert identity is not None
-    assert identity.pid == owner.pid
-    clock.advance(300)
-    exit_seen = clock.wall
-    manager.owner_exit_time = lambda who: exit_seen if who == identity else None
-    _end_of(owner)
-    clock.advance(5)
-    assert manager.reconcile() is None
-    ended = manager.get(session.id)
-    assert ended is not None
-    assert ended.ended_at == exit_seen
+    class SeenByAWatch(OwnerExits):
+        """What the daemon's watch would say: the exit, once it saw it."""
+
+        seen: datetime | None = None
+
+        def exited_at(self, identity: OwnerIdentity) -> datetime | None:
+            return self.seen if identity.pid == owner.pid else None
+
+    exits = SeenByAWatch()
+    with SessionManager(open_db(data_dir / "db"), data_dir, clock=clock, owner_exits=exits) as manager:
+        session = manager.start(StartRequest(owner_pid=owner.pid))
+        state = manager.active_state()
+        assert state is not None
+        watched = state.owner
+        assert watched is not None
+        assert watched.pid == owner.pid
+        clock.advance(300)
+        exit_seen = exits.seen = clock.wall
+        _end_of(owner)
+        clock.advance(5)
+        assert manager.reconcile() is None
+        ended = manager.get(session.id)
+        assert ended is not None
+        assert ended.ended_at == exit_seen
 
 
 def test_an_owner_is_one_process_not_a_pid(clock: FakeClock) -> None:
@@ -411,7 +429,7 @@ def test_a_second_active_record_is_abandoned_as_crash_recovery(
     manager: SessionManager, clock: FakeClock
 ) -> None:
     stray = Session.begin(clock.now())
-    manager._store.commit((stray,))  # what a crashed older writer could leave behind
+    manager.store.commit((stray,))  # what a crashed older writer could leave behind
     clock.advance(60)
     active = manager.start()
     recovered = manager.recover_orphans()
@@ -535,6 +553,6 @@ def test_tracking_survives_encoding(clock: FakeClock) -> None:
 
 def test_the_tracking_goes_with_the_active_session(manager: SessionManager) -> None:
     session = manager.start()
-    assert manager._store.get_meta(META_TRACKING) is not None
+    assert manager.store.get_meta(ScopeKeys.TRACKING) is not None
     manager.end(session.id)
-    assert manager._store.get_meta(META_TRACKING) is None
+    assert manager.store.get_meta(ScopeKeys.TRACKING) is None

@@ -18,11 +18,13 @@ from agent import (
     SessionManager,
     SessionStatus,
     StorageError,
+    open_db,
 )
-from agent.manager import META_ACTIVE
 from agent.session import Session, utc_now
+from agent.store import ScopeKeys
 
 from .conftest import backdate_active, open_manager
+from .helpers import damage_record
 
 # --- the six validation criteria of the original task, one test each --------
 
@@ -195,21 +197,24 @@ def test_list_sessions_newest_first_with_filters(manager: SessionManager) -> Non
 
 
 def test_a_dangling_active_pointer_is_ignored(manager: SessionManager) -> None:
-    manager._store.commit(meta={META_ACTIVE: b"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})
+    manager.store.commit(meta={ScopeKeys.ACTIVE: b"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})
     assert manager.reconcile() is None
     assert manager.start().is_active
 
 
-def test_a_corrupt_record_does_not_stop_the_manager(manager: SessionManager) -> None:
+def test_a_corrupt_record_does_not_stop_the_manager(data_dir: Path) -> None:
+    db = open_db(data_dir / "db")
+    manager = SessionManager(db, data_dir)
     broken = Session.begin()
-    manager._store.commit((broken,))  # stored with its index entry, then its record damaged
-    manager._store._sessions.put(broken.id.encode(), b"\x01\x02", manager._store._sync)
+    manager.store.commit((broken,))  # stored with its index entry, then its record damaged
+    damage_record(db, broken.id, b"\x01\x02")
     with pytest.raises(StorageError, match=broken.id):
         manager.get(broken.id)
     sid = manager.start().id
     errors: list[StorageError] = []
     assert [s.id for s in manager.list_sessions(errors=errors)] == [sid]
     assert [broken.id in str(e) for e in errors] == [True]
+    manager.close()
 
 
 # --- reconciliation through the API ------------------------------------------------

@@ -112,9 +112,7 @@ def test_the_scope_cap_holds_for_directories_made_behind_our_back(
 ) -> None:
     # Before: 3,000 directories made with `mkdir -p`, each with `start`
     # written, started 3,000 sessions past the cap of 1,024 (here: 3).
-    import agent.manager
-
-    monkeypatch.setattr(agent.manager, "MAX_SCOPES", 3)
+    monkeypatch.setattr("agent.scope_dirs.MAX_SCOPES", 3)
     for n in range(6):
         scope = data_dir / "scopes" / f"made-{n}"
         scope.mkdir(parents=True, mode=0o700)

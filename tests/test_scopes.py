@@ -22,14 +22,13 @@ from click.testing import CliRunner
 from agent import InvalidScopeError, SessionManager, StorageError, open_db
 from agent.cli import cli as click_cli
 from agent.config import StartRequest
-from agent.manager import META_ACTIVE
 from agent.scope import parse_scope
 from agent.session import Session, SessionStatus, encode_record
-from agent.store import META_INDEX_FLOOR, SessionStore
+from agent.store import META_INDEX_FLOOR, ScopeKeys, SessionStore
 
 from .conftest import Cli, open_manager
 from .daemon_process import DaemonProcess, run_daemon, wait_for
-from .helpers import Raw
+from .helpers import Raw, damage_record
 
 SCOPES = ("default", "nvim-4242", "0b6c6f3e-claude")
 HOSTILE = {
@@ -403,7 +402,7 @@ def test_the_api_takes_a_scope(manager: SessionManager, data_dir: Path) -> None:
 def test_the_number_of_scope_directories_is_capped(
     manager: SessionManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("agent.manager.MAX_SCOPES", 3)
+    monkeypatch.setattr("agent.scope_dirs.MAX_SCOPES", 3)
     for name in ("a", "b", "c"):
         manager.start(scope=name)
     with pytest.raises(ValueError, match="already 3 scopes"):
@@ -418,12 +417,13 @@ def test_the_number_of_scope_directories_is_capped(
 def test_listing_a_scope_reads_no_record_of_another(tmp_path: Path) -> None:
     """Every record of the other scopes is made unreadable: a listing of one
     scope that looked at any of them would report it."""
-    store = SessionStore(open_db(tmp_path / "db"))
+    db = open_db(tmp_path / "db")
+    store = SessionStore(db)
     sessions = [Session.begin(scope=("a", "b", "default")[n % 3]) for n in range(30)]
     store.commit(tuple(sessions))
     for s in sessions:
         if s.scope != "a":
-            store._sessions.put(s.id.encode(), b"\x03broken", store._sync)
+            damage_record(db, s.id, b"\x03broken")
     errors: list[StorageError] = []
     listed = list(store.newest_first(scope="a", errors=errors))
     assert [s.id for s in listed] == [s.id for s in reversed(sessions) if s.scope == "a"]
@@ -453,9 +453,9 @@ def test_a_store_from_before_scopes_keeps_working_unmigrated(tmp_path: Path) -> 
         sessions.put(s.id.encode(), struct.pack("<BBqqqQBIII", *fields))
     active = old[-1]
     sessions.put(active.id.encode(), b"\x02" + encode_record(active)[1:-1])  # as version 2 wrote it
-    db.get_column_family("meta").put(META_ACTIVE, active.id.encode())
+    db.get_column_family("meta").put(ScopeKeys.ACTIVE, active.id.encode())
     del sessions
-    from agent.store import close_db
+    from agent.database import close_db
 
     close_db(db)
 

@@ -16,7 +16,7 @@ from agent import SessionIOError
 from agent.control.client import DaemonClient
 from agent.current_file import CurrentFile
 from agent.errors import DaemonError
-from agent.instance import PIDFILE_NAME
+from agent.layout import PIDFILE_NAME
 from agent.paths import Paths
 
 from .conftest import Cli, start_session

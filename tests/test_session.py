@@ -227,7 +227,7 @@ def test_records_round_trip(
     s = Session.begin(
         start, owner_pid=owner, idle_timeout=idle, idle_grace=int((idle or 0) * grace), scope=scope
     )
-    s = s.with_activity(start + activity)._replace(memory_count=count)
+    s = s.with_activity(start + activity).replace(memory_count=count)
     if end is not None:
         moment = s.last_activity_at + end
         s = s.abandoned(reason, moment) if abandon else s.completed(reason, moment)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
+from agent.database import CF_META, CF_SESSIONS
 from agent.session import Session, SessionStatus, session_id_floor
-from agent.store import _MAX_SMALL_FILES, CF_META, CF_SESSIONS, SessionStore
+from agent.store import MAX_SMALL_FILES, SessionStore
 
-from .helpers import store_held_by_another_process
+from .helpers import damage_record, store_held_by_another_process
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -107,11 +108,13 @@ def test_newest_first_lists_in_reverse_start_order_down_to_the_floor(store: Sess
     store.close()
 
 
-def test_a_corrupt_record_is_reported_and_the_listing_goes_on(store: SessionStore, tmp_path: Path) -> None:
+def test_a_corrupt_record_is_reported_and_the_listing_goes_on(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "db")
+    store = SessionStore(db)
     good = [Session.begin(T0), Session.begin(T0 + timedelta(hours=2))]
     bad = Session.begin(T0 + timedelta(hours=1))
     store.commit(tuple(good))
-    store._sessions.put(bad.id.encode(), b"\x01garbage", store._sync)
+    damage_record(db, bad.id, b"\x01garbage")
     errors: list[StorageError] = []
     assert [s.id for s in store.newest_first(errors=errors)] == [good[1].id, good[0].id]
     assert len(errors) == 1
@@ -161,7 +164,7 @@ def test_many_short_openings_do_not_pile_up_files(tmp_path: Path) -> None:
         ids.append(session.id)
         store.close()
     files = list((tmp_path / "db").glob("*.sst"))
-    assert len(files) <= 2 * (_MAX_SMALL_FILES + 1), len(files)
+    assert len(files) <= 2 * (MAX_SMALL_FILES + 1), len(files)
     store = SessionStore(open_db(tmp_path / "db"))
     try:
         assert [s.id for s in store.newest_first()] == ids[::-1]  # nothing lost in the merging

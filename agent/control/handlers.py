@@ -40,7 +40,7 @@ class RequestHandler:
             "start": lambda args: self._manager.start(_start_request(args), scope=_scope(args)).to_dict(),
             "end": lambda args: _dump(self._manager.end(_optional_id(args), scope=_scope(args))),
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args), scope=_scope(args))),
-            "current": lambda args: _dump(self._manager.reconcile(_scope(args), busy_ok=True)),
+            "current": lambda args: _dump(self._manager.current(_scope(args))),
             "touch": lambda args: _dump(self._manager.touch(_scope(args))),
             "get": lambda args: _dump(self._manager.get(_required_id(args))),
             "list": self._list,

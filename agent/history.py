@@ -1,0 +1,69 @@
+"""Queries over the recorded sessions: listing, and finding strays.
+
+Ids are UUIDv7 and only move forward, so an id's time is never before its
+session's start: every session started since a moment has an id at or
+above that moment's floor, and a listing walks back from the newest only
+as far as it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from agent.errors import StorageError
+from agent.session import Session, SessionStatus, parse_session_id, session_id_floor
+from agent.store import SessionStore
+
+__all__ = ["ORPHAN_SCAN", "list_sessions", "stray_actives"]
+
+ORPHAN_SCAN = 64  # recent records looked at for a second active session, at the daemon's start
+
+
+def list_sessions(
+    store: SessionStore,
+    actives: dict[str, Session],
+    *,
+    statuses: frozenset[SessionStatus] | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    before: str | None = None,
+    errors: list[StorageError] | None = None,
+    scope: str | None = None,
+) -> list[Session]:
+    """Sessions of ``scope`` (``None``: of every scope) newest first; corrupt
+    records go to ``errors`` if given (else raise). ``actives``: the active
+    session of each scope listed, which answer a listing of active sessions
+    without a scan. ``before`` (a session id) continues after a page."""
+    if limit is not None and limit <= 0:
+        return []
+    if statuses == frozenset({SessionStatus.ACTIVE}):  # no scan: the pointers know
+        ordered = sorted(actives.values(), key=lambda s: s.id, reverse=True)
+        return [
+            s
+            for s in ordered
+            if (since is None or s.started_at >= since) and (before is None or s.id < before)
+        ][:limit]
+    floor = session_id_floor(since) if since else None
+    ceiling = parse_session_id(before) if before is not None else None
+    found: list[Session] = []
+    for session in store.newest_first(scope=scope, floor=floor, before=ceiling, errors=errors):
+        if since is not None and session.started_at < since:
+            continue
+        if statuses is not None and session.status not in statuses:
+            continue
+        found.append(session)
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+def stray_actives(store: SessionStore, pointed: set[str], limit: int = ORPHAN_SCAN) -> Iterator[Session]:
+    """Active records among the ``limit`` newest that are not the active
+    session of their scope (``pointed``): what a crashed older writer or a
+    restored backup can leave behind."""
+    for index, session in enumerate(store.newest_first(errors=[])):
+        if index >= limit:
+            return
+        if session.is_active and session.id not in pointed:
+            yield session
