@@ -217,7 +217,7 @@ class EmbeddedBackend:
         return self._manager.current(scope)
 
     def _settle_all(self) -> dict[str, Session]:
-        return self._manager.reconcile_all(for_an_answer=True)
+        return self._manager.current_all()
 
     def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._settle(scope)
@@ -264,12 +264,14 @@ class EmbeddedBackend:
         from agent.errors import SessionError
 
         try:
-            self._manager.sweep_empty_scopes()
+            self._manager.scope_dirs.sweep(self._manager.remove_scope_dir)
         except SessionError as exc:  # a missed tidy-up is not worth failing the command for
             import logging
 
             logging.getLogger(__name__).warning("could not remove empty scopes: %s", exc)
-        self._manager.take_snapshot_if_due()  # as a daemon would, by its timer
+        from agent.snapshots import take_snapshot_if_due
+
+        take_snapshot_if_due(self._paths.data_dir, self._manager.store, self._manager.clock.now())
         self._manager.close()
 
 

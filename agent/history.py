@@ -8,14 +8,17 @@ as far as it needs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 
 from agent.errors import StorageError
-from agent.session import Session, SessionStatus, parse_session_id, session_id_floor
+from agent.session import EndReason, Session, SessionStatus, parse_session_id, session_id_floor
 from agent.store import SessionStore
 
-__all__ = ["ORPHAN_SCAN", "list_sessions", "stray_actives"]
+__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions"]
+
+log = logging.getLogger(__name__)
 
 ORPHAN_SCAN = 64  # recent records looked at for a second active session, at the daemon's start
 
@@ -58,7 +61,21 @@ def list_sessions(
     return found
 
 
-def stray_actives(store: SessionStore, pointed: set[str], limit: int = ORPHAN_SCAN) -> Iterator[Session]:
+def abandon_strays(store: SessionStore, pointed: set[str]) -> list[Session]:
+    """Abandon (``crash_recovery``) any recent active record that is not the
+    active session of its scope (``pointed``): invariant 1 repaired after
+    whatever left one behind. Dated at its last activity, the last sign of it."""
+    orphans = [
+        s.abandoned(EndReason.CRASH_RECOVERY, s.last_activity_at) for s in _stray_actives(store, pointed)
+    ]
+    if orphans:
+        store.commit(tuple(orphans))
+        for orphan in orphans:
+            log.warning("session %s was active beside the active one; abandoned it", orphan.id)
+    return orphans
+
+
+def _stray_actives(store: SessionStore, pointed: set[str], limit: int = ORPHAN_SCAN) -> Iterator[Session]:
     """Active records among the ``limit`` newest that are not the active
     session of their scope (``pointed``): what a crashed older writer or a
     restored backup can leave behind."""

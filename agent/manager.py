@@ -24,8 +24,8 @@ from rocksdict import Rdict
 from agent.changes import ActiveSession, Change, OwnerExits
 from agent.clock import Clock, SystemClock
 from agent.config import StartRequest, load_settings
-from agent.errors import SessionAlreadyActiveError, SessionIOError, StorageError
-from agent.history import list_sessions, stray_actives
+from agent.errors import SessionIOError, StorageError
+from agent.history import abandon_strays, list_sessions
 from agent.lane import Lane
 from agent.layout import DEFAULT_SCOPE
 from agent.paths import ensure_private_dir
@@ -60,20 +60,20 @@ class SessionManager(SeedAPI):
         read_only: bool = False,
         owner_exits: OwnerExits | None = None,
     ) -> None:
-        self._store = SessionStore(db, read_only=read_only)
-        self._data_dir = ensure_private_dir(Path(data_dir))
-        self._clock = clock or SystemClock()
+        # Read by what works beside the commands (snapshots, sweeps, status).
+        self.store = SessionStore(db, read_only=read_only)
+        self.data_dir = ensure_private_dir(Path(data_dir))
+        self.clock = clock or SystemClock()
+        self.scope_dirs = ScopeDirs(self.data_dir)
         self._owner_exits = owner_exits or OwnerExits()
-        self._dirs = ScopeDirs(self._data_dir)
         self._lanes: dict[str, Lane] = {}
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
         self._lane(DEFAULT_SCOPE).file.remove_leftovers()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` with every ``Change`` from now on (on the thread
-        that made it, the lock held: a listener only takes note); returns
-        the unsubscribe."""
+        """Call ``listener`` with every ``Change`` from now on (the lock held: it
+        only takes note); returns the unsubscribe."""
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
@@ -84,52 +84,19 @@ class SessionManager(SeedAPI):
     def current_file_of(self, scope: str = DEFAULT_SCOPE) -> Path:
         return self._lane(scope).path
 
-    @property
-    def store(self) -> SessionStore:
-        """The store, for what works on it whole (snapshots, checks)."""
-        return self._store
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def data_dir(self) -> Path:
-        return self._data_dir
-
-    @property
-    def scope_dirs(self) -> ScopeDirs:
-        return self._dirs
-
     # --- commands ------------------------------------------------------------------
 
     def start(self, request: StartRequest | None = None, *, scope: str = DEFAULT_SCOPE) -> Session:
-        """Start a session in ``scope``; ``SessionAlreadyActiveError`` if one
-        is active there, unless ``request.replace``: then the active one ends
-        (``replaced``) in the same batch that starts the new one."""
-        request = request or StartRequest()
+        """Start a session in ``scope`` (see ``Lane.start``)."""
         lane = self._lane(scope)
         with self._lock:
-            active = lane.settle_for_answer()
-            if active is not None and not request.replace:
-                raise SessionAlreadyActiveError(
-                    active.id, None if lane.scope == DEFAULT_SCOPE else lane.scope
-                )
-            session, tracking = lane.begin(request, self._start_defaults())
-            self._dirs.prepare(lane.scope, lane.file)  # only once the request is known to be good
-            replaced = active.abandoned(EndReason.REPLACED, session.started_at) if active else None
-            lane.record.start(session, tracking, replaced)
-            if replaced is not None:
-                log.info("session %s replaced by %s%s", replaced.id, session.id, lane.where)
-            lane.settle_after(f"session {session.id} was started")
-            return session
+            return lane.start(request or StartRequest(), self._start_defaults())
 
     def end(
         self, session_id: str | None = None, *, reason: EndReason = EndReason.CLI, scope: str = DEFAULT_SCOPE
     ) -> Session | None:
-        """Complete ``session_id`` (in whatever scope), or else the active
-        session of ``scope``. Idempotent: the ended session, or ``None``
-        when it was unknown or already terminated."""
+        """Complete ``session_id`` (in whatever scope), or else the active session
+        of ``scope``; ``None`` when unknown or already ended (idempotent)."""
         return self._terminate(scope, session_id, SessionStatus.COMPLETED, reason)
 
     def abandon(
@@ -139,13 +106,10 @@ class SessionManager(SeedAPI):
         return self._terminate(scope, session_id, SessionStatus.ABANDONED, reason)
 
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        """Record activity on the active session of ``scope`` now, as a touch
-        of its file would (at most one write a second); ``None`` when none
-        is active."""
+        """Record activity on the active session of ``scope`` now (see ``Lane.touch``)."""
         lane = self._lane(scope)
         with self._lock:
-            active = lane.settle_for_answer()
-            return None if active is None else lane.record.activity(active, self._clock.now())
+            return lane.touch()
 
     def _terminate(
         self, scope: str, session_id: str | None, status: SessionStatus, reason: EndReason
@@ -153,65 +117,40 @@ class SessionManager(SeedAPI):
         wanted = parse_session_id(session_id) if session_id is not None else None
         with self._lock:
             if wanted is not None:  # an id names one session, in whatever scope
-                record = self._store.get(wanted)
+                record = self.store.get(wanted)
                 if record is None:
                     return None
                 scope = record.scope
-            lane = self._lane(scope)
-            active = lane.settle_for_answer()
-            target = active if wanted is None or (active and active.id == wanted) else None
-            if target is None and wanted is not None:
-                target = self._store.get(wanted)
-            if target is None or not target.is_active:
-                return None
-            ended = target.terminated(status, reason, self._clock.now())
-            # An active record that is not the active session: the pointer stays.
-            lane.record.end(ended, pointed=active is not None and active.id == ended.id)
-            lane.settle_after(f"session {ended.id} was {ended.status.value}")
-            return ended
+            return self._lane(scope).terminate(wanted, status, reason)
 
     # --- the files applied ----------------------------------------------------------
 
     def reconcile(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        """Apply whatever the current file of ``scope`` holds now; its active
-        session. A file that keeps changing while it is applied raises
-        ``SessionIOError`` (the daemon tries again later)."""
+        """Apply the current file of ``scope``; its active session (``Lane.settle``)."""
         with self._lock:
             return self._lane(scope).settle()
 
     def current(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        """The active session of ``scope`` for an answer: its file applied,
-        unless that cannot be done now (then the store's, see
-        ``Lane.settle_for_answer``)."""
+        """The active session of ``scope`` for an answer (``Lane.settle_for_answer``)."""
         with self._lock:
             return self._lane(scope).settle_for_answer()
 
-    def reconcile_all(self, *, for_an_answer: bool = False) -> dict[str, Session]:
-        """``reconcile`` (or ``current``) every known scope; their active
-        sessions. A scope that fails is raised after the others are settled
-        (the daemon retries)."""
-        found: dict[str, Session] = {}
-        failure: SessionIOError | StorageError | None = None
-        for scope in self.known_scopes():
-            try:
-                active = self.current(scope) if for_an_answer else self.reconcile(scope)
-            except (SessionIOError, StorageError) as exc:
-                failure = failure or exc
-                continue
-            if active is not None:
-                found[scope] = active
-        if failure is not None:
-            raise failure
-        return found
+    def reconcile_all(self) -> dict[str, Session]:
+        """``reconcile`` every known scope; their active sessions. A scope that
+        fails is raised after the others are settled (the daemon retries)."""
+        return self._each_scope(self.reconcile)
+
+    def current_all(self) -> dict[str, Session]:
+        """``current`` of every known scope."""
+        return self._each_scope(self.current)
 
     # --- queries -------------------------------------------------------------------
 
     def get(self, session_id: str) -> Session | None:
-        return self._store.get(parse_session_id(session_id))
+        return self.store.get(parse_session_id(session_id))
 
     def active(self, scope: str = DEFAULT_SCOPE) -> Session | None:
-        """The active session of ``scope`` as the store has it, without
-        looking at the file."""
+        """The active session of ``scope`` as the store has it (the file not looked at)."""
         with self._lock:
             return self._lane(scope).record.active()
 
@@ -220,7 +159,7 @@ class SessionManager(SeedAPI):
         pointers (no scan), the default scope first."""
         with self._lock:
             found = {}
-            for scope in self._store.pointed_scopes():
+            for scope in self.store.pointed_scopes():
                 state = self._lane(scope).record.state()
                 if state is not None:
                     found[scope] = state
@@ -230,15 +169,13 @@ class SessionManager(SeedAPI):
         return {scope: state.session for scope, state in self.active_states().items()}
 
     def active_state(self, scope: str = DEFAULT_SCOPE) -> ActiveSession | None:
-        """The active session of ``scope`` with what its rules need: its owner,
-        the time to its idle end."""
+        """``active``, with what its rules need (its owner, the time to its idle end)."""
         with self._lock:
             return self._lane(scope).record.state()
 
     def known_scopes(self) -> list[str]:
-        """Every scope with a directory or an active session: the default
-        scope first, then by name."""
-        return list(dict.fromkeys([DEFAULT_SCOPE, *self._store.pointed_scopes(), *self._dirs.scopes()]))
+        """Every scope with a directory or an active session, the default first."""
+        return list(dict.fromkeys([DEFAULT_SCOPE, *self.store.pointed_scopes(), *self.scope_dirs.scopes()]))
 
     def list_sessions(
         self,
@@ -250,80 +187,46 @@ class SessionManager(SeedAPI):
         errors: list[StorageError] | None = None,
         scope: str | None = DEFAULT_SCOPE,
     ) -> list[Session]:
-        """Sessions of ``scope`` (``None``: of every scope) newest first (see
-        ``agent.history.list_sessions``)."""
-        scope = None if scope is None else parse_scope(scope)
+        """Sessions of ``scope`` (``None``: of every scope) newest first (``agent.history``)."""
+        named = None if scope is None else self._lane(scope).scope
         with self._lock:
-            actives = self.active_sessions() if scope is None else {scope: self._lane(scope).record.active()}
-        pointed = {s: a for s, a in actives.items() if a is not None}
+            actives = {s: a for s, a in self.active_sessions().items() if named in (None, s)}
         return list_sessions(
-            self._store,
-            pointed,
+            self.store,
+            actives,
             statuses=statuses,
             since=since,
             limit=limit,
             before=before,
             errors=errors,
-            scope=scope,
+            scope=named,
         )
 
     # --- upkeep --------------------------------------------------------------------
 
     def recover_orphans(self) -> list[Session]:
-        """Abandon (``crash_recovery``) any recent active record that is not
-        the active session of its scope: invariant 1 repaired after whatever
-        left one behind (a crashed older version, a restored backup). Dated
-        at its last activity, the last sign of it."""
+        """Abandon stray active records (``agent.history.abandon_strays``)."""
         with self._lock:
-            pointed = {session.id for session in self.active_sessions().values()}
-            orphans = [
-                stray.abandoned(EndReason.CRASH_RECOVERY, stray.last_activity_at)
-                for stray in stray_actives(self._store, pointed)
-            ]
-            if orphans:
-                self._store.commit(tuple(orphans))
-                for orphan in orphans:
-                    log.warning("session %s was active beside the active one; abandoned it", orphan.id)
-            return orphans
+            return abandon_strays(self.store, {s.id for s in self.active_sessions().values()})
 
     def note_owner_alive(self) -> None:
-        """Record that the active sessions' owners live now: the daemon's last
-        word before it stops, so an exit while none runs is dated no earlier."""
+        """Record that the active sessions' owners live now (``ScopeRecord.owner_alive``)."""
         with self._lock:
             for scope, active in self.active_sessions().items():
                 self._lane(scope).record.owner_alive(active)
 
     def remove_scope_dir(self, scope: str) -> bool:
-        """Remove the directory of ``scope`` if it holds nothing and no
-        session is active there; say whether it did."""
+        """Remove ``scope``'s directory if empty and no session is active there (``ScopeDirs.sweep``)."""
         lane = self._lane(scope)
         with self._lock:
-            if lane.record.active() is not None or not self._dirs.remove(lane.scope):
+            if lane.record.active() is not None or not self.scope_dirs.remove(lane.scope):
                 return False
             self._lanes.pop(lane.scope, None)
             lane.record.save_stamp(None)  # its file is gone for good
             return True
 
-    def sweep_empty_scopes(self) -> float | None:
-        """Remove the scope directories left empty long enough (see
-        ``ScopeDirs.sweep``); seconds until the next is due, or ``None``."""
-        return self._dirs.sweep(self.remove_scope_dir)
-
-    def take_snapshot_if_due(self) -> Path | None:
-        """A snapshot of the store if ``config.toml``'s interval has passed
-        since the newest (see ``agent.snapshots``); never raises."""
-        from agent.errors import ConfigError
-        from agent.snapshots import Snapshots
-
-        try:
-            snapshots = Snapshots.configured(self._data_dir)
-        except ConfigError as exc:
-            log.warning("no snapshot taken: %s", exc)
-            return None
-        return snapshots.take_if_due(self._store, self._clock.now())
-
     def close(self) -> None:
-        self._store.close()
+        self.store.close()
 
     def __enter__(self) -> SessionManager:
         return self
@@ -344,19 +247,34 @@ class SessionManager(SeedAPI):
         if lane is None:
             lane = self._lanes[name] = Lane(
                 name,
-                self._data_dir,
-                self._store,
-                self._clock,
-                dirs=self._dirs,
+                self.data_dir,
+                self.store,
+                self.clock,
+                dirs=self.scope_dirs,
                 owner_exits=self._owner_exits,
                 announce=self._announce,
                 start_defaults=self._start_defaults,
             )
         return lane
 
+    def _each_scope(self, settle: Callable[[str], Session | None]) -> dict[str, Session]:
+        found: dict[str, Session] = {}
+        failure: SessionIOError | StorageError | None = None
+        for scope in self.known_scopes():
+            try:
+                active = settle(scope)
+            except (SessionIOError, StorageError) as exc:
+                failure = failure or exc
+                continue
+            if active is not None:
+                found[scope] = active
+        if failure is not None:
+            raise failure
+        return found
+
     def _announce(self, change: Change) -> None:
         for listener in tuple(self._listeners):
             listener(change)
 
     def _start_defaults(self) -> tuple[int, int]:
-        return load_settings(self._data_dir).start_defaults
+        return load_settings(self.data_dir).start_defaults

@@ -61,6 +61,9 @@ class ScopeRecord:
             return None
         return session
 
+    def get(self, session_id: str) -> Session | None:
+        return self._store.get(session_id)
+
     def tracking(self, active: Session) -> Tracking | None:
         tracking = Tracking.decode(self._store.get_meta(self._keys.tracking))
         return tracking if tracking is not None and tracking.session_id == active.id else None

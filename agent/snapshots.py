@@ -32,12 +32,25 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.store import SessionStore
 
-__all__ = ["Snapshots", "snapshot_time"]
+__all__ = ["Snapshots", "snapshot_time", "take_snapshot_if_due"]
 
 _FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TEMP_PREFIX = ".partial-"
 
 log = logging.getLogger(__name__)
+
+
+def take_snapshot_if_due(data_dir: Path, store: SessionStore, now: datetime) -> Path | None:
+    """A snapshot of ``store`` if ``config.toml``'s interval has passed since
+    the newest; never raises (a missed snapshot fails nothing)."""
+    from agent.errors import ConfigError
+
+    try:
+        snapshots = Snapshots.configured(data_dir)
+    except ConfigError as exc:
+        log.warning("no snapshot taken: %s", exc)
+        return None
+    return snapshots.take_if_due(store, now)
 
 
 def snapshot_time(path: Path) -> datetime | None:

@@ -26,7 +26,7 @@ SNAPSHOT_RECHECK = 3600.0  # seconds: how often config.toml is looked at while s
 
 
 class Sweeper:
-    """Removes the directories of scopes left empty (``SessionManager.sweep_empty_scopes``)."""
+    """Removes the directories of scopes left empty (``ScopeDirs.sweep``)."""
 
     def __init__(self, manager: SessionManager, reconciler: Reconciler) -> None:
         self._manager = manager
@@ -58,7 +58,7 @@ class Sweeper:
         self._timer = self._at = None
         try:
             self._reconciler.check_data_dir()
-            next_due = self._manager.sweep_empty_scopes()
+            next_due = self._manager.scope_dirs.sweep(self._manager.remove_scope_dir)
         except SessionError as exc:
             log.warning("could not remove empty scopes: %s", exc)
             return
@@ -94,7 +94,9 @@ class SnapshotTimer:
         if not self._changed:
             self._waiting_for_change = True  # the next change calls us again
             return
-        if self._manager.take_snapshot_if_due() is not None:
+        from agent.snapshots import take_snapshot_if_due
+
+        if take_snapshot_if_due(self._manager.data_dir, self._manager.store, self._clock.now()) is not None:
             self._changed = False
         delay = SNAPSHOT_RECHECK  # while off, or config.toml unusable: look again later
         try:

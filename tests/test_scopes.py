@@ -462,7 +462,7 @@ def test_a_store_from_before_scopes_keeps_working_unmigrated(tmp_path: Path) -> 
     with open_manager(tmp_path) as manager:
         assert manager.active() == active  # the old pointer, read as the default scope's
         newer = manager.start(scope="a")
-        assert manager._store.get_meta(META_INDEX_FLOOR) == active.id.encode()  # with the first write
+        assert manager.store.get_meta(META_INDEX_FLOOR) == active.id.encode()  # with the first write
         listed = manager.list_sessions()
         assert [s.id for s in listed] == [s.id for s in reversed(old)]
         assert [s.id for s in manager.list_sessions(scope="a")] == [newer.id]

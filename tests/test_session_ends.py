@@ -341,7 +341,7 @@ def test_a_stray_active_record_is_recovered_at_start_up(
 ) -> None:
     with open_manager(data_dir) as manager:
         stray = Session.begin(datetime.now(UTC) - timedelta(hours=1))
-        manager._store.commit((stray,))  # active, but not the active session
+        manager.store.commit((stray,))  # active, but not the active session
         active = manager.start()
     with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
         recovered = _show(cli, stray.id)
