@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agent.output import NO_ACTIVE_SESSION, error_line, note_line, nothing_to_end
+from agent.output import fail, note, show_result
 
 TYPE_CHECKING = False  # typing costs milliseconds on this path
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def main() -> None:
         try:
             install_from_environment()
         except SessionError as error:
-            sys.exit(_fail(error, error.exit_code))
+            sys.exit(fail(error, error.exit_code))
     code = run(sys.argv[1:])
     if code is None:
         from agent.cli import main as full_cli
@@ -74,7 +74,7 @@ def run(argv: list[str]) -> int | None:
         data_dir, runtime_dir = resolve_dirs(options.get("--data-dir"), options.get("--runtime-dir"))
         client = DaemonClient.connect(os.path.join(socket_dir(data_dir, runtime_dir), SOCKET_NAME), data_dir)
     except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
-        return _fail(error, error.exit_code)
+        return fail(error, error.exit_code)
     if client is None:
         return _embedded(data_dir, runtime_dir, command, as_json, scope)
     try:
@@ -84,14 +84,14 @@ def run(argv: list[str]) -> int | None:
     except ConnectionLostError as error:
         if command == "current":
             return None  # a read: the full CLI asks again, embedded or of the next daemon
-        return _fail(error, error.exit_code)
+        return fail(error, error.exit_code)
     except SessionError as error:
-        return _fail(error, error.exit_code)
+        return fail(error, error.exit_code)
     except OSError as error:
-        return _fail(error, 5)
+        return fail(error, 5)
     finally:
         client.close()
-    return _show(command, result, as_json)
+    return show_result(command, result, as_json)
 
 
 def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scope: str) -> int:
@@ -116,14 +116,14 @@ def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scop
             _close_quietly(backend)
             raise
     except SessionError as error:
-        return _fail(error, error.exit_code)
+        return fail(error, error.exit_code)
     except OSError as error:
-        return _fail(error, 5)
-    code = _show(command, session.to_dict() if session is not None else None, as_json)
+        return fail(error, 5)
+    code = show_result(command, session.to_dict() if session is not None else None, as_json)
     try:
         backend.close()
     except SessionError as error:  # after the answer: what the command did was synced when done
-        sys.stderr.write(note_line(f"warning: {error}; what this command did is on disk") + "\n")
+        note(f"warning: {error}; what this command did is on disk")
     return code
 
 
@@ -135,28 +135,6 @@ def _close_quietly(backend: Backend) -> None:
 
     with contextlib.suppress(SessionError):
         backend.close()
-
-
-def _fail(error: Exception, code: int) -> int:
-    sys.stderr.write(error_line(error) + "\n")
-    return code
-
-
-def _show(command: str, session: dict[str, object] | None, as_json: bool) -> int:
-    """Print as ``agent.cli`` prints, and return its exit code."""
-    if as_json:
-        from agent.control.jsonline import dumps
-
-        sys.stdout.write(dumps(session, spaced_out=True) + "\n")
-    elif command in ("start", "current") and session is not None:
-        sys.stdout.write(f"{session['id']}\n")
-    if command in ("current", "touch") and session is None:
-        if not as_json:
-            sys.stderr.write(note_line(NO_ACTIVE_SESSION) + "\n")
-        return 1
-    if command in ("end", "abandon") and session is None:
-        sys.stderr.write(note_line(nothing_to_end(None)) + "\n")
-    return 0
 
 
 def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:

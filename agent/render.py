@@ -10,14 +10,7 @@ from agent.scope import DEFAULT_SCOPE
 from agent.session import Session
 from agent.timespec import format_duration, format_local
 
-__all__ = ["session_detail", "session_table", "status_text", "to_json"]
-
-
-def to_json(value: object) -> str:
-    """What ``--json`` prints (the fast path prints the same)."""
-    from agent.control.jsonline import dumps
-
-    return dumps(value, spaced_out=True)
+__all__ = ["session_detail", "session_table", "status_text"]
 
 
 def _duration(session: Session, now: datetime) -> str:

@@ -37,8 +37,9 @@ from agent.file_edits import EditKind, parse_edit
 from agent.instance import InstanceLock
 from agent.layout import scope_dir
 from agent.paths import Paths
+from agent.record import decode_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
-from agent.session import Session, decode_record, parse_session_id
+from agent.session import Session, parse_session_id
 from agent.snapshots import Snapshots
 from agent.store import ScopeKeys, SessionStore
 

@@ -28,23 +28,21 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rocksdict import BottommostLevelCompaction, CompactOptions, Rdict, WriteBatch, WriteOptions
+from rocksdict import Rdict, WriteBatch, WriteOptions
 
 from agent import faults
-from agent.database import CF_META, CF_SCOPES, CF_SESSIONS, close_db, open_db, release_lock
+from agent.database import CF_META, CF_SCOPES, CF_SESSIONS, close_db, merge_small_files, open_db, release_lock
 from agent.errors import OutcomeUnknownError, StorageError
+from agent.record import decode_record, encode_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
-from agent.session import Session, decode_record, encode_record
+from agent.session import Session
 
-__all__ = ["MAX_SMALL_FILES", "META_INDEX_FLOOR", "ScopeKeys", "SessionStore"]
+__all__ = ["META_INDEX_FLOOR", "ScopeKeys", "SessionStore"]
 
 META_INDEX_FLOOR = b"scope_index_floor"  # sessions up to this key may have no index entry
 _ID_CEILING = b"\x7f"  # above every id (ASCII)
 
 log = logging.getLogger(__name__)
-
-MAX_SMALL_FILES = 16  # per column family, before a close merges them
-_MERGE_ALL_BELOW = 4 << 20  # bytes: a family this small is merged whole (about 100,000 sessions)
 
 
 class ScopeKeys:
@@ -389,38 +387,12 @@ class SessionStore:
             release_lock(self._path)
 
     def _merge_small_files(self) -> None:
-        """Merge the small files that short-lived processes leave behind.
-
-        Each close flushes what was written here into a new file. Keys are
-        ordered by start time, so RocksDB moves each such file down whole
-        (nothing overlaps it) and never merges them: an embedded CLI command
-        per file, every one of them opened by the next command (measured:
-        open grew from 7 to 18 ms over 600 commands). Past
-        ``MAX_SMALL_FILES``, close merges them: the whole family while it is
-        small, else from the smallest key written here on -- the recent end,
-        where those files are, not the whole history.
-        """
-        try:
-            families = (
-                (self._meta, None),
-                (self._sessions, self._lowest_written),
-                (self._index, self._lowest_indexed),
-            )
-            for family, lowest in families:
-                if _file_count(family) <= MAX_SMALL_FILES:
-                    continue
-                size = int(family.property_int_value("rocksdb.live-sst-files-size") or 0)
-                begin = None if size <= _MERGE_ALL_BELOW else lowest
-                options = CompactOptions()
-                options.set_bottommost_level_compaction(BottommostLevelCompaction.force())
-                family.compact_range(begin, None, options)
-        except Exception as exc:  # a missed tidy-up is not worth failing a command for
-            log.warning("could not merge the store's small files: %s", exc)
+        """See ``agent.database.merge_small_files``: the families, each with
+        the smallest key written here (where the small files are)."""
+        merge_small_files(
+            ((self._meta, None), (self._sessions, self._lowest_written), (self._index, self._lowest_indexed))
+        )
 
 
 def _index_key(scope: str, session_key: bytes) -> bytes:
     return scope.encode("ascii") + b"\0" + session_key
-
-
-def _file_count(family: Rdict) -> int:
-    return sum(int(family.property_int_value(f"rocksdb.num-files-at-level{n}") or 0) for n in range(7))

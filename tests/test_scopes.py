@@ -22,8 +22,9 @@ from click.testing import CliRunner
 from agent import InvalidScopeError, SessionManager, StorageError, open_db
 from agent.cli import cli as click_cli
 from agent.config import StartRequest
+from agent.record import encode_record
 from agent.scope import parse_scope
-from agent.session import Session, SessionStatus, encode_record
+from agent.session import Session, SessionStatus
 from agent.store import META_INDEX_FLOOR, ScopeKeys, SessionStore
 
 from .conftest import Cli, open_manager

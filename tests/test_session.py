@@ -11,12 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
+from agent.record import decode_record, encode_record
 from agent.session import (
     MAX_IDLE_SECONDS,
     MAX_PID,
     EndReason,
-    decode_record,
-    encode_record,
     new_session_id,
     parse_session_id,
     session_id_floor,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
-from agent.database import CF_META, CF_SESSIONS
+from agent.database import CF_META, CF_SESSIONS, MAX_SMALL_FILES
 from agent.session import Session, SessionStatus, session_id_floor
-from agent.store import MAX_SMALL_FILES, SessionStore
+from agent.store import SessionStore
 
 from .helpers import damage_record, store_held_by_another_process
 
