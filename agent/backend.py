@@ -360,10 +360,10 @@ class StorelessBackend(_ReadsOnly):
         return []
 
     def status(self) -> dict[str, Any]:
-        from agent.clock import SystemClock
+        from agent.clock import default_clock
         from agent.status import NOT_RUNNING, status_report
 
-        return status_report(NOT_RUNNING, self._paths, {}, SystemClock(), store_exists=False)
+        return status_report(NOT_RUNNING, self._paths, {}, default_clock(), store_exists=False)
 
     def close(self) -> None:
         pass

@@ -11,23 +11,17 @@
 * **The boot id** (``/proc/sys/kernel/random/boot_id``) says whether a
   boot-clock reading taken earlier belongs to this boot.
 
-Tests simulate a suspend or a clock jump with ``SESSION_AGENT_TEST_CLOCK``:
-the path of a JSON file ``{"wall": s, "boot": s, "boot_id": "..."}`` whose
-offsets (seconds) are added to the real clocks, re-read whenever it
-changes. A suspend of S seconds moves both clocks by S; a jump of the wall
-clock moves only ``wall``; a reboot changes ``boot_id``.
+Tests of whole processes simulate a suspend or a clock jump with
+``agent.simulated_clock``, which the entry point installs when asked
+(``SESSION_AGENT_TEST_CLOCK``); in-process tests pass their own ``Clock``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from agent.environment import TEST_CLOCK_ENV
-
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "default_clock", "install"]
 
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
@@ -55,50 +49,35 @@ class Clock:
 
 class SystemClock(Clock):
     def __init__(self) -> None:
-        self._real_boot_id: str | None = None
-        self._offsets_path = os.environ.get(TEST_CLOCK_ENV) or None
-        self._offsets_seen: tuple[int, int] | None = None
-        self._wall_offset = self._boot_offset = 0.0
-        self._boot_id_override: str | None = None
+        self._boot_id: str | None = None
 
     def now(self) -> datetime:
-        self._read_offsets()
-        moment = datetime.now(UTC)
-        return moment + timedelta(seconds=self._wall_offset) if self._wall_offset else moment
+        return datetime.now(UTC)
 
     def boot(self) -> float:
-        self._read_offsets()
-        return time.clock_gettime(time.CLOCK_BOOTTIME) + self._boot_offset
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
 
     def boot_id(self) -> str:
-        self._read_offsets()
-        if self._boot_id_override:
-            return self._boot_id_override
-        if self._real_boot_id is None:  # a process never outlives its boot
+        if self._boot_id is None:  # a process never outlives its boot
             try:
                 with open(_BOOT_ID_PATH, encoding="ascii") as f:
-                    self._real_boot_id = f.read(64).strip()
+                    self._boot_id = f.read(64).strip()
             except OSError:
-                self._real_boot_id = ""  # unknown: nothing is taken to be from this boot
-        return self._real_boot_id
+                self._boot_id = ""  # unknown: nothing is taken to be from this boot
+        return self._boot_id
 
-    def _read_offsets(self) -> None:
-        if self._offsets_path is None:
-            return
-        try:
-            info = os.stat(self._offsets_path)
-        except OSError:
-            seen = None
-        else:
-            seen = (info.st_mtime_ns, info.st_size)
-        if seen == self._offsets_seen:
-            return
-        self._offsets_seen = seen
-        try:
-            with open(self._offsets_path, encoding="utf-8") as f:
-                offsets = json.load(f)
-        except (OSError, ValueError):
-            offsets = {}
-        self._wall_offset = float(offsets.get("wall", 0))
-        self._boot_offset = float(offsets.get("boot", 0))
-        self._boot_id_override = offsets.get("boot_id") or None
+
+_installed: Clock | None = None  # set by the entry point alone (tests' simulated clock)
+
+
+def install(clock: Clock) -> None:
+    """Make ``clock`` what ``default_clock`` gives: the entry point's to call
+    (``agent.simulated_clock.install_from_environment``), never an import's."""
+    global _installed
+    _installed = clock
+
+
+def default_clock() -> Clock:
+    """The clock of this process: the system's, unless the entry point
+    installed another."""
+    return _installed or SystemClock()

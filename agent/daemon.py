@@ -48,7 +48,7 @@ from typing import Any
 
 from agent import __version__
 from agent.change_feed import ChangeFeed
-from agent.clock import SystemClock
+from agent.clock import default_clock
 from agent.control.client import MAX_SOCKET_PATH
 from agent.control.handlers import RequestHandler
 from agent.control.server import ControlServer, bind_unix_socket
@@ -111,7 +111,7 @@ class Daemon:
         self._actions: deque[signal.Signals] = deque()
         self._wakeup = asyncio.Event()
         self._notifier = Notifier()
-        self._clock = SystemClock()
+        self._clock = default_clock()
         self._started = (datetime.now(UTC), time.monotonic())
         self._resources_said_at: float | None = None  # when running out of fds was last logged
         self._manager: SessionManager | None = None  # the parts the main loop and requests use

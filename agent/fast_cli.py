@@ -38,9 +38,10 @@ _READ_ONLY = frozenset({"current", "touch"})  # without a daemon, they create no
 
 
 def main() -> None:
-    from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV
+    from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV, TEST_CLOCK_ENV
 
-    if os.environ.get(FAULTS_ENV) or os.environ.get(FAULTS_FILE_ENV):  # tests only
+    # Test machinery, installed here when asked for and never at import.
+    if os.environ.get(FAULTS_ENV) or os.environ.get(FAULTS_FILE_ENV):
         from agent.errors import SessionError
         from agent.faults import install_from_environment
 
@@ -48,6 +49,10 @@ def main() -> None:
             install_from_environment()
         except SessionError as error:
             sys.exit(fail(error, error.exit_code))
+    if os.environ.get(TEST_CLOCK_ENV):
+        from agent.simulated_clock import install_from_environment as install_clock
+
+        install_clock()
     code = run(sys.argv[1:])
     if code is None:
         from agent.cli import main as full_cli

@@ -22,7 +22,7 @@ from types import TracebackType
 from rocksdict import Rdict
 
 from agent.changes import ActiveSession, Change, OwnerExits
-from agent.clock import Clock, SystemClock
+from agent.clock import Clock, default_clock
 from agent.config import StartRequest, load_settings
 from agent.errors import SessionIOError, StorageError
 from agent.history import abandon_strays, list_sessions
@@ -63,7 +63,7 @@ class SessionManager(SeedAPI):
         # Read by what works beside the commands (snapshots, sweeps, status).
         self.store = SessionStore(db, read_only=read_only)
         self.data_dir = ensure_private_dir(Path(data_dir))
-        self.clock = clock or SystemClock()
+        self.clock = clock or default_clock()
         self.scope_dirs = ScopeDirs(self.data_dir)
         self._owner_exits = owner_exits or OwnerExits()
         self._lanes: dict[str, Lane] = {}

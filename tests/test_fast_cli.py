@@ -154,6 +154,7 @@ def test_the_embedded_fast_path_imports_only_what_it_needs(tmp_path: Path, data_
     assert "rocksdict" in imported  # it did open the store
     never = {"click", "typing", "dataclasses", "platformdirs", "asyncio", "watchfiles", "psutil", "agent.cli"}
     assert not imported & never
+    assert "agent.simulated_clock" not in imported  # test machinery: only when asked for
 
 
 def test_a_daemon_that_never_accepts_is_reported_within_five_seconds(
