@@ -1,29 +1,22 @@
-"""Shared fixtures: a private data dir, a real manager, and the real CLI."""
+"""Shared fixtures: a private data dir, a real manager, and the real CLI.
+
+What tests import (the ``Cli`` type, ``start_session``, ...) is in
+``tests/support``; only fixtures and pytest hooks live here."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from agent import SessionManager, open_db
-from agent.environment import FAULTS_ENV
-from agent.lifecycle import Tracking
-from agent.scope import DEFAULT_SCOPE
-from agent.session import Session
-from agent.store import ScopeKeys
+from agent import SessionManager
 
-SESSION_AGENT = Path(sys.executable).with_name("session-agent")
-SLEEP = shutil.which("sleep") or "/bin/sleep"
-CLI_TIMEOUT = 30
-
+from .support.commands import CLI_TIMEOUT, SESSION_AGENT, SLEEP, Cli, clean_env, open_manager
 
 _REPORT: list[str] = []
 # Under pytest-xdist each worker is a process of its own: the controller
@@ -120,32 +113,10 @@ def owner() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-def open_manager(data_dir: Path) -> SessionManager:
-    return SessionManager(open_db(data_dir / "db"), data_dir)
-
-
 @pytest.fixture
 def manager(data_dir: Path) -> Iterator[SessionManager]:
     with open_manager(data_dir) as m:
         yield m
-
-
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a user whose home and XDG dirs are in ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_AGENT_")}
-    env.pop(FAULTS_ENV, None)
-    home = tmp_path / "home"
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local/share"),
-        XDG_RUNTIME_DIR=str(tmp_path / "no-runtime-dir"),
-        TZ="UTC",
-    )
-    env.update(extra)
-    return env
-
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -170,31 +141,3 @@ def cli(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> Cli:
         return result
 
     return run
-
-
-def start_session(cli: Cli) -> str:
-    done = cli("start")
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
-def backdate_active(manager: SessionManager, seconds: float, scope: str = DEFAULT_SCOPE) -> Session:
-    """Move the active session's start and last activity into the past, so a
-    heartbeat test needs no waiting for the one-second rate limit."""
-    active = manager.reconcile(scope)
-    assert active is not None
-    earlier = active.started_at - timedelta(seconds=seconds)
-    moved = active.replace(started_at=earlier, last_activity_at=earlier)
-    state = manager.active_state(scope)
-    assert state is not None
-    tracking = state.tracking
-    assert tracking is not None
-    then = Tracking(
-        tracking.session_id,
-        tracking.boot_id,
-        tracking.activity_boot - seconds,
-        tracking.owner_ticks,
-        tracking.owner_seen_at,
-    )
-    manager.store.commit((moved,), {ScopeKeys(scope).tracking: then.encode()})
-    return moved

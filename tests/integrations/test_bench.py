@@ -1,0 +1,40 @@
+"""``scripts/bench --quick`` as a smoke test: it must run and report every
+figure. No timing is judged here; the bench itself compares with the goals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from ..support.commands import clean_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "bench"), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        env=clean_env(tmp_path),
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    measured = {
+        f"{install} {mode} {command}"
+        for install in ("installed", "checkout")
+        for mode in ("daemon", "embedded")
+        for command in ("start", "current", "end")
+    }
+    floors = {"floor: python -I -c pass", "floor: python -c 'import click, json, socket'"}
+    assert set(report["cli_ms"]) >= measured | floors
+    assert all(figure["median"] > 0 for figure in report["cli_ms"].values())
+    assert report["skipped"] == {"watson": "not run with --quick", "timew": "not run with --quick"}
+    assert report["daemon"]["edit_to_durable_ms"]["n"] == 20
+    assert [h["sessions"] for h in report["history"]] == [1_000, 20_000]
+    assert report["throughput"]["pairs_per_second"] > 0
+    assert len(report["goals"]) == 8
+    assert all(isinstance(goal["met"], bool) for goal in report["goals"])

@@ -1,0 +1,451 @@
+"""The shipped integrations against the real programs: Neovim, Vim and Emacs
+headless, bash and zsh, the Claude Code hooks and the VS Code task.
+
+Each editor loads the shipped file and runs a scenario of the test's own
+(``tests/integrations/editor_scenarios``): after start-up it waits for ``go-save``, saves
+a file, reports ``saved``, waits for ``go-quit`` and quits. The test hands
+out the go-aheads as the daemon reaches each state, so nothing here waits
+on a guess: the session was started, got a heartbeat, and was completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.control.client import DaemonClient
+from agent.paths import Paths
+
+from ..support.commands import CLI_TIMEOUT, Cli, clean_env, start_session
+from ..support.daemon_process import run_daemon, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATIONS = ROOT / "scripts" / "integrations"
+SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
+EDITOR_TIMEOUT = 60
+
+
+def _program(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError(f"{names[0]} is missing: scripts/test installs it (Debian packages)")
+
+
+EDITORS: dict[str, Callable[[], list[str]]] = {
+    "nvim": lambda: [
+        _program("nvim"), "--headless", "-u", "NONE", "-i", "NONE", "-n",
+        "-c", f"luafile {INTEGRATIONS / 'nvim/session-agent.lua'}",
+        "-c", f"luafile {SCENARIOS / 'scenario.lua'}",
+    ],
+    "vim": lambda: [
+        _program("vim.nox", "vim"), "-Nu", "NONE", "-i", "NONE", "-n", "-es",
+        "-S", str(INTEGRATIONS / "vim/session-agent.vim"),
+        "-S", str(SCENARIOS / "scenario.vim"),
+    ],
+    "emacs": lambda: [
+        _program("emacs-nox", "emacs"), "--batch", "-Q",
+        "-l", str(INTEGRATIONS / "emacs/session-agent.el"),
+        "-l", str(SCENARIOS / "scenario.el"),
+    ],
+}  # fmt: skip
+
+
+def _run_editor(editor: str, env: dict[str, str], scenario: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        EDITORS[editor](),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "SCENARIO_DIR": str(scenario)},
+        cwd=scenario,
+    )
+
+
+def _scope_file(data_dir: Path, scope: str) -> Path:
+    return data_dir / "scopes" / scope / "current_session"
+
+
+def _names_a_session(path: Path) -> Callable[[], bool]:
+    """For ``wait_for``: the daemon has written an id into ``path``."""
+    return lambda: len(_read(path)) == 37
+
+
+def _finished(proc: subprocess.Popen[str]) -> str:
+    """Wait for the editor; it must exit 0 and report no error."""
+    out, err = proc.communicate(timeout=EDITOR_TIMEOUT)
+    assert proc.returncode == 0, (proc.returncode, out, err)
+    assert "rror" not in out + err, out + err  # Error / error: the editors' own wording
+    return err
+
+
+def _session(client: DaemonClient, sid: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.request("get", id=sid)
+    return found
+
+
+@contextlib.contextmanager
+def _editing(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> Iterator[tuple[DaemonClient, subprocess.Popen[str], str, Path]]:
+    """A real daemon and ``editor`` running its scenario, from the moment the
+    daemon has applied the editor's `start`: (client, editor, session id,
+    scenario dir)."""
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        proc = _run_editor(editor, env, scenario)
+        current = _scope_file(data_dir, f"{editor}-{proc.pid}")  # each editor run its own scope
+        try:
+            wait_for(lambda: len(_read(current)) == 37, timeout=20)  # the daemon applied `start`
+            yield client, proc, _read(current).strip(), scenario
+        finally:
+            client.close()
+            if proc.poll() is None:
+                proc.kill()
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_starts_heartbeats_and_ends_a_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, scenario):
+        current = _scope_file(data_dir, f"{editor}-{proc.pid}")
+        assert _session(client, sid)["scope"] == f"{editor}-{proc.pid}"
+        started = datetime.fromisoformat(_session(client, sid)["started_at"])
+        # A heartbeat counts once a second has passed since the last one.
+        wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+        (scenario / "go-save").touch()
+        wait_for((scenario / "saved").exists, timeout=20)
+        wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+        (scenario / "go-quit").touch()
+        _finished(proc)
+        wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
+        wait_for(lambda: not current.exists())
+    assert not list(data_dir.rglob(".edit-*")), "a temporary file was left behind"
+    for directory in (data_dir / "scopes", current.parent):
+        assert directory.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_that_is_killed_leaves_no_session_active(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    """The session is bound to the editor's process: kill -9 (no exit hook
+    runs) and the agent abandons it as owner_exited."""
+    with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, _):
+        assert _session(client, sid)["owner_pid"] == proc.pid
+        proc.kill()
+        proc.communicate(timeout=EDITOR_TIMEOUT)
+        wait_for(lambda: _session(client, sid)["status"] == "abandoned", timeout=10)
+        assert _session(client, sid)["end_reason"] == "owner_exited"
+        wait_for(lambda: not _scope_file(data_dir, f"{editor}-{proc.pid}").exists())
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir: Path, editor: str) -> None:
+    """The data dir exists but no daemon runs: the editor's words wait in the
+    file and the next command applies them (start, then end: nothing)."""
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    for marker in ("go-save", "go-quit"):
+        (scenario / marker).touch()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    began = time.monotonic()
+    proc = _run_editor(editor, env, scenario)
+    _finished(proc)
+    assert time.monotonic() - began < 20
+    assert _read(_scope_file(data_dir, f"{editor}-{proc.pid}")) == "end\n"
+
+
+def test_editors_side_by_side_keep_their_own_sessions(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    """Two Neovims and a Vim at once: three scopes, three sessions; one
+    quits, the others go on."""
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        procs = {}
+        for n, editor in enumerate(("nvim", "nvim", "vim")):
+            scenario = tmp_path / f"scenario-{n}"
+            scenario.mkdir()
+            proc = _run_editor(editor, env, scenario)
+            procs[f"{editor}-{proc.pid}"] = (proc, scenario)
+        try:
+            for scope in procs:
+                wait_for(_names_a_session(_scope_file(data_dir, scope)), timeout=20)
+            ids = {scope: _read(_scope_file(data_dir, scope)).strip() for scope in procs}
+            assert len(set(ids.values())) == 3
+            active = json.loads(cli("list", "--all-scopes", "--status", "active", "--json").stdout)
+            assert {s["scope"]: s["id"] for s in active} == ids
+            first, (proc, scenario) = next(iter(procs.items()))
+            for marker in ("go-save", "go-quit"):
+                (scenario / marker).touch()
+            _finished(proc)
+            wait_for(lambda: cli("current", "--scope", first).returncode == 1)
+            for scope in list(procs)[1:]:
+                assert cli("current", "--scope", scope).stdout.strip() == ids[scope]
+        finally:
+            for proc, _ in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate(timeout=EDITOR_TIMEOUT)  # and close its pipes
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_writes_nothing_when_the_agent_was_never_run(tmp_path: Path, editor: str) -> None:
+    scenario = tmp_path / "scenario"
+    scenario.mkdir()
+    for marker in ("go-save", "go-quit"):
+        (scenario / marker).touch()
+    env = clean_env(tmp_path)  # the default data dir, under a fresh HOME: absent
+    _finished(_run_editor(editor, env, scenario))
+    assert not (tmp_path / "home" / ".local" / "share" / "session-agent").exists()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+# --- shells ---------------------------------------------------------------------------
+
+SHELL_SNIPPET = INTEGRATIONS / "shell" / "session-agent.sh"
+SHELLS = {
+    "bash": ["--norc", "--noprofile", "-c"],
+    "zsh": ["-f", "-c"],
+}
+# The prompt hook runs, then the prompt is expanded as the shell would show it.
+SHOW_PROMPT = {
+    "bash": '. "$SNIPPET"; PS1=\'${SESSION_AGENT_PS1}$ \'; eval "$PROMPT_COMMAND"; '
+    'printf "%s|%s\\n" "$SESSION_AGENT_ID" "${PS1@P}"',
+    "zsh": ". \"$SNIPPET\"; PROMPT='${SESSION_AGENT_PS1}%% '; for f in $precmd_functions; do $f; done; "
+    'printf "%s|%s\\n" "$SESSION_AGENT_ID" "${(%%)${(e)PROMPT}}"',
+}
+
+
+def _shell(shell: str, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [_program(shell), *SHELLS[shell], script],
+        capture_output=True,
+        text=True,
+        env={**env, "SNIPPET": str(SHELL_SNIPPET)},
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr
+    return done
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_the_prompt_shows_the_current_session(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
+    _program(shell)
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    prompt_end = "$ " if shell == "bash" else "% "
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    sid = start_session(cli)
+    shown = _shell(shell, SHOW_PROMPT[shell], env).stdout
+    assert shown == f"{sid}|[sa:{sid.rsplit('-', 1)[1]}] {prompt_end}\n"
+    (data_dir / "current_session").write_text("start\n")  # not applied yet: nothing shown
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    (data_dir / "current_session").unlink()
+    os.mkfifo(data_dir / "current_session")  # never opened: the prompt must not hang
+    assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
+    # In a shell with SESSION_AGENT_SCOPE set, that scope's session is shown.
+    scoped = cli("start", env={"SESSION_AGENT_SCOPE": "term-1"}).stdout.strip()
+    shown = _shell(shell, SHOW_PROMPT[shell], {**env, "SESSION_AGENT_SCOPE": "term-1"}).stdout
+    assert shown == f"{scoped}|[sa:{scoped.rsplit('-', 1)[1]}] {prompt_end}\n"
+    for bad in ("../term-1", ".hidden", "a b"):
+        assert (
+            _shell(shell, SHOW_PROMPT[shell], {**env, "SESSION_AGENT_SCOPE": bad}).stdout
+            == f"|{prompt_end}\n"
+        )
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_the_prompt_hook_starts_no_process(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
+    """Traced: a hundred prompts, not one fork, clone or exec after start-up."""
+    strace = _program("strace")
+    start_session(cli)
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir), SNIPPET=str(SHELL_SNIPPET))
+    hook = "__session_agent_prompt"
+    loop = f'. "$SNIPPET"; i=0; while [ $i -lt 100 ]; do {hook}; i=$((i+1)); done; echo "$SESSION_AGENT_PS1"'
+    trace = tmp_path / "trace"
+    done = subprocess.run(
+        [
+            strace,
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fork,vfork,clone,clone3,execve",
+            "-o",
+            str(trace),
+            _program(shell),
+            *SHELLS[shell],
+            loop,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[sa:")
+    calls = [line for line in trace.read_text().splitlines() if "resumed" not in line]
+    assert len(calls) == 1, calls  # the shell's own execve, nothing else
+
+
+def test_the_tmux_snippet_shows_the_session(tmp_path: Path, data_dir: Path, cli: Cli) -> None:
+    text = (INTEGRATIONS / "tmux" / "session-agent.tmux").read_text()
+    command = text[text.index("#(") + 2 : text.rindex(")")]
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+
+    def status_line() -> str:
+        done = subprocess.run(
+            [_program("sh"), "-c", command], capture_output=True, text=True, env=env, check=False
+        )
+        return done.stdout
+
+    assert status_line() == ""
+    sid = start_session(cli)
+    assert status_line() == f"sa:{sid.rsplit('-', 1)[1]}\n"
+
+
+# --- Claude Code and VS Code -----------------------------------------------------------
+
+
+def _hook_commands(event: str) -> list[tuple[str, int]]:
+    settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
+    return [
+        (hook["command"], hook["timeout"]) for group in settings["hooks"][event] for hook in group["hooks"]
+    ]
+
+
+def _run_hook(
+    command: str, timeout: int, env: dict[str, str], event: str, session_id: str = "abc123"
+) -> float:
+    """As Claude Code runs a command hook: bash, the event as JSON on stdin."""
+    payload = {
+        "session_id": session_id,
+        "hook_event_name": event,
+        "cwd": str(Path.cwd()),
+        "source": "startup",
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [_program("bash"), "-c", command],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "", done.stdout  # SessionStart output would go into the model's context
+    return time.monotonic() - began
+
+
+def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """Two Claude Code sessions at once, each in its scope (claude-<session_id>)."""
+    settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
+    assert set(settings["hooks"]) == {"SessionStart", "PostToolUse", "SessionEnd"}
+    claudes = ("abc123", "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f")
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        try:
+            ids = {}
+            for claude in claudes:
+                current = _scope_file(data_dir, f"claude-{claude}")
+                for command, timeout in _hook_commands("SessionStart"):
+                    _run_hook(command, timeout, env, "SessionStart", claude)
+                wait_for(_names_a_session(current))
+                ids[claude] = _read(current).strip()
+                assert _session(client, ids[claude])["scope"] == f"claude-{claude}"
+            first, second = claudes
+            sid = ids[first]
+            started = datetime.fromisoformat(_session(client, sid)["started_at"])
+            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+            for command, timeout in _hook_commands("PostToolUse"):
+                _run_hook(command, timeout, env, "PostToolUse", first)
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
+            assert (
+                _session(client, ids[second])["last_activity_at"]
+                == _session(client, ids[second])["started_at"]
+            )
+            for command, timeout in _hook_commands("SessionEnd"):
+                _run_hook(command, timeout, env, "SessionEnd", first)
+            wait_for(lambda: _session(client, sid)["status"] == "completed")
+            assert _session(client, ids[second])["status"] == "active"
+            for command, timeout in _hook_commands("SessionEnd"):
+                _run_hook(command, timeout, env, "SessionEnd", "")  # no session id: nothing happens
+            assert _session(client, ids[second])["status"] == "active"
+        finally:
+            client.close()
+
+
+def test_the_claude_code_hooks_are_harmless_without_the_agent(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)  # no data dir at all
+    for event in ("SessionStart", "PostToolUse", "SessionEnd"):
+        for command, timeout in _hook_commands(event):
+            _run_hook(command, timeout, env, event)
+    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("current_session"))
+
+
+def test_the_vscode_task_starts_a_session_on_folder_open(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    tasks = json.loads((INTEGRATIONS / "vscode" / "tasks.json").read_text())
+    on_open = [t for t in tasks["tasks"] if t.get("runOptions", {}).get("runOn") == "folderOpen"]
+    assert len(on_open) == 1
+    task = on_open[0]
+    assert "${" not in task["command"]  # VS Code would try to substitute it
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    end = next(t for t in tasks["tasks"] if t is not task)
+    folders = [tmp_path / "My Project", tmp_path / "other" / "My Project"]  # one scope per folder
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        for folder in folders:
+            folder.mkdir(parents=True)
+            _run_task(task, folder, env)
+        wait_for(lambda: len(list((data_dir / "scopes").glob("vscode-My_Project-*/current_session"))) == 2)
+        scopes = sorted(p.parent.name for p in (data_dir / "scopes").glob("vscode-*/current_session"))
+        assert all(cli("current", "--scope", scope).returncode == 0 for scope in scopes)
+        _run_task(end, folders[0], env)
+        wait_for(lambda: sum(cli("current", "--scope", s).returncode == 0 for s in scopes) == 1)
+
+
+def _run_task(task: dict[str, Any], folder: Path, env: dict[str, str]) -> None:
+    """As VS Code runs a shell task: in the workspace folder."""
+    assert "${" not in task["command"]  # VS Code would try to substitute it
+    shell = task["options"]["shell"]
+    done = subprocess.run(
+        [shell["executable"], *shell["args"], task["command"]],
+        env=env,
+        cwd=folder,
+        timeout=CLI_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0
