@@ -1,11 +1,17 @@
-"""Each row of the file-protocol table, applied by the CLI (embedded) after an
-external edit, and the crash-repair rule with real crashes injected."""
+"""Each row of the file-protocol table, applied both ways it is in use: by a
+command without a daemon (embedded: ``current`` applies the edit as it
+answers) and by the daemon by itself, no command run between the edit and
+the check of its effect. Then what only one of them does: crash repair
+(embedded, with real crashes injected) and what a watching daemon does with
+bursts of edits (``test_file_watch.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +20,51 @@ import pytest
 from agent.faults import CRASH_EXIT_CODE
 
 from ..support.commands import Cli, backdate_active, open_manager, start_session
+from ..support.daemon_process import DaemonProcess, run_daemon, wait_for
+
+UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n$")
+
+
+class Applier:
+    """Who applies an edit of the current file: a command, or the daemon."""
+
+    def __init__(self, cli: Cli, daemon: DaemonProcess | None) -> None:
+        self.cli = cli
+        self.daemon = daemon
+
+    def applied(
+        self, done: Callable[[], object], saying: str | None = None, *, logged: str | None = None
+    ) -> None:
+        """Have the edit applied, until ``done`` holds and (if given) ``saying``
+        was said about it: on the command's stderr, or in the daemon's log.
+        ``logged``: a line at info level, which the daemon's log has and a
+        command does not print."""
+        if self.daemon is None:
+            told = self.cli("current")
+            assert done()
+            if saying is not None:
+                assert saying in told.stderr
+                assert told.stderr.count("\n") <= 2  # one line about it, no more
+            return
+        wait_for(done)
+        for line in (saying, logged):
+            if line is not None:
+                self._wait_for_line(self.daemon, line)
+
+    @staticmethod
+    def _wait_for_line(daemon: DaemonProcess, line: str) -> None:
+        wait_for(lambda: line in daemon.log())
+
+
+@pytest.fixture(params=["embedded", "daemon"])
+def applier(
+    request: pytest.FixtureRequest, tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> Iterator[Applier]:
+    if request.param == "embedded":
+        yield Applier(cli, None)
+        return
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        yield Applier(cli, daemon)
 
 
 @pytest.fixture
@@ -31,46 +82,146 @@ def _active_ids(cli: Cli) -> list[str]:
     return [s["id"] for s in json.loads(cli("list", "--json", "--status", "active", "--limit", "0").stdout)]
 
 
-def test_deleting_the_file_completes_the_session(cli: Cli, current: Path) -> None:
+def _holds_an_id(path: Path) -> bool:
+    try:
+        return bool(UUID_LINE.match(path.read_text(errors="replace")))
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+# --- the table, both ways ------------------------------------------------------------
+
+
+def test_deleting_the_file_completes_the_session(applier: Applier, cli: Cli, current: Path) -> None:
     sid = start_session(cli)
     current.unlink()
-    assert cli("current").returncode == 1
-    assert _status_of(cli, sid) == "completed"
+    applier.applied(lambda: _status_of(cli, sid) == "completed")
     assert not current.exists()
 
 
-@pytest.mark.parametrize("content", ["", "   \n", "end", " END\n"])
-def test_empty_whitespace_or_end_completes_the_session(cli: Cli, current: Path, content: str) -> None:
+@pytest.mark.parametrize("content", ["", "   \n", "end", " END\n"], ids=["empty", "blank", "end", "END"])
+def test_empty_blank_or_end_completes_the_session(
+    applier: Applier, cli: Cli, current: Path, content: str
+) -> None:
     sid = start_session(cli)
     current.write_text(content)
-    assert cli("current").returncode == 1
+    applier.applied(lambda: not current.exists())
     assert _status_of(cli, sid) == "completed"
-    assert not current.exists()
 
 
-def test_abandon_abandons_the_session(cli: Cli, current: Path) -> None:
+def test_abandon_abandons_the_session(applier: Applier, cli: Cli, current: Path) -> None:
     sid = start_session(cli)
     current.write_text("Abandon\n")
-    assert cli("current").returncode == 1
+    applier.applied(lambda: not current.exists())
     assert _status_of(cli, sid) == "abandoned"
-    assert not current.exists()
 
 
-def test_start_starts_a_session_and_the_file_holds_its_id(cli: Cli, current: Path) -> None:
-    current.write_text("start\n")
-    done = cli("current")
-    assert done.returncode == 0
-    sid = done.stdout.strip()
-    assert current.read_text() == f"{sid}\n"
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic-rename", "in-place"])
+def test_start_starts_a_session_and_the_file_gets_its_id(
+    applier: Applier, cli: Cli, current: Path, atomic: bool
+) -> None:
+    if atomic:
+        temp = current.with_name("editor.tmp")
+        temp.write_text("start\n")
+        temp.rename(current)
+    else:
+        current.write_text("start\n")
+    applier.applied(lambda: _holds_an_id(current))
+    sid = current.read_text().strip()
     assert _status_of(cli, sid) == "active"
+    assert _active_ids(cli) == [sid]
 
 
-def test_start_while_active_keeps_the_session_and_restores_its_id(cli: Cli, current: Path) -> None:
+def test_start_while_active_keeps_the_session_and_restores_its_id(
+    applier: Applier, cli: Cli, current: Path
+) -> None:
     sid = start_session(cli)
     current.write_text("START")
-    assert cli("current").stdout == f"{sid}\n"
-    assert current.read_text() == f"{sid}\n"
+    applier.applied(lambda: current.read_text() == f"{sid}\n", logged="is already active")
     assert _active_ids(cli) == [sid]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"garbage\n", "neither a keyword nor a session id"),
+        (b"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\n", "is not the active session"),
+        (b"\xff\xfe\xfd", "not valid UTF-8"),
+        (b"x" * 5000, "more than 4096 bytes"),
+        (os.urandom(100_000), "more than 4096 bytes"),
+    ],
+    ids=["garbage", "unknown-id", "invalid-utf8", "5000-bytes", "100KB-junk"],
+)
+@pytest.mark.parametrize("active", [True, False], ids=["active", "none-active"])
+def test_anything_else_is_rejected_said_and_the_file_restored(
+    applier: Applier, cli: Cli, current: Path, content: bytes, reason: str, active: bool
+) -> None:
+    sid = start_session(cli) if active else None
+    current.write_bytes(content)
+    if sid:
+        applier.applied(lambda: current.read_text(errors="replace") == f"{sid}\n", saying=reason)
+        assert _status_of(cli, sid) == "active"
+    else:
+        applier.applied(lambda: not current.exists(), saying=reason)
+    assert _active_ids(cli) == ([sid] if sid else [])
+
+
+def test_the_id_of_an_ended_session_is_rejected(applier: Applier, cli: Cli, current: Path) -> None:
+    old = start_session(cli)
+    assert cli("end").returncode == 0
+    new = start_session(cli)
+    current.write_text(old)
+    applier.applied(lambda: current.read_text() == f"{new}\n", saying=f"{old} is not the active session")
+    assert _status_of(cli, old) == "completed"
+
+
+def test_a_symlink_is_replaced_by_the_truth_and_never_followed(
+    applier: Applier, cli: Cli, current: Path, tmp_path: Path
+) -> None:
+    sid = start_session(cli)
+    victim = tmp_path / "victim"
+    victim.write_text("end\n")
+    current.unlink()
+    current.symlink_to(victim)
+    applier.applied(lambda: not current.is_symlink() and current.is_file(), saying="symlink")
+    assert current.read_text() == f"{sid}\n"
+    assert victim.read_text() == "end\n"
+
+
+def test_a_fifo_is_replaced_without_blocking(applier: Applier, cli: Cli, current: Path) -> None:
+    sid = start_session(cli)
+    current.unlink()
+    os.mkfifo(current)
+    # A command that blocked would fail on the runner's timeout; a daemon
+    # that blocked would not answer `status`.
+    applier.applied(lambda: current.is_file() and not current.is_fifo(), saying="FIFO")
+    assert current.read_text() == f"{sid}\n"
+    assert cli("current").returncode == 0
+
+
+def test_a_socket_is_replaced(applier: Applier, cli: Cli, current: Path) -> None:
+    sid = start_session(cli)
+    current.unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(current))
+        applier.applied(current.is_file)
+    assert current.read_text() == f"{sid}\n"
+
+
+def test_a_directory_is_reported_and_left_alone(applier: Applier, cli: Cli, current: Path) -> None:
+    sid = start_session(cli)
+    current.unlink()
+    current.mkdir()
+    (current / "keep").write_text("x")
+    applier.applied(lambda: (current / "keep").read_text() == "x", saying="is a directory; remove it")
+    assert _status_of(cli, sid) == "active"
+    (current / "keep").unlink()
+    current.rmdir()
+    # Now the file is simply missing, after we had written it: a deletion.
+    applier.applied(lambda: _status_of(cli, sid) == "completed")
+
+
+# --- what a command does besides -----------------------------------------------------
 
 
 @pytest.mark.parametrize("edit", ["touch", "rewrite"])
@@ -91,96 +242,12 @@ def test_a_touch_or_a_rewrite_of_the_active_id_is_a_heartbeat(
     assert current.read_text() == f"{sid}\n"
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        (b"garbage\n", "neither a keyword nor a session id"),
-        (b"0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\n", "is not the active session"),
-        (b"\xff\xfe\xfd", "not valid UTF-8"),
-        (os.urandom(100_000), "more than 4096 bytes"),
-    ],
-    ids=["garbage", "unknown-id", "invalid-utf8", "100KB-junk"],
-)
-@pytest.mark.parametrize("active", [True, False], ids=["active", "none-active"])
-def test_anything_else_is_rejected_and_the_file_restored(
-    cli: Cli, current: Path, content: bytes, reason: str, active: bool
-) -> None:
-    sid = start_session(cli) if active else None
-    current.write_bytes(content)
-    done = cli("current")
-    assert reason in done.stderr
-    assert done.stderr.count("\n") <= 2
-    if sid:
-        assert (done.returncode, done.stdout) == (0, f"{sid}\n")
-        assert current.read_text() == f"{sid}\n"
-        assert _status_of(cli, sid) == "active"
-    else:
-        assert done.returncode == 1
-        assert not current.exists()
-        assert _active_ids(cli) == []
-
-
-def test_the_id_of_an_ended_session_is_rejected(cli: Cli, current: Path) -> None:
-    old = start_session(cli)
-    cli("end")
-    new = start_session(cli)
-    current.write_text(old)
-    done = cli("current")
-    assert done.stdout == f"{new}\n"
-    assert "is not the active session" in done.stderr
-    assert _status_of(cli, old) == "completed"
-    assert current.read_text() == f"{new}\n"
-
-
-def test_a_symlink_is_replaced_by_the_truth_and_its_target_untouched(
-    cli: Cli, current: Path, tmp_path: Path
-) -> None:
-    sid = start_session(cli)
-    victim = tmp_path / "victim"
-    victim.write_text("end\n")
-    current.unlink()
-    current.symlink_to(victim)
-    done = cli("current")
-    assert (done.returncode, done.stdout) == (0, f"{sid}\n")
-    assert "symlink" in done.stderr
-    assert not current.is_symlink()
-    assert current.read_text() == f"{sid}\n"
-    assert victim.read_text() == "end\n"
-
-
-def test_a_fifo_is_replaced_without_blocking(cli: Cli, current: Path) -> None:
-    sid = start_session(cli)
-    current.unlink()
-    os.mkfifo(current)
-    done = cli("current")  # the runner's timeout fails this test if the CLI blocks
-    assert (done.returncode, done.stdout) == (0, f"{sid}\n")
-    assert "FIFO" in done.stderr
-    assert current.read_text() == f"{sid}\n"
-
-
-def test_a_socket_is_replaced(cli: Cli, current: Path) -> None:
-    sid = start_session(cli)
-    current.unlink()
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(current))
-        done = cli("current")
-    assert (done.returncode, done.stdout) == (0, f"{sid}\n")
-    assert current.read_text() == f"{sid}\n"
-
-
-def test_a_directory_is_reported_and_left_alone(cli: Cli, current: Path) -> None:
+def test_commands_go_on_while_a_directory_is_in_the_way(cli: Cli, current: Path) -> None:
     sid = start_session(cli)
     current.unlink()
     current.mkdir()
-    (current / "keep").write_text("x")
-    done = cli("current")
-    assert (done.returncode, done.stdout) == (0, f"{sid}\n")
-    assert "is a directory; remove it" in done.stderr
-    assert (current / "keep").read_text() == "x"
-    assert _status_of(cli, sid) == "active"
     assert cli("end").returncode == 0
     assert _status_of(cli, sid) == "completed"
-    current.joinpath("keep").unlink()
     current.rmdir()
     assert cli("start").returncode == 0
     assert current.is_file()
