@@ -40,6 +40,7 @@ from agent.values import Value
 
 TYPE_CHECKING = False  # typing costs every command milliseconds
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "FileKind",
     "Observation",
     "Stamp",
+    "random_token",
 ]
 
 MAX_CONTENT = 4096
@@ -140,9 +142,12 @@ class FileChangedError(Exception):
 
 
 class CurrentFile:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, temp_token: Callable[[], str] | None = None) -> None:
+        """``temp_token``: the random part of temporary names (a test plants
+        a file at the name it makes)."""
         self.dir = Path(data_dir)
         self.path = self.dir / CURRENT_FILE_NAME
+        self._temp_token = temp_token or random_token
 
     # --- reading --------------------------------------------------------------
 
@@ -266,7 +271,7 @@ class CurrentFile:
             os.unlink(temp)
 
     def _temp_name(self, suffix: str) -> Path:
-        return self.dir / f"{_TEMP_PREFIX}{_random_token()}.{suffix}"
+        return self.dir / f"{_TEMP_PREFIX}{self._temp_token()}.{suffix}"
 
     def _fsync_dir(self) -> None:
         faults.point("file.before_dir_fsync")
@@ -326,7 +331,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _random_token() -> str:
+def random_token() -> str:
     """Unguessable temp-name part, as ``secrets.token_hex(6)`` (which would
     import hashlib on every command's path)."""
     return os.urandom(6).hex()

@@ -88,15 +88,12 @@ def test_a_planted_runtime_or_socket_dir_symlink_is_refused(
 
 
 @pytest.mark.parametrize("suffix", ["tmp", "old"])
-def test_a_planted_temp_file_symlink_is_not_followed(
-    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
-) -> None:
+def test_a_planted_temp_file_symlink_is_not_followed(tmp_path: Path, data_dir: Path, suffix: str) -> None:
     """The temporary names are random; this plants one at the name the next
     write will use, as an attacker who could guess it would."""
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    current = CurrentFile(data_dir)
-    monkeypatch.setattr("agent.current_file._random_token", lambda: "000000000000")
+    current = CurrentFile(data_dir, temp_token=lambda: "000000000000")
     planted = data_dir / f".current_session.000000000000.{suffix}"
     planted.symlink_to(victim)
     sid = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
