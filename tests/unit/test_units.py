@@ -175,3 +175,18 @@ def test_list_continues_before_an_id(manager: SessionManager) -> None:
     assert [s.id for s in manager.list_sessions(limit=2)] == newest_first[:2]
     assert [s.id for s in manager.list_sessions(limit=2, before=newest_first[1])] == newest_first[2:4]
     assert [s.id for s in manager.list_sessions(before=newest_first[-1])] == []
+
+
+def test_a_snapshots_name_reads_back_as_the_time_it_was_taken() -> None:
+    """Snapshot names are read without strptime (3 ms of every embedded close):
+    the hand-written reading must agree with it, and refuse what is not one."""
+    from datetime import UTC, datetime
+
+    from agent.snapshots import snapshot_time
+
+    for seconds in (0, 1, 1_700_000_000.123456, 4_000_000_000.999999):
+        taken = datetime.fromtimestamp(seconds, UTC)
+        name = taken.strftime("%Y%m%dT%H%M%S.%fZ")
+        assert snapshot_time(Path(name)) == datetime.strptime(name, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    for other in ("x", ".partial-20261130T041052.123456Z", "20261130T041052Z", "20261301T000000.000000Z"):
+        assert snapshot_time(Path(other)) is None
