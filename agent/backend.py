@@ -193,7 +193,6 @@ class EmbeddedBackend:
         from agent.database import close_db, open_db
         from agent.manager import SessionManager
 
-        os.umask(0o077)  # the store's files are the user's alone
         ensure_private_dir(paths.data_dir)
         db = open_db(paths.db)
         try:

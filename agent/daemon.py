@@ -141,7 +141,6 @@ class Daemon:
         reverse. The socket is served last, once every part is ready, so it
         is also the first to close."""
         paths = self.paths
-        os.umask(0o077)  # the store's files too: RocksDB creates them with the umask
         ensure_private_dir(paths.data_dir)
         lock = InstanceLock.acquire(paths.data_dir)  # a second daemon stops here, having logged nothing
         stack.callback(log.info, "stopped")

@@ -38,7 +38,13 @@ _READ_ONLY = frozenset({"current", "touch"})  # without a daemon, they create no
 
 
 def main() -> None:
+    """The entry point of ``session-agent`` (and ``python -m agent``): every
+    command, the daemon too, starts here."""
     from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV, TEST_CLOCK_ENV
+
+    # Whatever this process creates -- the store's files (RocksDB creates
+    # them with the umask), current files, snapshots -- is the user's alone.
+    os.umask(0o077)
 
     # Test machinery, installed here when asked for and never at import.
     if os.environ.get(FAULTS_ENV) or os.environ.get(FAULTS_FILE_ENV):
