@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import struct
 
-from agent.errors import StorageError
+from agent.activity import Activity
+from agent.details import NO_DETAILS, Details, GitState, Host
+from agent.encoding import Reader, write_str, write_varint
+from agent.errors import InvalidArgumentError, StorageError
 from agent.layout import DEFAULT_SCOPE
 from agent.session import EndReason, Session, SessionStatus, from_micros, to_micros
 
 __all__ = ["RECORD_VERSION", "decode_record", "encode_record"]
 
-RECORD_VERSION = 3
+RECORD_VERSION = 4
 # v1: version, status code, started_at, ended_at (-1 = none), last_activity_at
 # (microseconds since the epoch), memory_count. The id is the key, not stored.
 # v2: v1, then end reason code (0 = none), owner pid, idle timeout and idle
@@ -23,9 +26,16 @@ RECORD_VERSION = 3
 # reason, with no owner and no timeout.
 # v3: v2, then the scope's name: its length in one byte and its ASCII (length
 # 0: the default scope). v1 and v2 records belong to the default scope.
+# v4: v3, then what the session was and when it was active, as sections: a
+# field's number, the payload's length (a varint), the payload. Only the
+# fields a session has are written; a v1-v3 record has none of them (and no
+# activity: its active time is unknown). See _FIELDS.
 _RECORD_V1 = struct.Struct("<BBqqqQ")
 _RECORD_V2 = struct.Struct("<BBqqqQBIII")
-_LAYOUTS = {1: _RECORD_V1, 2: _RECORD_V2, 3: _RECORD_V2}
+_LAYOUTS = {1: _RECORD_V1, 2: _RECORD_V2, 3: _RECORD_V2, 4: _RECORD_V2}
+# Section numbers of v4 (never reuse one; add new ones at the end).
+_CWD, _PROJECT, _GIT, _TOOL, _EXTERNAL_ID, _PARENT, _TAGS, _TITLE, _LABELS, _HOST, _ACTIVITY = range(1, 12)
+_TEXT_FIELDS = {_CWD: "cwd", _PROJECT: "project", _TOOL: "tool", _EXTERNAL_ID: "external_id", _TITLE: "title"}
 _STATUS_CODES = {
     SessionStatus.ACTIVE: 1,
     SessionStatus.COMPLETED: 2,
@@ -51,7 +61,87 @@ def encode_record(session: Session) -> bytes:
         session.idle_timeout or 0,
         session.idle_grace,
     )
-    return fixed + bytes((len(scope),)) + scope
+    return fixed + bytes((len(scope),)) + scope + _encode_sections(session)
+
+
+def _encode_sections(session: Session) -> bytes:
+    details, out = session.details, bytearray()
+
+    def section(number: int, payload: bytes) -> None:
+        out.append(number)
+        write_varint(out, len(payload))
+        out.extend(payload)
+
+    for number, name in _TEXT_FIELDS.items():
+        value = getattr(details, name)
+        if value is not None:
+            section(number, value.encode("utf-8"))
+    if details.git is not None:
+        git = bytearray((details.git.worktree | (details.git.branch is not None) << 1,))
+        write_str(git, details.git.root)
+        write_str(git, details.git.branch or details.git.commit or "")
+        if details.git.branch is not None:
+            write_str(git, details.git.commit or "")
+        section(_GIT, bytes(git))
+    if details.parent is not None:
+        section(_PARENT, details.parent.encode("ascii"))
+    if details.tags:
+        tags = bytearray()
+        write_varint(tags, len(details.tags))
+        for tag in details.tags:
+            write_str(tags, tag)
+        section(_TAGS, bytes(tags))
+    if details.labels:
+        labels = bytearray()
+        write_varint(labels, len(details.labels))
+        for key, value in details.labels:
+            write_str(labels, key)
+            write_str(labels, value)
+        section(_LABELS, bytes(labels))
+    if details.host is not None:
+        host = bytearray()
+        write_str(host, details.host.hostname)
+        write_str(host, details.host.machine_id or "")
+        section(_HOST, bytes(host))
+    if session.activity is not None:
+        section(_ACTIVITY, session.activity.encode())
+    return bytes(out)
+
+
+def _decode_sections(raw: bytes, start: int) -> tuple[Details, Activity | None]:
+    reader = Reader(raw, start)
+    fields: dict[str, object] = {}
+    activity = None
+    seen: set[int] = set()
+    while not reader.done:
+        number = reader.take(1)[0]
+        if number in seen:
+            raise ValueError(f"section {number} twice")
+        seen.add(number)
+        payload = Reader(reader.take(reader.varint()))
+        if number in _TEXT_FIELDS:
+            fields[_TEXT_FIELDS[number]] = payload.raw.decode("utf-8")
+        elif number == _GIT:
+            flags, root, name = payload.take(1)[0], payload.str(), payload.str()
+            has_branch = bool(flags & 2)
+            commit = payload.str() if has_branch else name
+            fields["git"] = GitState(root, name if has_branch else None, commit or None, bool(flags & 1))
+        elif number == _PARENT:
+            fields["parent"] = payload.raw.decode("ascii")
+        elif number == _TAGS:
+            fields["tags"] = [payload.str() for _ in range(payload.varint())]
+        elif number == _LABELS:
+            fields["labels"] = {payload.str(): payload.str() for _ in range(payload.varint())}
+        elif number == _HOST:
+            hostname, machine_id = payload.str(), payload.str()
+            fields["host"] = Host(hostname, machine_id or None)
+        elif number == _ACTIVITY:
+            activity = Activity.decode(payload.raw)
+        else:
+            raise ValueError(f"unknown section {number}")
+        if number in (_GIT, _TAGS, _LABELS, _HOST) and not payload.done:
+            raise ValueError(f"trailing bytes in section {number}")
+    return Details(**fields), activity  # type: ignore[arg-type]
 
 
 def decode_record(key: bytes, value: bytes) -> Session:
@@ -64,9 +154,14 @@ def decode_record(key: bytes, value: bytes) -> Session:
         layout = _LAYOUTS.get(version)
         if layout is None:
             raise ValueError(f"unknown record version {version}")
-        scope = DEFAULT_SCOPE
+        scope, details, active_spans = DEFAULT_SCOPE, NO_DETAILS, None
         if version >= 3:
-            scope = _decode_scope(value[layout.size :], version)
+            scope_end = layout.size + 1 + value[layout.size] if len(value) > layout.size else len(value) + 1
+            if scope_end > len(value) or (version == 3 and scope_end != len(value)):
+                raise ValueError(f"{len(value)} bytes do not hold a version {version} record")
+            scope = value[layout.size + 1 : scope_end].decode("ascii") or DEFAULT_SCOPE
+            if version >= 4:
+                details, active_spans = _decode_sections(value, scope_end)
         elif len(value) != layout.size:
             raise ValueError(f"{len(value)} bytes, expected {layout.size} for version {version}")
         _, code, started, ended, activity, count, *rules = layout.unpack(value[: layout.size])
@@ -93,12 +188,8 @@ def decode_record(key: bytes, value: bytes) -> Session:
             idle_timeout=idle or None,
             idle_grace=grace,
             scope=scope,
+            details=details,
+            activity=active_spans,
         )
-    except (ValueError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+    except (ValueError, OverflowError, UnicodeDecodeError, struct.error, InvalidArgumentError) as exc:
         raise StorageError(f"session record {shown_key} is corrupt: {exc}") from None
-
-
-def _decode_scope(tail: bytes, version: int) -> str:
-    if not tail or len(tail) != 1 + tail[0]:
-        raise ValueError(f"{_RECORD_V2.size + len(tail)} bytes do not hold a version {version} record")
-    return tail[1:].decode("ascii") or DEFAULT_SCOPE

@@ -13,6 +13,8 @@ import os
 import threading
 from datetime import UTC, datetime, timedelta
 
+from agent.activity import ACTIVITY_GAP, Activity
+from agent.details import NO_DETAILS, Details
 from agent.errors import InvalidSessionIdError
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.values import Value
@@ -174,6 +176,8 @@ class Session(Value):
     """
 
     __slots__ = (
+        "activity",
+        "details",
         "end_reason",
         "ended_at",
         "id",
@@ -198,6 +202,8 @@ class Session(Value):
     idle_timeout: int | None
     idle_grace: int
     scope: str
+    details: Details  # what it was (agent.details)
+    activity: Activity | None  # when it was active (agent.activity); None: recorded before this was kept
 
     def __init__(  # noqa: PLR0917 -- a record's fields, in their order
         self,
@@ -212,6 +218,8 @@ class Session(Value):
         idle_timeout: int | None = None,
         idle_grace: int = 0,
         scope: str = DEFAULT_SCOPE,
+        details: Details = NO_DETAILS,
+        activity: Activity | None = None,
     ) -> None:
         self._set(
             id=id,
@@ -225,6 +233,8 @@ class Session(Value):
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
             scope=scope,
+            details=details,
+            activity=activity,
         )
         problem = self._problem()
         if problem:
@@ -271,6 +281,10 @@ class Session(Value):
         scope = scope_problem(self.scope)
         if scope is not None:
             return f"scope {self.scope!r}: {scope}"
+        if not isinstance(self.details, Details):
+            return "details are not Details"
+        if self.activity is not None and not isinstance(self.activity, Activity):
+            return "activity is not Activity"
         return None
 
     @classmethod
@@ -282,6 +296,8 @@ class Session(Value):
         idle_timeout: int | None = None,
         idle_grace: int = 0,
         scope: str = DEFAULT_SCOPE,
+        details: Details = NO_DETAILS,
+        activity_gap: int = ACTIVITY_GAP,
     ) -> Session:
         now = at or utc_now()
         return cls(
@@ -295,6 +311,8 @@ class Session(Value):
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
             scope=scope,
+            details=details,
+            activity=Activity.begin(now, activity_gap),
         )
 
     @property
@@ -314,12 +332,21 @@ class Session(Value):
             raise ValueError(f"session {self.id} is already {self.status.value}")
         # A clock that stepped back must not produce an end before the start.
         ended = max(at or utc_now(), self.last_activity_at)
-        return self.replace(status=status, ended_at=ended, end_reason=reason)
+        activity = self.activity.sign(ended) if self.activity else None  # the end is a sign of life
+        return self.replace(status=status, ended_at=ended, end_reason=reason, activity=activity)
 
     def with_activity(self, at: datetime) -> Session:
         if not self.is_active:
             raise ValueError(f"session {self.id} is {self.status.value}")
-        return self.replace(last_activity_at=max(at, self.last_activity_at))
+        moment = max(at, self.last_activity_at)
+        activity = self.activity.sign(moment) if self.activity else None
+        return self.replace(last_activity_at=moment, activity=activity)
+
+    @property
+    def active_seconds(self) -> float | None:
+        """Active time so far (final once ended); ``None`` for a session
+        recorded before active time was kept."""
+        return None if self.activity is None else self.activity.active_seconds
 
     def to_dict(self) -> dict[str, object]:
         """The JSON shape of a session, as the CLI and the socket print it."""
@@ -335,6 +362,10 @@ class Session(Value):
             "idle_timeout": self.idle_timeout,
             "idle_grace": self.idle_grace,
             "scope": self.scope,
+            **self.details.to_dict(),
+            "active_seconds": None if self.activity is None else round(self.activity.active_seconds, 3),
+            "activity": None if self.activity is None else self.activity.to_list(),
+            "activity_gap": None if self.activity is None else self.activity.gap,
         }
 
     @classmethod
@@ -358,11 +389,26 @@ class Session(Value):
                 idle_timeout=data.get("idle_timeout"),
                 idle_grace=data.get("idle_grace", 0),
                 scope=data.get("scope", DEFAULT_SCOPE),
+                details=Details.from_dict(data),
+                activity=_activity_from(data.get("activity"), data.get("activity_gap")),
             )
         except KeyError as exc:
             raise ValueError(f"a session lacks the field {exc.args[0]!r}") from None
         except TypeError as exc:
             raise ValueError(f"a session has a field of the wrong type: {exc}") from None
+
+
+def _activity_from(spans: object, gap: object) -> Activity | None:
+    if spans is None:
+        return None
+    if not isinstance(spans, list) or not isinstance(gap, int) or isinstance(gap, bool):
+        raise ValueError("activity must be a list of [start, end] and activity_gap seconds")
+    pairs = []
+    for span in spans:
+        if not isinstance(span, list) or len(span) != 2:
+            raise ValueError("an activity span is [start, end]")
+        pairs.append((to_micros(_parse_time(span[0])), to_micros(_parse_time(span[1]))))
+    return Activity(gap, tuple(pairs))
 
 
 def _is_count(value: object) -> bool:

@@ -42,6 +42,19 @@ SESSION_KEYS = {
     "idle_timeout",
     "idle_grace",
     "scope",
+    "cwd",
+    "project",
+    "git",
+    "tool",
+    "external_id",
+    "parent",
+    "tags",
+    "title",
+    "labels",
+    "host",
+    "active_seconds",
+    "activity",
+    "activity_gap",
 }
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 

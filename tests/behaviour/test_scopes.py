@@ -455,7 +455,8 @@ def test_a_store_from_before_scopes_keeps_working_unmigrated(tmp_path: Path) -> 
         fields = (2, 2, to_micros(s.started_at), ended_at, to_micros(s.last_activity_at), 0, 1, 0, 0, 0)
         sessions.put(s.id.encode(), struct.pack("<BBqqqQBIII", *fields))
     active = old[-1]
-    sessions.put(active.id.encode(), b"\x02" + encode_record(active)[1:-1])  # as version 2 wrote it
+    plain = active.replace(activity=None)  # no sections: the v3 layout, which v2 is without the scope byte
+    sessions.put(active.id.encode(), b"\x02" + encode_record(plain)[1:-1])  # as version 2 wrote it
     db.get_column_family("meta").put(ScopeKeys.ACTIVE, active.id.encode())
     del sessions
     from agent.database import close_db
@@ -463,7 +464,9 @@ def test_a_store_from_before_scopes_keeps_working_unmigrated(tmp_path: Path) -> 
     close_db(db)
 
     with open_manager(tmp_path) as manager:
-        assert manager.active() == active  # the old pointer, read as the default scope's
+        assert manager.active() == active.replace(
+            activity=None
+        )  # the old pointer, read as the default scope's
         newer = manager.start(scope="a")
         assert manager.store.get_meta(META_INDEX_FLOOR) == active.id.encode()  # with the first write
         listed = manager.list_sessions()

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
+from agent.details import NO_DETAILS, Details, GitState, Host
 from agent.record import decode_record, encode_record
 from agent.session import (
     MAX_IDLE_SECONDS,
@@ -176,6 +177,19 @@ def test_json_shape() -> None:
         "idle_timeout": 1800,
         "idle_grace": 60,
         "scope": "default",
+        "cwd": None,
+        "project": None,
+        "git": None,
+        "tool": None,
+        "external_id": None,
+        "parent": None,
+        "tags": [],
+        "title": None,
+        "labels": {},
+        "host": None,
+        "active_seconds": 90.0,  # the start, then the end 90 s later: one gap, within 15 minutes
+        "activity": [["2026-11-24T09:00:00Z", "2026-11-24T09:01:30Z"]],
+        "activity_gap": 900,
     }
     assert Session.from_dict(s.to_dict()) == s
 
@@ -250,10 +264,46 @@ def test_records_before_scopes_belong_to_the_default_scope() -> None:
     key = b"01a20d59-6bfa-78e2-8256-6ac15137b415"
     assert decode_record(key, v1).scope == decode_record(key, v2).scope == "default"
     assert decode_record(key, v2).end_reason is EndReason.OWNER_EXITED
-    named = Session.begin(T0, scope="nvim-4242")
-    assert encode_record(named)[0] == 3
-    assert encode_record(named).endswith(b"\x09nvim-4242")
-    assert encode_record(Session.begin(T0)).endswith(b"\x00")  # the default scope: no name stored
+    named = Session.begin(T0, scope="nvim-4242").replace(activity=None)
+    assert encode_record(named)[0] == 4
+    assert encode_record(named).endswith(b"\x09nvim-4242")  # no sections: nothing after the scope
+    assert encode_record(Session.begin(T0).replace(activity=None)).endswith(b"\x00")  # the default: no name
+
+
+def _v3(session: Session) -> bytes:
+    """``session`` as a version 3 record (scopes, no details or activity)."""
+    return b"\x03" + encode_record(session.replace(details=NO_DETAILS, activity=None))[1:]
+
+
+def test_records_before_details_read_without_them_and_without_active_time() -> None:
+    s = Session.begin(T0, scope="nvim-1").completed(EndReason.CLI, T0 + timedelta(minutes=5))
+    old = decode_record(s.id.encode(), _v3(s))
+    assert old == s.replace(activity=None)
+    assert old.details == NO_DETAILS
+    assert old.active_seconds is None
+    assert old.to_dict()["active_seconds"] is None
+
+
+def test_every_field_of_a_session_survives_its_record() -> None:
+    details = Details(
+        cwd="/home/ada/src/engine",
+        project="engine",
+        git=GitState("/home/ada/src/engine", "main", "0" * 40, worktree=False),
+        tool="nvim",
+        external_id="claude-4c1f",
+        parent="0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+        tags=["review", "bugfix"],
+        title="the parser's error messages",
+        labels={"ticket": "ENG-42", "note": "two words"},
+        host=Host("ada-laptop", "f" * 32),
+    )
+    s = Session.begin(T0, scope="nvim-7", details=details)
+    s = s.with_activity(T0 + timedelta(minutes=10)).with_activity(T0 + timedelta(hours=1))
+    s = s.completed(EndReason.CLI, T0 + timedelta(hours=1, minutes=5))
+    assert decode_record(s.id.encode(), encode_record(s)) == s
+    assert Session.from_dict(s.to_dict()) == s
+    detached = s.replace(details=details.replace(git=GitState("/r", None, "abc", worktree=True), host=None))
+    assert decode_record(s.id.encode(), encode_record(detached)) == detached
 
 
 @pytest.mark.parametrize(
@@ -261,7 +311,7 @@ def test_records_before_scopes_belong_to_the_default_scope() -> None:
     [
         (lambda b: b"", "empty record"),
         (lambda b: b"\x09" + b[1:], "unknown record version 9"),
-        (lambda b: b[:-1], "do not hold a version 3 record"),
+        (lambda b: b[:-1], "do not hold a version 3 record"),  # (all on version 3 records)
         (lambda b: b + b"x", "do not hold a version 3 record"),
         (lambda b: b[:-1] + b"\x03ab", "do not hold a version 3 record"),
         (lambda b: b[:-1] + b"\x02a/", "scope 'a/': a scope name cannot contain '/'"),
@@ -276,6 +326,25 @@ def test_records_before_scopes_belong_to_the_default_scope() -> None:
 )
 def test_corrupt_records_raise_storage_error_naming_the_key(mangle: object, problem: str) -> None:
     s = Session.begin(T0)
+    raw = mangle(_v3(s))  # type: ignore[operator]
+    with pytest.raises(StorageError, match=f"session record {s.id} is corrupt: .*{problem}"):
+        decode_record(s.id.encode(), raw)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "problem"),
+    [
+        (lambda b: b[:-1], "truncated"),
+        (lambda b: b + b"\x63\x00", "unknown section 99"),
+        (lambda b: b + b"\x01\x01a", "section 1 twice"),
+        (lambda b: b + b"\x02\x02\xff\xfe", "codec can't decode"),
+        (lambda b: b + b"\x04\x03a\nb", "one line of printable text"),
+        (lambda b: b + b"\x07\x03\x01\x00\x00", "trailing bytes in section 7"),
+        (lambda b: b + b"\x03\x05\x00\x09", "truncated"),
+    ],
+)
+def test_corrupt_sections_of_a_record_are_reported(mangle: object, problem: str) -> None:
+    s = Session.begin(T0, details=Details(cwd="/w"))
     raw = mangle(encode_record(s))  # type: ignore[operator]
     with pytest.raises(StorageError, match=f"session record {s.id} is corrupt: .*{problem}"):
         decode_record(s.id.encode(), raw)

@@ -1,0 +1,272 @@
+"""What a session was: where, on what, driven by which tool.
+
+``Details`` travels with a session from its start: set by whoever starts it
+(the CLI, a file edit, the socket, the API), completed by the agent (the
+project and the git state derived from ``cwd``, this host), and changed
+later only by ``tag``/``set`` -- never its times. Every field is optional;
+a session from before this release has none.
+
+Limits keep one session's record small and every field printable on one
+line: no control characters anywhere, each string capped, at most
+``MAX_TAGS`` tags and ``MAX_LABELS`` labels, ``MAX_LABEL_BYTES`` for the
+labels in all. Over a limit is an error naming the field, never a
+truncation.
+"""
+
+from __future__ import annotations
+
+from agent.errors import InvalidArgumentError
+from agent.values import Value
+
+__all__ = [
+    "MAX_LABELS",
+    "MAX_LABEL_BYTES",
+    "MAX_TAGS",
+    "Details",
+    "GitState",
+    "Host",
+]
+
+MAX_PATH = 4096
+MAX_NAME = 128  # project, tool, external id, tag, branch, a label's key
+MAX_TITLE = 256
+MAX_TAGS = 32
+MAX_LABELS = 32
+MAX_LABEL_BYTES = 4096  # keys and values of one session's labels, UTF-8
+
+
+def _problem(value: object, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value.encode("utf-8", "surrogatepass")) > limit:
+        return f"is longer than {limit} bytes"
+    if any(ch < " " or ch == "\x7f" for ch in value):
+        return "must be one line of printable text (no control characters)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text"
+    return None
+
+
+def check_text(field: str, value: object, limit: int = MAX_NAME) -> str:
+    """``value`` if it is a valid text for ``field``; else ``InvalidArgumentError``
+    naming the field."""
+    problem = _problem(value, limit)
+    if problem is not None:
+        raise InvalidArgumentError(f"{field} {problem}")
+    assert isinstance(value, str)
+    return value
+
+
+def check_tag(value: object) -> str:
+    tag = check_text("a tag", value)
+    if tag[0] in "+-" or any(ch.isspace() or ch == "," for ch in tag):
+        raise InvalidArgumentError(f"tag {tag!r} must be one word, not starting with + or -")
+    return tag
+
+
+class GitState(Value):
+    """The git repository ``cwd`` was in, when the session started."""
+
+    __slots__ = ("branch", "commit", "root", "worktree")
+
+    root: str  # the working tree's top-level directory
+    branch: str | None  # None: detached (then ``commit``)
+    commit: str | None
+    worktree: bool  # a linked worktree (``git worktree add``), not the main checkout
+
+    def __init__(self, root: str, branch: str | None, commit: str | None, worktree: bool) -> None:
+        self._set(
+            root=check_text("git.root", root, MAX_PATH),
+            branch=None if branch is None else check_text("git.branch", branch),
+            commit=None if commit is None else check_text("git.commit", commit),
+            worktree=bool(worktree),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {"root": self.root, "branch": self.branch, "commit": self.commit, "worktree": self.worktree}
+
+
+class Host(Value):
+    """The machine a session ran on: its hostname and machine id."""
+
+    __slots__ = ("hostname", "machine_id")
+
+    hostname: str
+    machine_id: str | None
+
+    def __init__(self, hostname: str, machine_id: str | None) -> None:
+        self._set(
+            hostname=check_text("host.hostname", hostname),
+            machine_id=None if machine_id is None else check_text("host.machine_id", machine_id),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {"hostname": self.hostname, "machine_id": self.machine_id}
+
+
+class Details(Value):
+    """A session's "what". Immutable; ``tags`` sorted and unique, ``labels``
+    sorted by key."""
+
+    __slots__ = ("cwd", "external_id", "git", "host", "labels", "parent", "project", "tags", "title", "tool")
+
+    cwd: str | None
+    project: str | None
+    git: GitState | None
+    tool: str | None
+    external_id: str | None
+    parent: str | None  # a session id
+    tags: tuple[str, ...]
+    title: str | None
+    labels: tuple[tuple[str, str], ...]
+    host: Host | None
+
+    def __init__(  # noqa: PLR0917 -- a record's fields
+        self,
+        cwd: str | None = None,
+        project: str | None = None,
+        git: GitState | None = None,
+        tool: str | None = None,
+        external_id: str | None = None,
+        parent: str | None = None,
+        tags: tuple[str, ...] | frozenset[str] | list[str] = (),
+        title: str | None = None,
+        labels: dict[str, str] | tuple[tuple[str, str], ...] = (),
+        host: Host | None = None,
+    ) -> None:
+        if cwd is not None:
+            check_text("cwd", cwd, MAX_PATH)
+            if not cwd.startswith("/"):
+                raise InvalidArgumentError(f"cwd {cwd!r} must be an absolute path")
+        if parent is not None:
+            from agent.session import parse_session_id  # (session imports this module)
+
+            try:
+                parent = parse_session_id(parent)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"parent: {exc}") from None
+        tag_set = sorted({check_tag(t) for t in tags})
+        if len(tag_set) > MAX_TAGS:
+            raise InvalidArgumentError(f"a session takes at most {MAX_TAGS} tags, not {len(tag_set)}")
+        pairs = sorted(labels.items() if isinstance(labels, dict) else labels)
+        _check_labels(pairs)
+        self._set(
+            cwd=cwd,
+            project=None if project is None else check_text("project", project),
+            git=git,
+            tool=None if tool is None else check_text("tool", tool),
+            external_id=None if external_id is None else check_text("external_id", external_id),
+            parent=parent,
+            tags=tuple(tag_set),
+            title=None if title is None else check_text("title", title, MAX_TITLE),
+            labels=tuple(pairs),
+            host=host,
+        )
+
+    def replace(self, **changes: object) -> Details:
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Details(**fields)
+
+    def merged(self, given: Details) -> Details:
+        """These details with every field ``given`` sets taken from it (tags
+        and labels added to)."""
+        changes: dict[str, object] = {
+            name: getattr(given, name)
+            for name in ("cwd", "project", "git", "tool", "external_id", "parent", "title", "host")
+            if getattr(given, name) is not None
+        }
+        if given.tags:
+            changes["tags"] = (*self.tags, *given.tags)
+        if given.labels:
+            changes["labels"] = dict(self.labels) | dict(given.labels)
+        return self.replace(**changes) if changes else self
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON fields (each present, ``null``/empty when unset)."""
+        return {
+            "cwd": self.cwd,
+            "project": self.project,
+            "git": self.git.to_dict() if self.git else None,
+            "tool": self.tool,
+            "external_id": self.external_id,
+            "parent": self.parent,
+            "tags": list(self.tags),
+            "title": self.title,
+            "labels": dict(self.labels),
+            "host": self.host.to_dict() if self.host else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Details:
+        """The inverse of ``to_dict`` (missing fields: unset). ``ValueError``."""
+        git, host = data.get("git"), data.get("host")
+        tags, labels = data.get("tags") or [], data.get("labels") or {}
+        if not isinstance(tags, list) or not isinstance(labels, dict):
+            raise ValueError("tags must be a list and labels an object")
+        try:
+            return cls(
+                cwd=_optional_str(data.get("cwd")),
+                project=_optional_str(data.get("project")),
+                git=None
+                if git is None
+                else GitState(
+                    str(_field(git, "root")),
+                    _optional_str(_field(git, "branch")),
+                    _optional_str(_field(git, "commit")),
+                    bool(_field(git, "worktree")),
+                ),
+                tool=_optional_str(data.get("tool")),
+                external_id=_optional_str(data.get("external_id")),
+                parent=_optional_str(data.get("parent")),
+                tags=[str(t) for t in tags],
+                title=_optional_str(data.get("title")),
+                labels={str(k): str(v) for k, v in labels.items()},
+                host=None
+                if host is None
+                else Host(str(_field(host, "hostname")), _optional_str(_field(host, "machine_id"))),
+            )
+        except InvalidArgumentError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def is_empty(self) -> bool:
+        return self == NO_DETAILS
+
+
+def _field(data: object, name: str) -> object:
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object with {name}")
+    return data.get(name)
+
+
+def _optional_str(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _check_labels(pairs: list[tuple[str, str]]) -> None:
+    if len(pairs) > MAX_LABELS:
+        raise InvalidArgumentError(f"a session takes at most {MAX_LABELS} labels, not {len(pairs)}")
+    total = 0
+    for key, value in pairs:
+        check_text("a label's key", key)
+        if "=" in key or any(ch.isspace() for ch in key):
+            raise InvalidArgumentError(f"label key {key!r} must be one word without '='")
+        check_text(f"label {key}", value, MAX_LABEL_BYTES)
+        total += len(key.encode()) + len(value.encode())
+    if total > MAX_LABEL_BYTES:
+        raise InvalidArgumentError(
+            f"a session's labels hold at most {MAX_LABEL_BYTES} bytes in all, not {total}; "
+            "keep long values elsewhere and a reference here"
+        )
+
+
+NO_DETAILS = Details()
