@@ -110,6 +110,7 @@ class DaemonBackend:
             args |= {
                 name: getattr(request, name) for name in fields if getattr(request, name) not in (None, False)
             }
+            args |= request.details.given()
         return _session(self._client.request("start", **args))
 
     def end(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:

@@ -34,7 +34,7 @@ from agent.cli_support import (
 )
 from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RUNTIME_DIR_ENV, SCOPE_ENV
 from agent.errors import SessionNotFoundError
-from agent.output import NO_ACTIVE_SESSION, note, show_result
+from agent.output import NO_ACTIVE_SESSION, command_place, note, show_result
 from agent.paths import Paths
 from agent.session import MAX_PID, SessionStatus
 
@@ -113,6 +113,20 @@ def cli(ctx: click.Context, data_dir: Path | None, runtime_dir: Path | None, deb
     help="Counted as work after the last activity when the session ends idle "
     f"[env: {IDLE_GRACE_ENV}; default: config.toml's, else 0].",
 )
+@click.option(
+    "--cwd",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the work happens; the project and git branch are read from it [default: this directory].",
+)
+@click.option(
+    "--project", help="The project's name [default: from --cwd: its git repository's, else its own]."
+)
+@click.option("--tool", help="What drives the session: nvim, claude-code, vscode, ... [default: cli].")
+@click.option("--external-id", help="The tool's own id for this session, to find it again.")
+@click.option("--parent", type=SESSION_ID, help="The session this one continues or belongs to.")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--title", help="One line saying what the session is for.")
+@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label (repeatable).")
 @scope_option
 @json_option
 @click.pass_obj
@@ -122,20 +136,58 @@ def start(  # noqa: PLR0917 -- click passes the options by name; the order is cl
     owner_pid: int | None,
     idle_timeout: int | None,
     idle_grace: int | None,
+    cwd: Path | None,
+    project: str | None,
+    tool: str | None,
+    external_id: str | None,
+    parent: str | None,
+    tags: tuple[str, ...],
+    title: str | None,
+    labels: tuple[str, ...],
     scope: str,
     as_json: bool,
 ) -> None:
     """Start a session (in the scope, created on first use) and print its id.
 
+    It records what the session is: where (--cwd, and from it the project
+    and the git branch), the tool, tags, a title, labels.
+
     Exits 3, naming the active session, if one is already active in the
-    scope (unless --replace). Exits 2 if the owner process does not exist.
+    scope (unless --replace). Exits 2 if the owner process does not exist,
+    or a field's value is not valid (the message names it).
     """
     from agent.config import StartRequest
+    from agent.details import Details
 
+    place = command_place()
+    details = Details(
+        cwd=str(cwd.absolute()) if cwd is not None else place.get("cwd"),
+        project=project,
+        tool=tool or place["tool"],
+        external_id=external_id,
+        parent=parent,
+        tags=tags,
+        title=title,
+        labels=_labels(labels),
+    )
     request = StartRequest(
-        owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
+        owner_pid=owner_pid,
+        idle_timeout=idle_timeout,
+        idle_grace=idle_grace,
+        replace=replace,
+        details=details,
     )
     show_result("start", agent.backend().start(request, scope).to_dict(), as_json)
+
+
+def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    return labels
 
 
 def _terminate(agent: Agent, session_id: str | None, scope: str, abandon: bool) -> None:

@@ -26,6 +26,8 @@ import os
 import stat
 from pathlib import Path
 
+from agent.activity import ACTIVITY_GAP
+from agent.details import NO_DETAILS, Details
 from agent.errors import ConfigError, InvalidArgumentError
 from agent.layout import CONFIG_NAME
 from agent.session import MAX_IDLE_SECONDS, MAX_PID
@@ -65,14 +67,17 @@ def parse_seconds(raw: object, what: str | None) -> int:
 
 
 class StartRequest(Value):
-    """What a start asked for; ``None`` means "the default"."""
+    """What a start asked for; ``None`` means "the default". ``details``:
+    what the session is, as given (the agent completes it: see
+    ``agent.scope_rules``)."""
 
-    __slots__ = ("idle_grace", "idle_timeout", "owner_pid", "replace")
+    __slots__ = ("details", "idle_grace", "idle_timeout", "owner_pid", "replace")
 
     owner_pid: int | None
     idle_timeout: int | None  # seconds; 0: none, whatever the default
     idle_grace: int | None
     replace: bool
+    details: Details
 
     def __init__(
         self,
@@ -81,29 +86,41 @@ class StartRequest(Value):
         idle_timeout: int | None = None,
         idle_grace: int | None = None,
         replace: bool = False,
+        details: Details = NO_DETAILS,
     ) -> None:
         if owner_pid is not None and (isinstance(owner_pid, bool) or not 0 < owner_pid <= MAX_PID):
             raise InvalidArgumentError(f"owner pid {owner_pid!r} is not a process id (1 to {MAX_PID})")
-        self._set(owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace)
+        self._set(
+            owner_pid=owner_pid,
+            idle_timeout=idle_timeout,
+            idle_grace=idle_grace,
+            replace=replace,
+            details=details,
+        )
 
 
 class StartRules(Value):
     """The rules a session is started with, defaults applied."""
 
-    __slots__ = ("idle_grace", "idle_timeout", "owner_pid")
+    __slots__ = ("activity_gap", "idle_grace", "idle_timeout", "owner_pid")
 
     owner_pid: int | None
     idle_timeout: int | None
     idle_grace: int
+    activity_gap: int
 
-    def __init__(self, owner_pid: int | None, idle_timeout: int | None, idle_grace: int) -> None:
-        self._set(owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace)
+    def __init__(
+        self, owner_pid: int | None, idle_timeout: int | None, idle_grace: int, activity_gap: int
+    ) -> None:
+        self._set(
+            owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, activity_gap=activity_gap
+        )
 
     @classmethod
-    def resolve(cls, request: StartRequest, defaults: tuple[int, int]) -> StartRules:
-        timeout = defaults[0] if request.idle_timeout is None else request.idle_timeout
+    def resolve(cls, request: StartRequest, settings: Settings) -> StartRules:
+        timeout = settings.idle_timeout if request.idle_timeout is None else request.idle_timeout
         if request.idle_grace is None:
-            grace = min(defaults[1], timeout)  # a default grace never outgrows a timeout
+            grace = min(settings.idle_grace, timeout)  # a default grace never outgrows a timeout
         elif request.idle_grace and not timeout:
             raise InvalidArgumentError(
                 "an idle grace needs an idle timeout (--idle-timeout, or idle_timeout in config.toml)"
@@ -115,7 +132,7 @@ class StartRules(Value):
             )
         else:
             grace = request.idle_grace
-        return cls(request.owner_pid, timeout or None, grace)
+        return cls(request.owner_pid, timeout or None, grace, settings.activity_gap)
 
 
 REMOVE_EMPTY_SCOPES_AFTER = 3600  # seconds
@@ -129,33 +146,39 @@ _MAX_SNAPSHOT_KEEP = 1000
 class Settings(Value):
     """What ``config.toml`` sets, in seconds, defaults filled in."""
 
-    __slots__ = ("idle_grace", "idle_timeout", "remove_empty_scopes_after", "snapshot_every", "snapshot_keep")
+    __slots__ = (
+        "activity_gap",
+        "idle_grace",
+        "idle_timeout",
+        "remove_empty_scopes_after",
+        "snapshot_every",
+        "snapshot_keep",
+    )
     idle_timeout: int
     idle_grace: int
+    activity_gap: int
     remove_empty_scopes_after: int
     snapshot_every: int
     snapshot_keep: int
 
     def __init__(
         self,
+        *,
         idle_timeout: int = 0,
         idle_grace: int = 0,
         remove_empty_scopes_after: int = REMOVE_EMPTY_SCOPES_AFTER,
         snapshot_every: int = SNAPSHOT_EVERY,
         snapshot_keep: int = SNAPSHOT_KEEP,
+        activity_gap: int = ACTIVITY_GAP,
     ) -> None:
         self._set(
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
+            activity_gap=activity_gap,
             remove_empty_scopes_after=remove_empty_scopes_after,
             snapshot_every=snapshot_every,
             snapshot_keep=snapshot_keep,
         )
-
-    @property
-    def start_defaults(self) -> tuple[int, int]:
-        """``(idle_timeout, idle_grace)``, as ``StartRules.resolve`` takes them."""
-        return (self.idle_timeout, self.idle_grace)
 
 
 _cache: dict[Path, tuple[tuple[int, int, int], Settings]] = {}
@@ -193,7 +216,7 @@ def load_settings(data_dir: Path) -> Settings:
 
 
 _KNOWN = {
-    "sessions": ("idle_timeout", "idle_grace"),
+    "sessions": ("idle_timeout", "idle_grace", "activity_gap"),
     "scopes": ("remove_empty_after",),
     "snapshots": ("every", "keep"),
 }
@@ -230,6 +253,7 @@ def _parse(path: Path, raw: bytes) -> Settings:
             ),
             snapshot_every=parse_seconds(snapshots.get("every", SNAPSHOT_EVERY), "snapshots.every"),
             snapshot_keep=keep,
+            activity_gap=parse_seconds(sessions.get("activity_gap", ACTIVITY_GAP), "sessions.activity_gap"),
         )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None

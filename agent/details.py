@@ -18,7 +18,12 @@ from __future__ import annotations
 from agent.errors import InvalidArgumentError
 from agent.values import Value
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 __all__ = [
+    "GIVEN_FIELDS",
     "MAX_LABELS",
     "MAX_LABEL_BYTES",
     "MAX_TAGS",
@@ -33,6 +38,8 @@ MAX_TITLE = 256
 MAX_TAGS = 32
 MAX_LABELS = 32
 MAX_LABEL_BYTES = 4096  # keys and values of one session's labels, UTF-8
+# What a start may give (the rest -- git, host -- the agent finds out).
+GIVEN_FIELDS = ("cwd", "project", "tool", "external_id", "parent", "tags", "title", "labels")
 
 
 def _problem(value: object, limit: int) -> str | None:
@@ -232,6 +239,28 @@ class Details(Value):
             )
         except InvalidArgumentError as exc:
             raise ValueError(str(exc)) from None
+
+    def given(self) -> dict[str, object]:
+        """The given fields that are set, as a start request carries them."""
+        shown = self.to_dict()
+        return {name: shown[name] for name in GIVEN_FIELDS if shown[name] not in (None, [], {})}
+
+    @classmethod
+    def from_given(cls, args: Mapping[str, object]) -> Details:
+        """What a start request gives (``given``'s shape, from JSON);
+        ``InvalidArgumentError`` naming the field that is wrong."""
+        tags, labels = args.get("tags", []), args.get("labels", {})
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise InvalidArgumentError("tags must be a list of strings")
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise InvalidArgumentError("labels must be an object of strings")
+        texts = {}
+        for name in ("cwd", "project", "tool", "external_id", "parent", "title"):
+            value = args.get(name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidArgumentError(f"{name} must be a string")
+            texts[name] = value
+        return cls(**texts, tags=tags, labels=labels)  # type: ignore[arg-type]
 
     @property
     def is_empty(self) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agent.output import fail, note, show_result
+from agent.output import command_place, fail, note, show_result
 
 TYPE_CHECKING = False  # typing costs milliseconds on this path
 if TYPE_CHECKING:
@@ -89,7 +89,8 @@ def run(argv: list[str]) -> int | None:
     if client is None:
         return _embedded(data_dir, runtime_dir, command, as_json, scope)
     try:
-        result = client.request(command, **scope_args(scope))
+        extra = command_place() if command == "start" else {}
+        result = client.request(command, **scope_args(scope), **extra)
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
             raise DaemonError(f"the daemon sent a malformed reply to {command!r}")
     except ConnectionLostError as error:
@@ -121,6 +122,11 @@ def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scop
         try:
             if command in ("end", "abandon"):
                 session = getattr(backend, command)(None, scope)
+            elif command == "start":
+                from agent.config import StartRequest
+                from agent.details import Details
+
+                session = backend.start(StartRequest(details=Details.from_given(command_place())), scope)
             else:
                 session = getattr(backend, command)(scope=scope)
         except BaseException:

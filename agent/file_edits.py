@@ -13,6 +13,7 @@ import enum
 
 from agent.config import StartRequest, parse_seconds
 from agent.current_file import MAX_CONTENT
+from agent.details import Details
 from agent.errors import InvalidArgumentError
 from agent.session import parse_session_id
 from agent.values import Value
@@ -70,9 +71,10 @@ def parse_edit(content: bytes | None) -> Edit:
     keyword = _KEYWORDS.get(text.lower())
     if keyword is not None:
         return Edit(keyword, start=StartRequest() if keyword is EditKind.START else None)
-    words = text.split()
-    if words[0].lower() == "start":
-        return _parse_start(words[1:])
+    first, *more = text.splitlines()
+    words = first.split()
+    if words and words[0].lower() == "start":
+        return _parse_start(words[1:], [line.strip() for line in more if line.strip()])
     try:
         return Edit(EditKind.NAMES, session_id=parse_session_id(text))
     except ValueError:
@@ -81,12 +83,45 @@ def parse_edit(content: bytes | None) -> Edit:
 
 
 _START_OPTIONS = "it takes replace, owner=PID, idle=DURATION, grace=DURATION"
+_DETAIL_LINES = (
+    "each line after `start` is one of cwd=, project=, tool=, external_id=, parent=, title=, tag=, label.KEY="
+)
 
 
-def _parse_start(words: list[str]) -> Edit:
-    """``start`` with options: ``replace``, ``owner=PID``, ``idle=30m``, ``grace=2m``."""
+def _parse_start(words: list[str], lines: list[str]) -> Edit:
+    """``start`` with options on its line (``replace``, ``owner=PID``,
+    ``idle=30m``, ``grace=2m``), then what the session is, one ``key=value``
+    per line (so a value may hold spaces): ``cwd=``, ``project=``, ``tool=``,
+    ``external_id=``, ``parent=``, ``title=``, ``tag=`` (repeatable),
+    ``label.KEY=``; and the options again, one a line."""
     replace = False
     numbers: dict[str, int] = {}
+    given: dict[str, object] = {}
+    tags: list[str] = []
+    labels: dict[str, str] = {}
+    for line in lines:
+        name, equals, value = line.partition("=")
+        name = name.strip().lower()
+        if name in ("owner", "idle", "grace", "replace"):
+            words.append(line.replace(" ", ""))
+        elif not equals:
+            shown = line if len(line) <= 40 else line[:37] + "..."
+            return Edit(EditKind.INVALID, problem=f"`start`: {shown!r} is not key=value ({_DETAIL_LINES})")
+        elif name == "tag":
+            tags.append(value.strip())
+        elif name.startswith("label.") and len(name) > len("label."):
+            labels[line.partition("=")[0].strip()[len("label.") :]] = value.strip()
+        elif name in ("cwd", "project", "tool", "external_id", "parent", "title"):
+            if name in given:
+                return Edit(EditKind.INVALID, problem=f"`start` got {name} twice")
+            given[name] = value.strip()
+        else:
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            return Edit(EditKind.INVALID, problem=f"`start` does not take {shown!r} ({_DETAIL_LINES})")
+    try:
+        details = Details.from_given({**given, "tags": tags, "labels": labels})
+    except InvalidArgumentError as exc:
+        return Edit(EditKind.INVALID, problem=f"`start`: {exc}")
     try:
         for word in words:
             name, equals, value = word.lower().partition("=")
@@ -106,6 +141,7 @@ def _parse_start(words: list[str]) -> Edit:
             idle_timeout=numbers.get("idle"),
             idle_grace=numbers.get("grace"),
             replace=replace,
+            details=details,
         )
     except InvalidArgumentError as exc:
         return Edit(EditKind.INVALID, problem=f"`start`: {exc}")

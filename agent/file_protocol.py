@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent import faults
-from agent.config import StartRequest
+from agent.config import Settings, StartRequest
 from agent.current_file import CurrentFile, FileKind, Observation, Stamp
 from agent.errors import ConfigError, InvalidArgumentError, StoreDamagedError
 from agent.file_edits import EditKind, parse_edit
@@ -67,7 +67,7 @@ class FileProtocol:
         db_path: Path,
         dirs: ScopeDirs,
         clock: Clock,
-        start_defaults: Callable[[], tuple[int, int]],
+        start_defaults: Callable[[], Settings],
     ) -> None:
         self._file = file
         self._record = record
@@ -190,7 +190,7 @@ class FileProtocol:
             defaults = self._start_defaults()
         except ConfigError as exc:
             log.error("%s; starting with the built-in defaults", exc)
-            defaults = (0, 0)
+            defaults = Settings()
         try:
             started, tracking = self._rules.begin(request, defaults)
         except InvalidArgumentError as exc:

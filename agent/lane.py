@@ -29,7 +29,7 @@ from pathlib import Path
 
 from agent.changes import OwnerExits
 from agent.clock import Clock
-from agent.config import StartRequest
+from agent.config import Settings, StartRequest
 from agent.current_file import CurrentFile, FileChangedError
 from agent.errors import SessionAlreadyActiveError, SessionIOError, StorageError
 from agent.file_protocol import FileProtocol, where
@@ -72,7 +72,7 @@ class Lane:
         dirs: ScopeDirs,
         owner_exits: OwnerExits,
         announce: Listener,
-        start_defaults: Callable[[], tuple[int, int]],
+        start_defaults: Callable[[], Settings],
     ) -> None:
         self.scope = scope
         self.file = CurrentFile(scope_dir(data_dir, scope))
@@ -97,7 +97,7 @@ class Lane:
 
     # --- commands ------------------------------------------------------------------
 
-    def start(self, request: StartRequest, defaults: tuple[int, int]) -> Session:
+    def start(self, request: StartRequest, defaults: Settings) -> Session:
         """Start a session; ``SessionAlreadyActiveError`` if one is active,
         unless ``request.replace``: then the active one ends (``replaced``)
         in the same batch that starts the new one."""

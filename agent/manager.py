@@ -23,7 +23,7 @@ from rocksdict import Rdict
 
 from agent.changes import ActiveSession, Change, OwnerExits
 from agent.clock import Clock, default_clock
-from agent.config import StartRequest, load_settings
+from agent.config import Settings, StartRequest, load_settings
 from agent.errors import SessionIOError, StorageError
 from agent.history import abandon_strays, list_sessions
 from agent.lane import Lane
@@ -276,5 +276,5 @@ class SessionManager(SeedAPI):
         for listener in tuple(self._listeners):
             listener(change)
 
-    def _start_defaults(self) -> tuple[int, int]:
-        return load_settings(self.data_dir).start_defaults
+    def _start_defaults(self) -> Settings:
+        return load_settings(self.data_dir)

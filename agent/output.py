@@ -1,5 +1,6 @@
-"""What both command lines print: one output layer for the click commands
-(``agent.cli``) and the click-free fast path (``agent.fast_cli``).
+"""What both command lines print, and what they send: one layer for the
+click commands (``agent.cli``) and the click-free fast path
+(``agent.fast_cli``).
 
 The hot commands (start, end, abandon, current, touch) print their result
 through ``show_result`` and their failure through ``fail`` whichever path
@@ -10,11 +11,14 @@ for every module it loads.
 
 from __future__ import annotations
 
+import os
 import sys
 
 __all__ = [
+    "COMMAND_TOOL",
     "NO_ACTIVE_SESSION",
     "PROGRAM",
+    "command_place",
     "error_line",
     "fail",
     "note",
@@ -26,6 +30,16 @@ __all__ = [
 
 PROGRAM = "session-agent"
 NO_ACTIVE_SESSION = "no active session"
+COMMAND_TOOL = "cli"  # the tool of a session started by the command line
+
+
+def command_place() -> dict[str, str]:
+    """What a ``start`` from the command line says of itself unless told
+    otherwise: the command's own directory and the tool ``cli``."""
+    try:
+        return {"cwd": os.getcwd(), "tool": COMMAND_TOOL}
+    except OSError:  # the directory was removed under the shell: no cwd
+        return {"tool": COMMAND_TOOL}
 
 
 def error_line(error: object) -> str:

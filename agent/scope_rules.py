@@ -7,13 +7,15 @@ whether its owner is alive (or, from the daemon's watch, when it exited).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
 from agent import faults
 from agent.changes import OwnerExits
 from agent.clock import Clock
-from agent.config import StartRequest, StartRules
+from agent.config import Settings, StartRequest, StartRules
+from agent.details import Details, Host, check_text
 from agent.errors import InvalidArgumentError
 from agent.lifecycle import Tracking, due_end
 from agent.owner import OwnerIdentity
@@ -30,17 +32,33 @@ _RULE_TEXT = {
 }
 
 
+def completed(given: Details) -> Details:
+    """``given`` with what the agent knows added: the project and git state
+    of its ``cwd`` (a project given is kept) and this host."""
+    from agent.place import describe_place, this_host
+
+    changes: dict[str, object] = {"host": Host(*this_host())}
+    if given.cwd is not None:
+        project, git = describe_place(given.cwd)
+        changes["git"] = git
+        if given.project is None and project is not None:
+            with contextlib.suppress(InvalidArgumentError):  # a name that is no project's: none
+                changes["project"] = check_text("project", project)
+    return given.replace(**changes)
+
+
 class ScopeRules:
     def __init__(self, record: ScopeRecord, clock: Clock, owner_exits: OwnerExits) -> None:
         self._record = record
         self._clock = clock
         self._owner_exits = owner_exits
 
-    def begin(self, request: StartRequest, defaults: tuple[int, int]) -> tuple[Session, Tracking]:
-        """A new session of this scope under ``request``'s rules (``defaults``:
-        config.toml's idle timeout and grace); ``InvalidArgumentError`` when
-        its owner is not running."""
-        rules = StartRules.resolve(request, defaults)
+    def begin(self, request: StartRequest, settings: Settings) -> tuple[Session, Tracking]:
+        """A new session of this scope under ``request``'s rules (``settings``:
+        config.toml's defaults) and with its details completed (the project
+        and git state from its ``cwd``, this host); ``InvalidArgumentError``
+        when its owner is not running."""
+        rules = StartRules.resolve(request, settings)
         owner = None
         if rules.owner_pid is not None:
             owner = OwnerIdentity.of(rules.owner_pid, self._clock)
@@ -55,6 +73,8 @@ class ScopeRules:
             idle_timeout=rules.idle_timeout,
             idle_grace=rules.idle_grace,
             scope=self._record.scope,
+            details=completed(request.details),
+            activity_gap=rules.activity_gap,
         )
         return session, Tracking.begin(session, self._clock, owner)
 

@@ -7,8 +7,13 @@ than in a thread.
 from __future__ import annotations
 
 from agent.config import StartRequest
+from agent.details import Details
 from agent.scope import parse_scope
 from agent.session import EndReason, Session
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["SeedAPI"]
 
@@ -39,9 +44,34 @@ class SeedAPI:
         idle_grace: int | None = None,
         replace: bool = False,
         scope: str | None = None,
+        cwd: str | None = None,
+        project: str | None = None,
+        tool: str | None = None,
+        external_id: str | None = None,
+        parent: str | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
+        """Start a session and return its id; what it is (``cwd`` ... ``labels``)
+        as ``session-agent start`` takes it (the project and git state are
+        read from ``cwd``)."""
+        details = Details(
+            cwd=cwd,
+            project=project,
+            tool=tool,
+            external_id=external_id,
+            parent=parent,
+            tags=list(tags),
+            title=title,
+            labels=dict(labels or {}),
+        )
         request = StartRequest(
-            owner_pid=owner_pid, idle_timeout=idle_timeout, idle_grace=idle_grace, replace=replace
+            owner_pid=owner_pid,
+            idle_timeout=idle_timeout,
+            idle_grace=idle_grace,
+            replace=replace,
+            details=details,
         )
         return self.start(request, scope=parse_scope(scope)).id
 

@@ -17,6 +17,7 @@ from typing import Any
 from agent import __version__
 from agent.config import StartRequest, parse_seconds
 from agent.control.protocol import MAX_PAGE, ProtocolError
+from agent.details import GIVEN_FIELDS, Details
 from agent.errors import StorageError
 from agent.manager import SessionManager
 from agent.scope import parse_scope
@@ -69,7 +70,9 @@ class RequestHandler:
 
 
 def _start_request(args: dict[str, Any]) -> StartRequest:
-    unknown = sorted(set(args) - {"replace", "owner_pid", "idle_timeout", "idle_grace", "scope"})
+    unknown = sorted(
+        set(args) - {"replace", "owner_pid", "idle_timeout", "idle_grace", "scope", *GIVEN_FIELDS}
+    )
     if unknown:
         raise ProtocolError(f"start does not take {', '.join(unknown)}")
     replace = args.get("replace", False)
@@ -84,6 +87,7 @@ def _start_request(args: dict[str, Any]) -> StartRequest:
         idle_timeout=None if timeout is None else parse_seconds(timeout, "idle_timeout"),
         idle_grace=None if grace is None else parse_seconds(grace, "idle_grace"),
         replace=replace,
+        details=Details.from_given(args),
     )
 
 

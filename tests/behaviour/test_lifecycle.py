@@ -556,3 +556,59 @@ def test_the_tracking_goes_with_the_active_session(manager: SessionManager) -> N
     assert manager.store.get_meta(ScopeKeys.TRACKING) is not None
     manager.end(session.id)
     assert manager.store.get_meta(ScopeKeys.TRACKING) is None
+
+
+# --- active time -----------------------------------------------------------------------
+
+
+def test_active_time_counts_each_gap_up_to_the_activity_gap(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    """Gaps below, at and above the 15-minute default: 600 + 900 + 900 (of
+    1,000) + 100 seconds; the long gap splits the activity into two spans."""
+    started = manager.start()
+    for gap in (600, 900, 1000):
+        clock.advance(gap)
+        assert manager.touch() is not None
+    clock.advance(100)
+    ended = manager.end()
+    assert ended is not None
+    assert ended.active_seconds == 600 + 900 + 900 + 100
+    assert ended.activity is not None
+    assert len(ended.activity.spans) == 2
+    (first_start, first_end), (second_start, second_end) = ended.activity.spans
+    assert first_end - first_start == (600 + 900 + 900) * 1_000_000  # closed a whole gap after its last sign
+    assert second_end - second_start == 100 * 1_000_000
+    assert manager.get(started.id) == ended  # as stored
+
+
+def test_active_time_is_kept_current_by_heartbeats(manager: SessionManager, clock: FakeClock) -> None:
+    manager.start()
+    clock.advance(120)
+    touched = manager.touch()
+    assert touched is not None
+    assert touched.active_seconds == 120
+    active = manager.active()
+    assert active is not None
+    assert active.active_seconds == 120
+
+
+def test_a_suspend_counts_at_most_the_activity_gap(manager: SessionManager, clock: FakeClock) -> None:
+    manager.start()
+    clock.advance(8 * 3600)  # a night asleep, then a heartbeat
+    manager.touch()
+    ended = manager.end()
+    assert ended is not None
+    assert ended.active_seconds == 900
+
+
+def test_the_activity_gap_comes_from_config_toml(data_dir: Path, clock: FakeClock) -> None:
+    (data_dir / "config.toml").write_text('[sessions]\nactivity_gap = "5m"\n')
+    with _open(data_dir, clock) as manager:
+        manager.start()
+        clock.advance(400)
+        manager.touch()
+        ended = manager.end()
+    assert ended is not None
+    assert ended.active_seconds == 300
+    assert ended.to_dict()["activity_gap"] == 300

@@ -169,7 +169,7 @@ def test_parse_edit_understands_the_protocol(content: bytes, kind: EditKind, ses
         (b"\xff\xfe\x00", "not valid UTF-8"),
         (b"x" * (MAX_CONTENT + 1), "more than 4096 bytes"),
         (b"restart", "neither a keyword nor a session id"),
-        (b"start\nend\n", "`start` does not take 'end'"),
+        (b"start\nend\n", "`start`: 'end' is not key=value"),
         (b"../../etc/passwd", "neither a keyword"),
         (None, "cannot be read"),
     ],
