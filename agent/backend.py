@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from agent.config import StartRequest
+    from agent.details import DetailsChange
     from agent.manager import SessionManager
 
     class Backend(Protocol):
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
         def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None: ...
         def current(self, scope: str = DEFAULT_SCOPE) -> Session | None: ...
         def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None: ...
+        def update(
+            self, session_id: str | None, change: DetailsChange, scope: str = DEFAULT_SCOPE
+        ) -> Session | None: ...
+        def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None: ...
         def get(self, session_id: str) -> Session | None: ...
         def list_sessions(
             self,
@@ -124,6 +129,15 @@ class DaemonBackend:
 
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return _maybe_session(self._client.request("touch", **scope_args(scope)))
+
+    def update(
+        self, session_id: str | None, change: DetailsChange, scope: str = DEFAULT_SCOPE
+    ) -> Session | None:
+        args = change.to_args() | scope_args(scope)
+        return _maybe_session(self._client.request("update", id=session_id, **args))
+
+    def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return _maybe_session(self._client.request("count", id=session_id, n=n, **scope_args(scope)))
 
     def get(self, session_id: str) -> Session | None:
         return _maybe_session(self._client.request("get", id=session_id))
@@ -225,6 +239,14 @@ class EmbeddedBackend:
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._manager.touch(scope)
 
+    def update(
+        self, session_id: str | None, change: DetailsChange, scope: str = DEFAULT_SCOPE
+    ) -> Session | None:
+        return self._manager.update(session_id, change, scope=scope)
+
+    def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
+        return self._manager.count(session_id, n, scope=scope)
+
     def get(self, session_id: str) -> Session | None:
         session = self._manager.get(session_id)
         if session is not None and session.is_active:  # an edit of its file may have ended it
@@ -286,6 +308,14 @@ class _ReadsOnly:
         raise NotImplementedError("a write opens the store with create=True")
 
     def abandon(self, session_id: str | None, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def update(
+        self, session_id: str | None, change: DetailsChange, scope: str = DEFAULT_SCOPE
+    ) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
         raise NotImplementedError("a write opens the store with create=True")
 
 

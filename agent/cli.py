@@ -19,6 +19,7 @@ import click
 
 from agent import __version__
 from agent.cli_admin import ADMIN_COMMANDS
+from agent.cli_details import DETAIL_COMMANDS
 from agent.cli_support import (
     COMPLETE_ENV,
     DURATION,
@@ -400,7 +401,7 @@ def status(agent: Agent, scope: str, as_json: bool) -> None:
         exit_with(7)
 
 
-for command in ADMIN_COMMANDS:
+for command in (*DETAIL_COMMANDS, *ADMIN_COMMANDS):
     cli.add_command(command)
 
 

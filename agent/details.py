@@ -20,7 +20,7 @@ from agent.values import Value
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "GIVEN_FIELDS",
@@ -28,6 +28,7 @@ __all__ = [
     "MAX_LABEL_BYTES",
     "MAX_TAGS",
     "Details",
+    "DetailsChange",
     "GitState",
     "Host",
 ]
@@ -299,3 +300,71 @@ def _check_labels(pairs: list[tuple[str, str]]) -> None:
 
 
 NO_DETAILS = Details()
+
+
+class DetailsChange(Value):
+    """A change of what a session was (``tag``, ``set``): fields set (``None``:
+    cleared), tags added and removed, labels set (``None``: removed)."""
+
+    __slots__ = ("add_tags", "labels", "remove_tags", "texts")
+
+    texts: tuple[tuple[str, str | None], ...]
+    add_tags: tuple[str, ...]
+    remove_tags: tuple[str, ...]
+    labels: tuple[tuple[str, str | None], ...]
+
+    SETTABLE = ("project", "title", "tool", "external_id", "parent", "cwd")
+
+    def __init__(
+        self,
+        texts: Mapping[str, str | None] | None = None,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        labels: Mapping[str, str | None] | None = None,
+    ) -> None:
+        texts = dict(texts or {})
+        unknown = sorted(set(texts) - set(self.SETTABLE))
+        if unknown:
+            raise InvalidArgumentError(
+                f"cannot set {', '.join(unknown)}: set takes {', '.join(self.SETTABLE)} and label.KEY"
+            )
+        self._set(
+            texts=tuple(sorted(texts.items())),
+            add_tags=tuple(check_tag(t) for t in add_tags),
+            remove_tags=tuple(remove_tags),
+            labels=tuple(sorted((labels or {}).items())),
+        )
+
+    def applied_to(self, details: Details) -> Details:
+        """``details`` changed; ``InvalidArgumentError`` naming a bad value (and
+        nothing changed)."""
+        tags = (set(details.tags) | set(self.add_tags)) - set(self.remove_tags)
+        labels = dict(details.labels)
+        for key, value in self.labels:
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+        return details.replace(**dict(self.texts), tags=tuple(tags), labels=labels)
+
+    def to_args(self) -> dict[str, object]:
+        """As the socket's ``update`` carries it."""
+        return {
+            "set": dict(self.texts),
+            "add_tags": list(self.add_tags),
+            "remove_tags": list(self.remove_tags),
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, object]) -> DetailsChange:
+        texts, labels = args.get("set", {}), args.get("labels", {})
+        add, remove = args.get("add_tags", []), args.get("remove_tags", [])
+        if not isinstance(texts, dict) or not all(v is None or isinstance(v, str) for v in texts.values()):
+            raise InvalidArgumentError("set must be an object of strings (null: clear)")
+        if not isinstance(labels, dict) or not all(v is None or isinstance(v, str) for v in labels.values()):
+            raise InvalidArgumentError("labels must be an object of strings (null: remove)")
+        for name, tags in (("add_tags", add), ("remove_tags", remove)):
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise InvalidArgumentError(f"{name} must be a list of strings")
+        return cls(texts, add, remove, labels)  # type: ignore[arg-type]

@@ -134,6 +134,19 @@ class Lane:
         active = self.settle_for_answer()
         return None if active is None else self.record.activity(active, self._clock.now())
 
+    def rewrite(self, target: Session, transform: Callable[[Session], Session]) -> Session:
+        """``target`` changed by ``transform`` (what it was, its memories), durably."""
+        changed = transform(target)
+        self.record.rewrite(target, changed)
+        return changed
+
+    def recently_ended(self, within: float) -> Session | None:
+        """The scope's latest session if it ended less than ``within`` seconds ago."""
+        latest = self.record.latest()
+        if latest is None or latest.ended_at is None:
+            return None
+        return latest if (self._clock.now() - latest.ended_at).total_seconds() <= within else None
+
     # --- settling ------------------------------------------------------------------
 
     def settle(self) -> Session | None:

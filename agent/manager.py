@@ -24,7 +24,8 @@ from rocksdict import Rdict
 from agent.changes import ActiveSession, Change, OwnerExits
 from agent.clock import Clock, default_clock
 from agent.config import Settings, StartRequest, load_settings
-from agent.errors import SessionIOError, StorageError
+from agent.details import DetailsChange
+from agent.errors import InvalidArgumentError, SessionIOError, SessionNotFoundError, StorageError
 from agent.history import abandon_strays, list_sessions
 from agent.lane import Lane
 from agent.layout import DEFAULT_SCOPE
@@ -41,7 +42,10 @@ if TYPE_CHECKING:
 
     from agent.changes import Listener
 
-__all__ = ["SessionManager"]
+__all__ = ["LATE_CAPTURE", "MAX_COUNT", "SessionManager"]
+
+LATE_CAPTURE = 600.0  # seconds after its end a session still takes `count` without its id
+MAX_COUNT = 1_000_000
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,44 @@ class SessionManager(SeedAPI):
         lane = self._lane(scope)
         with self._lock:
             return lane.touch()
+
+    def update(
+        self,
+        session_id: str | None = None,
+        change: DetailsChange | None = None,
+        *,
+        scope: str = DEFAULT_SCOPE,
+    ) -> Session | None:
+        """Change what session ``session_id`` (or ``scope``'s active one) was --
+        ``tag``, ``set`` -- never when it was; ``None`` when none is active."""
+        given = change or DetailsChange()
+        return self._rewrite(scope, session_id, lambda s: s.replace(details=given.applied_to(s.details)), 0)
+
+    def count(
+        self, session_id: str | None = None, n: int = 1, *, scope: str = DEFAULT_SCOPE
+    ) -> Session | None:
+        """Add ``n`` memories to session ``session_id``, or to ``scope``'s active
+        one, or one that ended less than ``LATE_CAPTURE`` seconds ago (captures
+        arrive late); ``None`` when there is none."""
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_COUNT:
+            raise InvalidArgumentError(f"a count is a whole number from 1 to {MAX_COUNT}, not {n!r}")
+        return self._rewrite(
+            scope, session_id, lambda s: s.replace(memory_count=s.memory_count + n), LATE_CAPTURE
+        )
+
+    def _rewrite(
+        self, scope: str, session_id: str | None, transform: Callable[[Session], Session], late: float
+    ) -> Session | None:
+        wanted = parse_session_id(session_id) if session_id is not None else None
+        with self._lock:
+            if wanted is not None:
+                record = self.store.get(wanted)
+                if record is None:
+                    raise SessionNotFoundError(wanted)
+                return self._lane(record.scope).rewrite(record, transform)
+            lane = self._lane(scope)
+            target = lane.settle_for_answer() or (lane.recently_ended(late) if late else None)
+            return None if target is None else lane.rewrite(target, transform)
 
     def _terminate(
         self, scope: str, session_id: str | None, status: SessionStatus, reason: EndReason

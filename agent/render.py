@@ -31,9 +31,40 @@ def session_detail(session: Session, now: datetime) -> str:
         ("last activity", format_local(session.last_activity_at)),
         ("owner", f"process {session.owner_pid}" if session.owner_pid else "-"),
         ("idle timeout", _idle_rule(session)),
+        ("active", _active(session)),
         ("memories", str(session.memory_count)),
+        *_what(session),
     ]
     return _rows(rows, 15)
+
+
+def _active(session: Session) -> str:
+    if session.active_seconds is None:
+        return "- (recorded before active time was kept)"
+    return format_duration(timedelta(seconds=round(session.active_seconds)))
+
+
+def _what(session: Session) -> list[tuple[str, str]]:
+    """The rows of what the session was: every field, ``-`` when unset."""
+    d = session.details
+    git = "-"
+    if d.git is not None:
+        head = d.git.branch or (f"detached at {d.git.commit[:12]}" if d.git.commit else "unknown head")
+        git = f"{head} in {d.git.root}" + (" (linked worktree)" if d.git.worktree else "")
+    host = "-" if d.host is None else d.host.hostname
+    rows = [
+        ("project", d.project or "-"),
+        ("directory", d.cwd or "-"),
+        ("git", git),
+        ("tool", d.tool or "-"),
+        ("external id", d.external_id or "-"),
+        ("parent", d.parent or "-"),
+        ("title", d.title or "-"),
+        ("tags", ", ".join(d.tags) or "-"),
+        ("host", host),
+    ]
+    rows += [(f"label {key}", value) for key, value in d.labels]
+    return rows
 
 
 def _idle_rule(session: Session) -> str:

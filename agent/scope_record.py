@@ -127,6 +127,17 @@ class ScopeRecord:
         self._announce(Change(self.scope, active, ActiveSession(self.scope, moved, tracking)))
         return moved
 
+    def rewrite(self, before: Session, after: Session) -> None:
+        """One batch: ``after`` replaces ``before``'s record (what it was, its
+        memories: never its times or status); announced when it is active."""
+        self._store.commit((after,))
+        if after.is_active and self.active() == after:
+            self._announce(Change(self.scope, before, ActiveSession(self.scope, after, self.tracking(after))))
+
+    def latest(self) -> Session | None:
+        """This scope's most recent session, active or not."""
+        return next(iter(self._store.newest_first(scope=self.scope, errors=[])), None)
+
     def save_stamp(self, stamp: Stamp | None) -> None:
         """Record our completed write of the file (``None``: forget it, the
         file is gone for good)."""

@@ -17,7 +17,7 @@ from typing import Any
 from agent import __version__
 from agent.config import StartRequest, parse_seconds
 from agent.control.protocol import MAX_PAGE, ProtocolError
-from agent.details import GIVEN_FIELDS, Details
+from agent.details import GIVEN_FIELDS, Details, DetailsChange
 from agent.errors import StorageError
 from agent.manager import SessionManager
 from agent.scope import parse_scope
@@ -44,6 +44,12 @@ class RequestHandler:
             "current": lambda args: _dump(self._manager.current(_scope(args))),
             "touch": lambda args: _dump(self._manager.touch(_scope(args))),
             "get": lambda args: _dump(self._manager.get(_required_id(args))),
+            "update": lambda args: _dump(
+                self._manager.update(_optional_id(args), DetailsChange.from_args(args), scope=_scope(args))
+            ),
+            "count": lambda args: _dump(
+                self._manager.count(_optional_id(args), _count(args), scope=_scope(args))
+            ),
             "list": self._list,
             "status": lambda _: self._status(),
         }
@@ -135,6 +141,13 @@ def _since(raw: object) -> datetime | None:
     if moment.tzinfo is None:
         raise ProtocolError("since must carry a UTC offset or Z")
     return moment.astimezone(UTC)
+
+
+def _count(args: dict[str, Any]) -> int:
+    n = args.get("n", 1)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ProtocolError("n must be a whole number")
+    return n
 
 
 def _limit(raw: object) -> int:

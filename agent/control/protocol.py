@@ -30,12 +30,21 @@ op            args                                       result
 ``ping``      --                                         ``{"pid": int, "version": str}``
 ``start``     ``{"replace"?: bool, "owner_pid"?: int,    the new session
               "idle_timeout"?: dur, "idle_grace"?: dur,
-              "scope"?: str}``
+              "scope"?: str, "cwd"?: str, "project"?:
+              str, "tool"?: str, "external_id"?: str,
+              "parent"?: id, "tags"?: [str], "title"?:
+              str, "labels"?: {str: str}}``
 ``end``       ``{"id"?: str, "scope"?: str}``            the ended session or null
 ``abandon``   ``{"id"?: str, "scope"?: str}``            the abandoned session or null
 ``current``   ``{"scope"?: str}``                        the active session or null
 ``touch``     ``{"scope"?: str}``                        the active session (its activity
                                                          recorded) or null
+``update``    ``{"id"?: str, "scope"?: str, "set"?:      the changed session, or null
+              {str: str|null}, "add_tags"?: [str],       when none is active
+              "remove_tags"?: [str], "labels"?:
+              {str: str|null}}``
+``count``     ``{"id"?: str, "scope"?: str, "n"?: int}``  the session, its memories
+                                                         counted; or null
 ``get``       ``{"id": str}``                            the session or null
 ``list``      ``{"statuses"?: [str], "since"?: time,     ``{"sessions": [...],
               "limit": int, "before"?: id,                "errors": [str]}``
@@ -93,7 +102,9 @@ MAX_REPLY = 16 * 1024 * 1024
 MAX_PAGE = 500
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0
-OPS = frozenset({"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status"})
+OPS = frozenset(
+    {"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status", "update", "count"}
+)
 
 
 class ProtocolError(DaemonError):

@@ -328,3 +328,63 @@ def test_an_id_started_elsewhere_keeps_its_details_through_show(cli: Cli) -> Non
     assert isinstance(shown, dict)
     assert shown["tool"] == "cli"
     assert shown["cwd"] is not None
+
+
+def test_tag_set_and_count_change_what_a_session_was_never_when(way: DaemonProcess | None, cli: Cli) -> None:
+    sid = start_session(cli)
+    before = _json(cli, "show", sid, "--json")
+    assert isinstance(before, dict)
+    assert cli("tag", "+review", "+wip", "--scope", "default").returncode == 0
+    assert cli("tag", sid, "-wip", "bugfix").returncode == 0
+    assert cli("set", "project=engine", "title=two words", "label.ticket=ENG-42").returncode == 0
+    assert cli("set", sid, "label.ticket=", "tool=").returncode == 0  # cleared
+    assert cli("count").returncode == 0
+    assert cli("count", sid, "3").returncode == 0
+    after = _json(cli, "show", sid, "--json")
+    assert isinstance(after, dict)
+    assert (after["tags"], after["project"], after["title"]) == (["bugfix", "review"], "engine", "two words")
+    assert (after["labels"], after["tool"], after["memory_count"]) == ({}, None, 4)
+    unchanged = ("started_at", "ended_at", "status", "end_reason", "last_activity_at", "cwd", "host")
+    assert {k: after[k] for k in unchanged} == {k: before[k] for k in unchanged}
+
+
+def test_a_count_after_the_end_lands_on_the_session_just_ended(way: DaemonProcess | None, cli: Cli) -> None:
+    sid = start_session(cli)
+    assert cli("end").returncode == 0
+    counted = _json(cli, "count", "2", "--json")
+    assert isinstance(counted, dict)
+    assert (counted["id"], counted["memory_count"], counted["status"]) == (sid, 2, "completed")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "said"),
+    [
+        (("tag", "+x"), 1, "no active session"),
+        (("set", "project=x"), 1, "no active session"),
+        (("tag", "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "+x"), 4, "no session"),
+        (("set", "colour=red"), 2, "cannot set colour"),
+        (("count", "0"), 2, "from 1 to 1000000"),
+        (("count", "many"), 2, "N a whole number"),
+        (("tag",), 2, "at least one +TAG"),
+    ],
+)
+def test_changing_what_is_not_there_or_not_valid_says_so(
+    cli: Cli, args: tuple[str, ...], code: int, said: str
+) -> None:
+    if code == 2:
+        start_session(cli)
+    done = cli(*args)
+    assert done.returncode == code, done.stderr
+    assert said in done.stderr
+
+
+def test_a_change_through_the_daemon_is_announced_to_its_status(
+    cli: Cli, tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        sid = start_session(cli)
+        assert cli("set", "title=now known").returncode == 0
+        status = _json(cli, "status", "--json")
+        assert isinstance(status, dict)
+        assert status["current"]["id"] == sid
+        assert status["current"]["title"] == "now known"
