@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from agent.config import StartRequest
-    from agent.details import DetailsChange
+    from agent.details import DetailsChange, SessionFilter
     from agent.manager import SessionManager
 
     class Backend(Protocol):
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
             limit: int | None,
             errors: list[str],
             scope: str | None = DEFAULT_SCOPE,
+            where: SessionFilter | None = None,
         ) -> list[Session]: ...
         def status(self) -> dict[str, Any]: ...
         def close(self) -> None: ...
@@ -150,6 +151,7 @@ class DaemonBackend:
         limit: int | None,
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
+        where: SessionFilter | None = None,
     ) -> list[Session]:
         found: list[Session] = []
         before: str | None = None
@@ -163,6 +165,7 @@ class DaemonBackend:
                 limit=page,
                 before=before,
                 **which,
+                **_filter_args(where),
             )
             if not isinstance(reply, dict) or not isinstance(reply.get("sessions"), list):
                 raise DaemonError("the daemon sent a malformed list reply")
@@ -182,6 +185,16 @@ class DaemonBackend:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _filter_args(where: SessionFilter | None) -> dict[str, object]:
+    """A listing's filter as the socket's ``list`` takes it."""
+    if where is None:
+        return {}
+    args: dict[str, object] = {"project": where.project, "tool": where.tool}
+    if where.tags:
+        args["tags"] = sorted(where.tags)
+    return {k: v for k, v in args.items() if v is not None}
 
 
 def _session(data: object) -> Session:
@@ -262,6 +275,7 @@ class EmbeddedBackend:
         limit: int | None,
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
+        where: SessionFilter | None = None,
     ) -> list[Session]:
         if scope is None:
             self._settle_all()
@@ -269,7 +283,7 @@ class EmbeddedBackend:
             self._settle(scope)
         problems: list[StorageError] = []
         sessions = self._manager.list_sessions(
-            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope
+            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope, where=where
         )
         errors.extend(str(p) for p in problems)
         return sessions
@@ -386,6 +400,7 @@ class StorelessBackend(_ReadsOnly):
         limit: int | None,
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
+        where: SessionFilter | None = None,
     ) -> list[Session]:
         return []
 

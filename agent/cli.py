@@ -11,7 +11,6 @@ psutil or asyncio.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,28 +19,24 @@ import click
 from agent import __version__
 from agent.cli_admin import ADMIN_COMMANDS
 from agent.cli_details import DETAIL_COMMANDS
+from agent.cli_queries import QUERY_COMMANDS
 from agent.cli_support import (
     COMPLETE_ENV,
     DURATION,
-    SCOPE,
     SESSION_ID,
     Agent,
     AgentGroup,
-    SinceType,
-    echo_json,
     exit_with,
     json_option,
     scope_option,
 )
-from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RUNTIME_DIR_ENV, SCOPE_ENV
-from agent.errors import SessionNotFoundError
-from agent.output import NO_ACTIVE_SESSION, command_place, note, show_result
+from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RUNTIME_DIR_ENV
+from agent.output import command_place, show_result
 from agent.paths import Paths
-from agent.session import MAX_PID, SessionStatus
+from agent.session import MAX_PID
 
 if TYPE_CHECKING:
-    from agent.backend import Backend
-    from agent.session import Session
+    pass
 
 __all__ = ["cli", "main"]
 
@@ -272,136 +267,7 @@ def path(agent: Agent, scope: str) -> None:
     click.echo(str(agent.paths.current_file_of(scope)))
 
 
-@cli.command()
-@click.argument("session_id", metavar="[ID]", required=False, type=SESSION_ID)
-@scope_option
-@json_option
-@click.pass_obj
-def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> None:
-    """Show session ID (in whatever scope), or the scope's current session.
-
-    Exits 4 if there is no such session, 1 if no ID was given and the scope
-    has no active session.
-    """
-    from agent.render import session_detail
-
-    if session_id is None:
-        session = agent.read(lambda backend: backend.current(scope))
-        if session is None:
-            if as_json:
-                echo_json(None)  # as `current --json` does
-            else:
-                note(NO_ACTIVE_SESSION)
-            exit_with(1)
-    else:
-        session = agent.read(lambda backend: backend.get(session_id))
-    if session is None:
-        raise SessionNotFoundError(session_id or "")
-    if as_json:
-        echo_json(session.to_dict())
-    else:
-        click.echo(session_detail(session, datetime.now(UTC)))
-
-
-@cli.command("list")
-@click.option(
-    "--status",
-    "statuses",
-    multiple=True,
-    type=click.Choice([s.value for s in SessionStatus], case_sensitive=False),
-    help="Only sessions with this status (repeatable).",
-)
-@click.option(
-    "-s",
-    "--since",
-    type=SinceType(),
-    help="Only sessions started since: 90m, 2h, 7d, or an ISO date/time.",
-)
-@click.option(
-    "-n",
-    "--limit",
-    type=click.IntRange(min=0),
-    default=20,
-    show_default=True,
-    help="At most this many sessions; 0 for all.",
-)
-@click.option(
-    "--scope",
-    type=SCOPE,
-    default=None,
-    help=f"Only this scope's sessions [default: every scope; {SCOPE_ENV} does not narrow a listing].",
-)
-@click.option("--all-scopes", is_flag=True, hidden=True, help="Every scope: the default (kept for scripts).")
-@json_option
-@click.pass_context
-def list_(  # noqa: PLR0917 -- click passes the options by name; the order is click's
-    ctx: click.Context,
-    statuses: tuple[str, ...],
-    since: datetime | None,
-    limit: int,
-    scope: str | None,
-    all_scopes: bool,
-    as_json: bool,
-) -> None:
-    """List sessions of every scope (or of one), newest first.
-
-    \b
-    Examples:
-      session-agent list --since 2h
-      session-agent list -n 5
-      session-agent list --status abandoned --limit 0 --json
-      session-agent list --scope nvim-4242
-    """
-    from agent.render import session_table
-
-    agent: Agent = ctx.obj
-    if all_scopes and scope is not None:
-        raise click.UsageError("give --scope or --all-scopes, not both")
-
-    def query(backend: Backend) -> tuple[list[Session], list[str]]:
-        errors: list[str] = []
-        sessions = backend.list_sessions(
-            statuses=frozenset(SessionStatus(s.lower()) for s in statuses) or None,
-            since=since,
-            limit=limit or None,
-            errors=errors,
-            scope=scope,
-        )
-        return sessions, errors
-
-    sessions, errors = agent.read(query)
-    for error in errors:
-        note(f"warning: skipped: {error}")
-    if as_json:
-        echo_json([s.to_dict() for s in sessions])
-    else:
-        click.echo(session_table(sessions, datetime.now(UTC), with_scope=scope is None))
-
-
-@cli.command()
-@scope_option
-@json_option
-@click.pass_obj
-def status(agent: Agent, scope: str, as_json: bool) -> None:
-    """Show whether the daemon runs, its resources, where files live, the
-    scope's current session and the active session of every other scope.
-
-    Exits 0 when the daemon is running, 7 when it is not.
-    """
-    from agent.render import status_text
-    from agent.status import for_scope
-
-    report = agent.read(lambda backend: backend.status())
-    report = for_scope(report, scope, agent.paths)
-    if as_json:
-        echo_json(report)
-    else:
-        click.echo(status_text(report, datetime.now(UTC), scope))
-    if not report.get("daemon", {}).get("running"):
-        exit_with(7)
-
-
-for command in (*DETAIL_COMMANDS, *ADMIN_COMMANDS):
+for command in (*QUERY_COMMANDS, *DETAIL_COMMANDS, *ADMIN_COMMANDS):
     cli.add_command(command)
 
 

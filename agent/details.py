@@ -22,7 +22,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from agent.session import Session
+
 __all__ = [
+    "ANY",
     "GIVEN_FIELDS",
     "MAX_LABELS",
     "MAX_LABEL_BYTES",
@@ -31,6 +34,7 @@ __all__ = [
     "DetailsChange",
     "GitState",
     "Host",
+    "SessionFilter",
 ]
 
 MAX_PATH = 4096
@@ -368,3 +372,30 @@ class DetailsChange(Value):
             if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
                 raise InvalidArgumentError(f"{name} must be a list of strings")
         return cls(texts, add, remove, labels)  # type: ignore[arg-type]
+
+
+class SessionFilter(Value):
+    """What a listing keeps besides status and time: a project (listed from
+    its index, not by a scan), sessions with every one of ``tags``, a tool."""
+
+    __slots__ = ("project", "tags", "tool")
+
+    project: str | None
+    tags: frozenset[str]
+    tool: str | None
+
+    def __init__(
+        self, project: str | None = None, tags: frozenset[str] = frozenset(), tool: str | None = None
+    ) -> None:
+        self._set(project=project, tags=frozenset(tags), tool=tool)
+
+    def keeps(self, session: Session) -> bool:
+        d = session.details
+        return (
+            (self.project is None or d.project == self.project)
+            and (self.tool is None or d.tool == self.tool)
+            and self.tags <= set(d.tags)
+        )
+
+
+ANY = SessionFilter()

@@ -20,7 +20,8 @@ from agent.paths import Paths
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session, SessionStatus
 from agent.snapshots import Snapshots, snapshot_time
-from agent.store import ScopeKeys, SessionStore
+from agent.store import SessionStore
+from agent.store_keys import ScopeKeys
 from agent.values import Value
 
 __all__ = ["Finding", "examine", "healthy"]

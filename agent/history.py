@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 
+from agent.details import ANY, SessionFilter
 from agent.errors import StorageError
 from agent.session import EndReason, Session, SessionStatus, parse_session_id, session_id_floor
 from agent.store import SessionStore
@@ -33,6 +34,7 @@ def list_sessions(
     before: str | None = None,
     errors: list[StorageError] | None = None,
     scope: str | None = None,
+    where: SessionFilter = ANY,
 ) -> list[Session]:
     """Sessions of ``scope`` (``None``: of every scope) newest first; corrupt
     records go to ``errors`` if given (else raise). ``actives``: the active
@@ -45,15 +47,22 @@ def list_sessions(
         return [
             s
             for s in ordered
-            if (since is None or s.started_at >= since) and (before is None or s.id < before)
+            if (since is None or s.started_at >= since)
+            and (before is None or s.id < before)
+            and where.keeps(s)
         ][:limit]
     floor = session_id_floor(since) if since else None
     ceiling = parse_session_id(before) if before is not None else None
     found: list[Session] = []
-    for session in store.newest_first(scope=scope, floor=floor, before=ceiling, errors=errors):
+    listed = store.newest_first(
+        scope=scope, floor=floor, before=ceiling, errors=errors, project=where.project
+    )
+    for session in listed:
         if since is not None and session.started_at < since:
             continue
         if statuses is not None and session.status not in statuses:
+            continue
+        if not where.keeps(session):
             continue
         found.append(session)
         if limit is not None and len(found) >= limit:

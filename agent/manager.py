@@ -24,7 +24,7 @@ from rocksdict import Rdict
 from agent.changes import ActiveSession, Change, OwnerExits
 from agent.clock import Clock, default_clock
 from agent.config import Settings, StartRequest, load_settings
-from agent.details import DetailsChange
+from agent.details import ANY, DetailsChange, SessionFilter
 from agent.errors import InvalidArgumentError, SessionIOError, SessionNotFoundError, StorageError
 from agent.history import abandon_strays, list_sessions
 from agent.lane import Lane
@@ -228,6 +228,7 @@ class SessionManager(SeedAPI):
         before: str | None = None,
         errors: list[StorageError] | None = None,
         scope: str | None = DEFAULT_SCOPE,
+        where: SessionFilter | None = None,
     ) -> list[Session]:
         """Sessions of ``scope`` (``None``: of every scope) newest first (``agent.history``)."""
         named = None if scope is None else self._lane(scope).scope
@@ -242,6 +243,7 @@ class SessionManager(SeedAPI):
             before=before,
             errors=errors,
             scope=named,
+            where=where or ANY,
         )
 
     # --- upkeep --------------------------------------------------------------------

@@ -41,7 +41,8 @@ from agent.record import decode_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session, parse_session_id
 from agent.snapshots import Snapshots
-from agent.store import ScopeKeys, SessionStore
+from agent.store import SessionStore
+from agent.store_keys import ScopeKeys
 
 __all__ = ["RepairReport", "repair"]
 

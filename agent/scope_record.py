@@ -21,7 +21,8 @@ from agent.clock import Clock
 from agent.current_file import Stamp
 from agent.lifecycle import Tracking
 from agent.session import Session
-from agent.store import ScopeKeys, SessionStore
+from agent.store import SessionStore
+from agent.store_keys import ScopeKeys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class ScopeRecord:
     def rewrite(self, before: Session, after: Session) -> None:
         """One batch: ``after`` replaces ``before``'s record (what it was, its
         memories: never its times or status); announced when it is active."""
-        self._store.commit((after,))
+        self._store.commit((after,), replacing=(before,))
         if after.is_active and self.active() == after:
             self._announce(Change(self.scope, before, ActiveSession(self.scope, after, self.tracking(after))))
 

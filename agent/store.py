@@ -3,8 +3,9 @@
 Layout: column family ``sessions`` maps the session id (ASCII of the
 canonical UUID) to an encoded record; ``meta`` holds the few keys needed to
 find the active session of each scope without a scan (``ScopeKeys``);
-``scopes`` is an index, ``<scope>\0<id>`` -> empty, written in the same
-batch as each record, so listing one scope never reads another's records.
+``scopes`` holds the indexes, ``<scope>\0<id>`` and ``\x01<project>\0<id>``
+-> empty, written in the same batch as each record, so listing one scope
+or one project never reads another's records (``agent.store_keys``).
 Ids are UUIDv7, so the newest sessions are at the end of ``sessions`` (and
 of each scope's range of ``scopes``) and listing recent ones never touches
 older history.
@@ -36,37 +37,13 @@ from agent.errors import OutcomeUnknownError, StorageError
 from agent.record import decode_record, encode_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session
+from agent.store_keys import META_INDEX_FLOOR, ScopeKeys, project_index_key, scope_index_key
 
-__all__ = ["META_INDEX_FLOOR", "ScopeKeys", "SessionStore"]
+__all__ = ["SessionStore"]  # its keys: agent.store_keys
 
-META_INDEX_FLOOR = b"scope_index_floor"  # sessions up to this key may have no index entry
 _ID_CEILING = b"\x7f"  # above every id (ASCII)
 
 log = logging.getLogger(__name__)
-
-
-class ScopeKeys:
-    """A scope's meta keys. The default scope keeps the bare names it had
-    before scopes, so stores written then need no migration; another's are
-    ``<name>/<scope>``."""
-
-    ACTIVE = b"active"  # id of the active session, absent when none
-    STAMP = b"file_stamp"  # Stamp of our last completed write of the current file
-    TRACKING = b"tracking"  # Tracking of the active session, absent when none
-
-    __slots__ = ("active", "stamp", "tracking")
-
-    def __init__(self, scope: str) -> None:
-        suffix = b"" if scope == DEFAULT_SCOPE else b"/" + scope.encode("ascii")
-        self.active = self.ACTIVE + suffix
-        self.stamp = self.STAMP + suffix
-        self.tracking = self.TRACKING + suffix
-
-    @staticmethod
-    def scope_of(key: bytes) -> str:
-        """The scope whose key ``key`` is."""
-        _, slash, scope = key.partition(b"/")
-        return scope.decode("ascii", "replace") if slash else DEFAULT_SCOPE
 
 
 class SessionStore:
@@ -195,16 +172,28 @@ class SessionStore:
         self,
         sessions: tuple[Session, ...] = (),
         meta: Mapping[bytes, bytes | None] | None = None,
+        *,
+        replacing: tuple[Session, ...] = (),
     ) -> None:
         """Write sessions (with their index entries) and meta keys (``None``
-        deletes) in one synced batch. If the write fails, what it did is
-        found out before anything is said (``_after_failed_write``)."""
+        deletes) in one synced batch; ``replacing``: what those sessions'
+        records held before, when their project may have changed (its old
+        index entry goes). If the write fails, what it did is found out
+        before anything is said (``_after_failed_write``)."""
         self._ensure_open()
         batch = WriteBatch(raw_mode=True)
+        projects = {s.id: s.details.project for s in sessions}
+        for old in replacing:
+            if old.details.project is not None and old.details.project != projects.get(old.id):
+                batch.delete(
+                    project_index_key(old.details.project, old.id.encode("ascii")), self._index_handle
+                )
         for session in sessions:
             key = session.id.encode("ascii")
             batch.put(key, encode_record(session), self._sessions_handle)
-            entry = _index_key(session.scope, key)
+            if session.details.project is not None:
+                batch.put(project_index_key(session.details.project, key), b"", self._index_handle)
+            entry = scope_index_key(session.scope, key)
             batch.put(entry, b"", self._index_handle)
             if self._lowest_indexed is None or entry < self._lowest_indexed:
                 self._lowest_indexed = entry
@@ -276,29 +265,33 @@ class SessionStore:
         floor: str | None = None,
         before: str | None = None,
         errors: list[StorageError] | None = None,
+        project: str | None = None,
     ) -> Iterator[Session]:
         """Sessions of ``scope`` (``None``: every scope) from the newest (or
         the newest before the key ``before``) back to the key ``floor``
-        (inclusive).
+        (inclusive); of ``project`` alone, if given (its index range only).
 
         A corrupt record is appended to ``errors`` when given (the listing
         goes on), and raised otherwise.
         """
         floor_key = floor.encode("ascii") if floor else b""
         ceiling = before.encode("ascii") if before else None
+        if project is not None:
+            for key in self._indexed(project_index_key(project, b""), floor_key, ceiling):
+                session = self._read(key, errors)
+                if session is not None and scope in (None, session.scope):
+                    yield session
+            return
         if scope is None:
             yield from self._scan(floor_key, ceiling, errors)
             return
         # The default scope's older records predate the index: above the
         # index floor it has them all, below it the records themselves tell.
         unindexed = self._index_floor if scope == DEFAULT_SCOPE else b""
-        for key in self._indexed(scope, max(floor_key, unindexed), ceiling):
+        for key in self._indexed(scope_index_key(scope, b""), max(floor_key, unindexed), ceiling):
             if key == unindexed:
                 break
-            value = self._sessions_get(key)
-            if value is None:
-                continue  # an index entry is written with its record: not expected
-            session = self._decoded(key, value, errors)
+            session = self._read(key, errors)
             if session is not None:
                 yield session
         if unindexed and unindexed >= floor_key:
@@ -308,10 +301,15 @@ class SessionStore:
             )
             yield from (s for s in older if s.scope == scope)
 
-    def _indexed(self, scope: str, floor_key: bytes, ceiling: bytes | None) -> Iterator[bytes]:
-        """Ids in ``scope``'s index range, newest first, from below
-        ``ceiling`` down to ``floor_key`` (inclusive)."""
-        prefix = _index_key(scope, b"")
+    def _read(self, key: bytes, errors: list[StorageError] | None) -> Session | None:
+        value = self._sessions_get(key)
+        if value is None:
+            return None  # an index entry is written with its record: not expected
+        return self._decoded(key, value, errors)
+
+    def _indexed(self, prefix: bytes, floor_key: bytes, ceiling: bytes | None) -> Iterator[bytes]:
+        """Ids in an index range (a scope's, a project's), newest first, from
+        below ``ceiling`` down to ``floor_key`` (inclusive)."""
         start = prefix + (ceiling if ceiling is not None else _ID_CEILING)
         self._ensure_open()
         try:
@@ -392,7 +390,3 @@ class SessionStore:
         merge_small_files(
             ((self._meta, None), (self._sessions, self._lowest_written), (self._index, self._lowest_indexed))
         )
-
-
-def _index_key(scope: str, session_key: bytes) -> bytes:
-    return scope.encode("ascii") + b"\0" + session_key

@@ -388,3 +388,57 @@ def test_a_change_through_the_daemon_is_announced_to_its_status(
         assert isinstance(status, dict)
         assert status["current"]["id"] == sid
         assert status["current"]["title"] == "now known"
+
+
+def test_list_filters_by_project_tag_and_tool(way: DaemonProcess | None, cli: Cli, tmp_path: Path) -> None:
+    made = {}
+    for name, project, tool, tags in [
+        ("a", "engine", "nvim", ("review",)),
+        ("b", "engine", "claude-code", ("review", "ai")),
+        ("c", "website", "nvim", ()),
+    ]:
+        args = ["start", "--scope", name, "--project", project, "--tool", tool, "--json"]
+        args += [a for t in tags for a in ("--tag", t)]
+        started = _json(cli, *args)
+        assert isinstance(started, dict)
+        made[name] = started["id"]
+
+    def ids(*args: str) -> list[str]:
+        listed = _json(cli, "list", "--json", *args)
+        assert isinstance(listed, list)
+        return [s["id"] for s in listed]
+
+    assert ids("--project", "engine") == [made["b"], made["a"]]
+    assert ids("--tool", "nvim") == [made["c"], made["a"]]
+    assert ids("--tag", "review", "--tag", "ai") == [made["b"]]
+    assert ids("--project", "engine", "--tool", "nvim") == [made["a"]]
+    assert ids("--project", "engine", "--scope", "b") == [made["b"]]
+    assert ids("--project", "nothing") == []
+    # A project changed afterwards moves the session between the listings.
+    assert cli("set", made["c"], "project=engine").returncode == 0
+    assert ids("--project", "engine") == [made["c"], made["b"], made["a"]]
+    assert ids("--project", "website") == []
+
+
+def test_listing_a_project_reads_no_record_of_another(tmp_path: Path) -> None:
+    """Every record of the other projects is made unreadable: a listing of one
+    project that looked at any of them would report it."""
+    from agent.details import Details
+    from agent.errors import StorageError
+    from agent.session import Session
+    from agent.store import SessionStore
+
+    from ..support.helpers import damage_record
+
+    db = open_db(tmp_path / "db")
+    store = SessionStore(db)
+    sessions = [Session.begin(details=Details(project=("p", "q", "r")[n % 3])) for n in range(30)]
+    store.commit(tuple(sessions))
+    for s in sessions:
+        if s.details.project != "p":
+            damage_record(db, s.id, b"\x04broken")
+    errors: list[StorageError] = []
+    listed = list(store.newest_first(project="p", errors=errors))
+    assert [s.id for s in listed] == [s.id for s in reversed(sessions) if s.details.project == "p"]
+    assert errors == []
+    store.close()

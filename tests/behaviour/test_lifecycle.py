@@ -26,7 +26,7 @@ from agent.errors import ConfigError, InvalidArgumentError
 from agent.lifecycle import Tracking, due_end
 from agent.owner import OwnerIdentity, process_start_ticks
 from agent.session import EndReason, Session
-from agent.store import ScopeKeys
+from agent.store_keys import ScopeKeys
 
 from ..support.commands import SLEEP
 

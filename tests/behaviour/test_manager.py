@@ -21,7 +21,7 @@ from agent import (
     open_db,
 )
 from agent.session import Session, utc_now
-from agent.store import ScopeKeys
+from agent.store_keys import ScopeKeys
 
 from ..support.commands import backdate_active, open_manager
 from ..support.helpers import damage_record

@@ -25,7 +25,8 @@ from agent.config import StartRequest
 from agent.record import encode_record
 from agent.scope import parse_scope
 from agent.session import Session, SessionStatus
-from agent.store import META_INDEX_FLOOR, ScopeKeys, SessionStore
+from agent.store import SessionStore
+from agent.store_keys import META_INDEX_FLOOR, ScopeKeys
 
 from ..support.commands import Cli, open_manager
 from ..support.daemon_process import DaemonProcess, run_daemon, wait_for

@@ -16,7 +16,7 @@ from agent.environment import FAULTS_ENV
 from agent.lifecycle import Tracking
 from agent.scope import DEFAULT_SCOPE
 from agent.session import Session
-from agent.store import ScopeKeys
+from agent.store_keys import ScopeKeys
 
 __all__ = [
     "CLI_TIMEOUT",

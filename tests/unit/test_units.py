@@ -62,7 +62,7 @@ def test_a_reply_with_an_absurd_exit_code_maps_to_5() -> None:
 
 
 def test_an_unknown_op_is_a_protocol_error_that_names_the_known_ones() -> None:
-    with pytest.raises(ProtocolError, match="known: abandon, current"):
+    with pytest.raises(ProtocolError, match="known: abandon, count, current"):
         decode_request(b'{"v":1,"op":"' + b"x" * 100 + b'"}\n')
 
 
