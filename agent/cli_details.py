@@ -15,7 +15,7 @@ _WORDS = {"ignore_unknown_options": True}  # `-name` is a tag to remove, not an 
 
 def _split_id(words: tuple[str, ...]) -> tuple[str | None, list[str]]:
     """A leading session id, if the first word is one; the rest."""
-    from agent.session import parse_session_id
+    from agent.session_id import parse_session_id
 
     if words:
         try:

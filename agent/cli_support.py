@@ -15,7 +15,7 @@ from agent.errors import SessionError
 from agent.output import error_line, note_line, to_json
 from agent.paths import Paths
 from agent.scope import DEFAULT_SCOPE, InvalidScopeError, parse_scope, scope_problem
-from agent.session import parse_session_id
+from agent.session_id import parse_session_id
 
 if TYPE_CHECKING:
     from agent.backend import Backend

@@ -155,7 +155,7 @@ class Details(Value):
             if not cwd.startswith("/"):
                 raise InvalidArgumentError(f"cwd {cwd!r} must be an absolute path")
         if parent is not None:
-            from agent.session import parse_session_id  # (session imports this module)
+            from agent.session_id import parse_session_id
 
             try:
                 parent = parse_session_id(parent)

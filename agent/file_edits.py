@@ -15,7 +15,7 @@ from agent.config import StartRequest, parse_seconds
 from agent.current_file import MAX_CONTENT
 from agent.details import Details
 from agent.errors import InvalidArgumentError
-from agent.session import parse_session_id
+from agent.session_id import parse_session_id
 from agent.values import Value
 
 __all__ = ["Edit", "EditKind", "parse_edit"]

@@ -14,7 +14,8 @@ from datetime import datetime
 
 from agent.details import ANY, SessionFilter
 from agent.errors import StorageError
-from agent.session import EndReason, Session, SessionStatus, parse_session_id, session_id_floor
+from agent.session import EndReason, Session, SessionStatus
+from agent.session_id import parse_session_id, session_id_floor
 from agent.store import SessionStore
 
 __all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions"]

@@ -33,7 +33,8 @@ from agent.paths import ensure_private_dir
 from agent.scope import parse_scope
 from agent.scope_dirs import ScopeDirs
 from agent.seed_api import SeedAPI
-from agent.session import EndReason, Session, SessionStatus, parse_session_id
+from agent.session import EndReason, Session, SessionStatus
+from agent.session_id import parse_session_id
 from agent.store import SessionStore
 
 TYPE_CHECKING = False

@@ -39,7 +39,8 @@ from agent.layout import scope_dir
 from agent.paths import Paths
 from agent.record import decode_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
-from agent.session import Session, parse_session_id
+from agent.session import Session
+from agent.session_id import parse_session_id
 from agent.snapshots import Snapshots
 from agent.store import SessionStore
 from agent.store_keys import ScopeKeys

@@ -1,4 +1,5 @@
-"""The session model: ``Session``, ``SessionStatus``, ids. (How a session is
+"""The session model: ``Session``, ``SessionStatus``, ``EndReason``. (Ids are
+``agent.session_id``'s. (How a session is
 stored is ``agent.record``'s.)
 
 A ``Session`` is immutable; each transition returns a new one, so a value
@@ -9,14 +10,12 @@ the same validation, which is how a corrupt record is caught on decode.
 from __future__ import annotations
 
 import enum
-import os
-import threading
 from datetime import UTC, datetime, timedelta
 
 from agent.activity import ACTIVITY_GAP, Activity
 from agent.details import NO_DETAILS, Details
-from agent.errors import InvalidSessionIdError
 from agent.scope import DEFAULT_SCOPE, scope_problem
+from agent.session_id import canonical_uuid, new_session_id
 from agent.values import Value
 
 __all__ = [
@@ -27,19 +26,12 @@ __all__ = [
     "SessionStatus",
     "format_time",
     "from_micros",
-    "new_session_id",
-    "parse_session_id",
-    "session_id_floor",
     "to_micros",
     "utc_now",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-# A canonical UUID is 36 characters; "urn:uuid:" plus braces is the longest
-# spelling accepted. Anything longer is rejected before parsing.
-_MAX_ID_INPUT = 47
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 class SessionStatus(enum.StrEnum):
@@ -85,79 +77,6 @@ def to_micros(moment: datetime) -> int:
 
 def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
-
-
-# --- ids --------------------------------------------------------------------
-
-_id_lock = threading.Lock()
-_last_id_state = (0, 0)  # (unix ms, 74 random bits) of the last id made here
-
-
-def new_session_id(at: datetime | None = None) -> str:
-    """A UUIDv7 (RFC 9562): its text sorts by creation time.
-
-    Ids made in this process are strictly increasing even within one
-    millisecond or when the clock steps back, so key order is start order.
-    """
-    global _last_id_state
-    millis = to_micros(at or utc_now()) // 1000
-    with _id_lock:
-        last_millis, last_rand = _last_id_state
-        if millis <= last_millis:
-            millis, rand = last_millis, last_rand + 1 + _random_bits(16)
-            if rand >= 1 << 74:
-                millis, rand = last_millis + 1, _random_bits(74)
-        else:
-            rand = _random_bits(74)
-        _last_id_state = (millis, rand)
-    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
-    value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return _uuid_text(value)
-
-
-def _random_bits(bits: int) -> int:
-    """From the OS's CSPRNG, like ``secrets``, without importing it (and
-    ``hashlib`` with it) on the CLI's path."""
-    return int.from_bytes(os.urandom((bits + 7) // 8), "big") >> (-bits % 8)
-
-
-def _uuid_text(value: int) -> str:
-    digits = f"{value:032x}"
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def _canonical_uuid(text: str) -> str | None:
-    """The canonical form of a UUID spelling (hyphens anywhere or none,
-    braces, ``urn:uuid:``, any case), or ``None``. Stricter than
-    ``uuid.UUID``, which also lets ``int()`` accept signs and underscores;
-    and ``uuid`` costs milliseconds to import on the CLI's path."""
-    digits = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
-    if len(digits) != 32 or not _HEX_DIGITS.issuperset(digits):
-        return None
-    return _uuid_text(int(digits, 16))
-
-
-def session_id_floor(moment: datetime) -> str:
-    """The smallest UUIDv7 text of ``moment``'s millisecond, for range scans."""
-    millis = max(0, to_micros(moment) // 1000)
-    return _uuid_text((millis << 80) | (0x7 << 76))
-
-
-def parse_session_id(raw: str) -> str:
-    """Validate an id from outside and return its canonical lower-case form.
-
-    The usual UUID spellings are taken (see ``_canonical_uuid``); nothing
-    else is, so no outside string becomes a store key or a path without
-    passing here.
-    """
-    if not raw or not raw.strip():
-        raise InvalidSessionIdError(raw, "it is empty")
-    if len(raw) > _MAX_ID_INPUT:
-        raise InvalidSessionIdError(raw, f"it is {len(raw)} characters long")
-    canonical = _canonical_uuid(raw.strip())
-    if canonical is None:
-        raise InvalidSessionIdError(raw, "it is not a UUID")
-    return canonical
 
 
 # --- the model --------------------------------------------------------------
@@ -246,9 +165,9 @@ class Session(Value):
         return Session(**fields)
 
     def _problem(self) -> str | None:
-        if not isinstance(self.id, str) or _canonical_uuid(self.id) is None:
+        if not isinstance(self.id, str) or canonical_uuid(self.id) is None:
             return "id is not a UUID"
-        if _canonical_uuid(self.id) != self.id:
+        if canonical_uuid(self.id) != self.id:
             return "id is not a canonical UUID"
         if not isinstance(self.status, SessionStatus):
             return f"unknown status {self.status!r}"

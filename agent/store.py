@@ -82,7 +82,7 @@ class SessionStore:
         be a session this store acknowledged and then lost: unknown to it,
         newer than any it holds, and not older than the store itself (an
         older id is a stray, not a witness)."""
-        from agent.session import session_id_floor
+        from agent.session_id import session_id_floor
 
         if self.get(session_id) is not None:
             return False

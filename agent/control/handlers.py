@@ -21,7 +21,8 @@ from agent.details import GIVEN_FIELDS, MAX_NAME, MAX_TAGS, Details, DetailsChan
 from agent.errors import StorageError
 from agent.manager import SessionManager
 from agent.scope import parse_scope
-from agent.session import Session, SessionStatus, parse_session_id
+from agent.session import Session, SessionStatus
+from agent.session_id import parse_session_id
 
 __all__ = ["RequestHandler"]
 

@@ -12,7 +12,7 @@ import pytest
 from agent import SessionIOError, faults
 from agent.current_file import MAX_CONTENT, CurrentFile, FileChangedError, FileKind
 from agent.file_edits import EditKind, parse_edit
-from agent.session import new_session_id
+from agent.session_id import new_session_id
 
 
 @pytest.fixture

@@ -13,15 +13,8 @@ from hypothesis import strategies as st
 from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
 from agent.details import NO_DETAILS, Details, GitState, Host
 from agent.record import decode_record, encode_record
-from agent.session import (
-    MAX_IDLE_SECONDS,
-    MAX_PID,
-    EndReason,
-    new_session_id,
-    parse_session_id,
-    session_id_floor,
-    utc_now,
-)
+from agent.session import MAX_IDLE_SECONDS, MAX_PID, EndReason, utc_now
+from agent.session_id import new_session_id, parse_session_id, session_id_floor
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 

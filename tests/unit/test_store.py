@@ -12,7 +12,8 @@ import pytest
 
 from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
 from agent.database import CF_META, CF_SESSIONS, MAX_SMALL_FILES
-from agent.session import Session, SessionStatus, session_id_floor
+from agent.session import Session, SessionStatus
+from agent.session_id import session_id_floor
 from agent.store import SessionStore
 
 from ..support.helpers import damage_record, store_held_by_another_process
