@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from agent.cli_support import Agent, exit_with, json_option, scope_option
 from agent.output import NO_ACTIVE_SESSION, note, show_result
+
+if TYPE_CHECKING:
+    from agent.details import DetailsChange
+    from agent.session import Session
 
 __all__ = ["DETAIL_COMMANDS"]
 
@@ -25,24 +31,18 @@ def _split_id(words: tuple[str, ...]) -> tuple[str | None, list[str]]:
     return None, list(words)
 
 
-def _changed(agent: Agent, session_id: str | None, scope: str, as_json: bool, change: object) -> None:
-    from agent.details import DetailsChange
-
-    assert isinstance(change, DetailsChange)
-    session = agent.backend().update(session_id, change, scope)
-    _show_changed(session, as_json)
+def _changed(agent: Agent, session_id: str | None, scope: str, as_json: bool, change: DetailsChange) -> None:
+    _show_changed(agent.backend().update(session_id, change, scope), as_json)
 
 
-def _show_changed(session: object, as_json: bool) -> None:
-    from agent.session import Session
-
+def _show_changed(session: Session | None, as_json: bool) -> None:
+    """The changed session's id (JSON: the session); exit 1 when there was none."""
     if session is None:
         if as_json:
             show_result("current", None, as_json=True)
         else:
             note(NO_ACTIVE_SESSION)
         exit_with(1)
-    assert isinstance(session, Session)
     if as_json:
         show_result("start", session.to_dict(), as_json=True)
     else:
