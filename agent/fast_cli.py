@@ -74,7 +74,7 @@ def run(argv: list[str]) -> int | None:
     parsed = _parse(argv)
     if parsed is None:
         return None
-    options, command, as_json, scope = parsed
+    options, command, as_json, scope, given = parsed
 
     from agent.control.client import ConnectionLostError, DaemonClient
     from agent.errors import DaemonError, SessionError
@@ -87,9 +87,9 @@ def run(argv: list[str]) -> int | None:
     except SessionError as error:  # e.g. no answer within the deadline: not worth a second wait
         return fail(error, error.exit_code)
     if client is None:
-        return _embedded(data_dir, runtime_dir, command, as_json, scope)
+        return _embedded(data_dir, runtime_dir, command, as_json, scope, given)
     try:
-        extra = command_place() if command == "start" else {}
+        extra = {**command_place(), **given} if command == "start" else {}
         result = client.request(command, **scope_args(scope), **extra)
         if result is not None and not (isinstance(result, dict) and isinstance(result.get("id"), str)):
             raise DaemonError(f"the daemon sent a malformed reply to {command!r}")
@@ -106,7 +106,9 @@ def run(argv: list[str]) -> int | None:
     return show_result(command, result, as_json)
 
 
-def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scope: str) -> int:
+def _embedded(  # noqa: PLR0917 -- the parsed command, as run() has it
+    data_dir: str, runtime_dir: str, command: str, as_json: bool, scope: str, given: dict[str, object]
+) -> int:
     """No daemon: the store opened here, as the full CLI would (same backend,
     same logging), still without click."""
     from agent.backend import open_backend
@@ -126,7 +128,8 @@ def _embedded(data_dir: str, runtime_dir: str, command: str, as_json: bool, scop
                 from agent.config import StartRequest
                 from agent.details import Details
 
-                session = backend.start(StartRequest(details=Details.from_given(command_place())), scope)
+                details = Details.from_given({**command_place(), **given})
+                session = backend.start(StartRequest(details=details), scope)
             else:
                 session = getattr(backend, command)(scope=scope)
         except BaseException:
@@ -154,7 +157,7 @@ def _close_quietly(backend: Backend) -> None:
         backend.close()
 
 
-def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:
+def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str, dict[str, object]] | None:
     """``(global options, command, --json, scope)`` for a hot form, else
     ``None`` (also for a bad scope name: the full CLI says what is wrong)."""
     options: dict[str, str] = {}
@@ -182,16 +185,52 @@ def _parse(argv: list[str]) -> tuple[dict[str, str], str, bool, str] | None:
     command, flags = _ALIASES.get(rest[0], rest[0]), rest[1:]
     as_json = False
     scope = os.environ.get(SCOPE_ENV) or DEFAULT_SCOPE
+    given: dict[str, object] = {}
     while flags:
-        flag = flags.pop(0)
-        if flag == "--json" and _HOT[command] and not as_json:
+        flag, equals, value = flags.pop(0).partition("=")
+        if not equals and flag in _VALUED and flags:
+            value = flags.pop(0)
+        if flag == "--json" and not equals and _HOT[command] and not as_json:
             as_json = True
-        elif flag == "--scope" and flags:
-            scope = flags.pop(0)
-        elif flag.startswith("--scope="):
-            scope = flag.partition("=")[2]
+        elif flag == "--scope" and (equals or value):
+            scope = value
+        elif command == "start" and flag in _DETAILS and value and not value.startswith("-"):
+            if not _take_detail(given, _DETAILS[flag], value):
+                return None
         else:
             return None
     if scope_problem(scope) is not None:
         return None
-    return options, command, as_json, scope
+    return options, command, as_json, scope, given
+
+
+# What `start` says of the session on the fast path (as `agent.cli`'s options).
+_DETAILS = {
+    "--tool": "tool",
+    "--external-id": "external_id",
+    "--project": "project",
+    "--title": "title",
+    "--tag": "tags",
+    "--label": "labels",
+}
+_VALUED = frozenset({"--scope", *_DETAILS})
+
+
+def _take_detail(given: dict[str, object], name: str, value: str) -> bool:
+    """Add one option's value; ``False`` for what the full CLI must judge."""
+    if name == "tags":
+        tags = given.setdefault("tags", [])
+        assert isinstance(tags, list)
+        tags.append(value)
+    elif name == "labels":
+        key, equals, label = value.partition("=")
+        if not equals or not key:
+            return False  # the full CLI's usage error
+        labels = given.setdefault("labels", {})
+        assert isinstance(labels, dict)
+        labels[key] = label
+    elif name in given:
+        return False  # given twice: click keeps the last; let it
+    else:
+        given[name] = value
+    return True

@@ -85,6 +85,28 @@ def test_the_fast_path_answers_as_the_full_cli_does(both: Both, data_dir: Path) 
     assert fast == (0, "", "")
     nothing = "session-agent: no active session; nothing to do\n"
     assert full == (0, "", nothing)  # the second end finds nothing active, and says so
+    # What a hook says of its session: the same session fields either way.
+    described = (
+        "--tool",
+        "claude-code",
+        "--external-id=4c1f",
+        "--tag",
+        "ai",
+        "--label",
+        "model=opus",
+        "--json",
+    )
+    fast, full = both("start", "--scope", "hook", *described)
+    assert fast[0] == 0, fast[2]
+    started = json.loads(fast[1])
+    assert (started["tool"], started["external_id"], started["tags"]) == ("claude-code", "4c1f", ["ai"])
+    assert started["labels"] == {"model": "opus"}
+    assert full[0] == 3  # already active: the full CLI parsed the same options and was refused
+    assert both("end", "--scope", "hook")[0] == (0, "", "")
+    fast, full = both("start", "--scope", "hook2", "--project", "p" * 200)
+    assert fast == full  # the same error, naming the field, either way
+    assert fast[0] == 2
+    assert "project is longer than 128 bytes" in fast[2]
     # In a scope: the same, by option (either spelling) or by environment.
     fast, full = both("start", "--scope", "s1")
     assert fast[0] == 0
