@@ -63,13 +63,6 @@ class Change(Value):
     def __init__(self, scope: str, before: Session | None, after: ActiveSession | None) -> None:
         self._set(scope=scope, before=before, after=after)
 
-    @property
-    def ended(self) -> Session | None:
-        """The session that stopped being active here, if one did."""
-        if self.before is not None and (self.after is None or self.after.session.id != self.before.id):
-            return self.before
-        return None
-
 
 class OwnerExits:
     """Who knows when owner processes exited: the daemon's watch, passed

@@ -184,20 +184,6 @@ class Details(Value):
         fields.update(changes)
         return Details(**fields)
 
-    def merged(self, given: Details) -> Details:
-        """These details with every field ``given`` sets taken from it (tags
-        and labels added to)."""
-        changes: dict[str, object] = {
-            name: getattr(given, name)
-            for name in ("cwd", "project", "git", "tool", "external_id", "parent", "title", "host")
-            if getattr(given, name) is not None
-        }
-        if given.tags:
-            changes["tags"] = (*self.tags, *given.tags)
-        if given.labels:
-            changes["labels"] = dict(self.labels) | dict(given.labels)
-        return self.replace(**changes) if changes else self
-
     def to_dict(self) -> dict[str, object]:
         """The JSON fields (each present, ``null``/empty when unset)."""
         return {
@@ -266,10 +252,6 @@ class Details(Value):
                 raise InvalidArgumentError(f"{name} must be a string")
             texts[name] = value
         return cls(**texts, tags=tags, labels=labels)  # type: ignore[arg-type]
-
-    @property
-    def is_empty(self) -> bool:
-        return self == NO_DETAILS
 
 
 def _field(data: object, name: str) -> object:
