@@ -98,13 +98,14 @@ def _session(client: DaemonClient, sid: str) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _editing(
-    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str, folder: str = "scenario"
 ) -> Iterator[tuple[DaemonClient, subprocess.Popen[str], str, Path]]:
-    """A real daemon and ``editor`` running its scenario, from the moment the
-    daemon has applied the editor's `start`: (client, editor, session id,
-    scenario dir)."""
-    scenario = tmp_path / "scenario"
+    """A real daemon and ``editor`` running its scenario in ``folder`` (a git
+    repository on branch feature-x), from the moment the daemon has applied
+    the editor's `start`: (client, editor, session id, scenario dir)."""
+    scenario = tmp_path / folder
     scenario.mkdir()
+    _git_repository(scenario, branch="feature-x")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
@@ -126,7 +127,11 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
 ) -> None:
     with _editing(tmp_path, data_dir, runtime_dir, editor) as (client, proc, sid, scenario):
         current = _scope_file(data_dir, f"{editor}-{proc.pid}")
-        assert _session(client, sid)["scope"] == f"{editor}-{proc.pid}"
+        session = _session(client, sid)
+        assert session["scope"] == f"{editor}-{proc.pid}"
+        # What the session was: the editor, where it ran, the repository there.
+        assert (session["tool"], session["cwd"], session["project"]) == (editor, str(scenario), "scenario")
+        assert session["git"] == {"root": str(scenario), "branch": "feature-x", "commit": None, "worktree": False}
         started = datetime.fromisoformat(_session(client, sid)["started_at"])
         # A heartbeat counts once a second has passed since the last one.
         wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
@@ -140,6 +145,20 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
     assert not list(data_dir.rglob(".edit-*")), "a temporary file was left behind"
     for directory in (data_dir / "scopes", current.parent):
         assert directory.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("editor", sorted(EDITORS))
+def test_an_editor_in_a_folder_no_line_can_name_still_starts_its_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, editor: str
+) -> None:
+    """A newline in the working directory's name: the agent would refuse the
+    whole start with it, so the editor leaves ``cwd`` out and the session
+    starts without it."""
+    with _editing(tmp_path, data_dir, runtime_dir, editor, folder="two\nlines") as (client, proc, sid, _):
+        session = _session(client, sid)
+        assert (session["status"], session["tool"], session["cwd"]) == ("active", editor, None)
+        proc.kill()
+        proc.communicate(timeout=EDITOR_TIMEOUT)  # and close its pipes
 
 
 @pytest.mark.parametrize("editor", sorted(EDITORS))
@@ -216,6 +235,11 @@ def test_an_editor_writes_nothing_when_the_agent_was_never_run(tmp_path: Path, e
     env = clean_env(tmp_path)  # the default data dir, under a fresh HOME: absent
     _finished(_run_editor(editor, env, scenario))
     assert not (tmp_path / "home" / ".local" / "share" / "session-agent").exists()
+
+
+def _git_repository(where: Path, branch: str) -> None:
+    git = _program("git")
+    subprocess.run([git, "init", "-q", "-b", branch, str(where)], check=True, timeout=CLI_TIMEOUT)
 
 
 def _read(path: Path) -> str:

@@ -9,7 +9,8 @@
 ;; A session per Emacs run, driven through session-agent's current-session
 ;; file: no process is spawned, nothing blocks.
 ;;
-;;   startup (emacs-startup-hook)   -> write `start owner=<emacs's pid>'
+;;   startup (emacs-startup-hook)   -> write `start': owner=<emacs's pid>,
+;;                                     tool=emacs, cwd=<its default directory>
 ;;   after-save-hook, focus gained  -> touch the file (a heartbeat)
 ;;   kill-emacs-hook                -> write `end'
 ;;
@@ -47,8 +48,8 @@
 (defun session-agent--file ()
   (expand-file-name "current_session" (session-agent--scope-dir)))
 
-(defun session-agent--write (word)
-  "Write WORD into the current file atomically (temp file, fsync, rename),
+(defun session-agent--write (lines)
+  "Write LINES (a list of strings) into the current file atomically (temp file, fsync, rename),
 making the scope's directory (private) if it is missing."
   (let ((dir (session-agent--scope-dir)))
     (when (file-directory-p (session-agent--data-dir))
@@ -60,19 +61,28 @@ making the scope's directory (private) if it is missing."
         (condition-case nil
             (progn
               (with-file-modes #o600
-                (write-region (concat word "\n") nil temp nil 'silent))
+                (write-region (mapconcat (lambda (line) (concat line "\n")) lines "")
+                              nil temp nil 'silent))
               (rename-file temp (session-agent--file) t))
           (error (ignore-errors (delete-file temp))))))))
 
 (defun session-agent-start ()
-  "Ask the agent to start a session (kept if one is active)."
+  "Ask the agent to start a session (kept if one is active).
+It records this Emacs as its owner (a crash ends it), the tool and the
+default directory -- unless that cannot be one line of text (the agent
+would refuse the whole start)."
   (interactive)
-  (ignore-errors (session-agent--write (format "start owner=%d" (emacs-pid)))))
+  (let ((cwd (directory-file-name (expand-file-name default-directory))))
+    (ignore-errors
+      (session-agent--write
+       (append (list "start" (format "owner=%d" (emacs-pid)) "tool=emacs")
+               (unless (string-match-p "[[:cntrl:]]" cwd)
+                 (list (concat "cwd=" cwd))))))))
 
 (defun session-agent-end ()
   "Ask the agent to end the active session."
   (interactive)
-  (ignore-errors (session-agent--write "end")))
+  (ignore-errors (session-agent--write '("end"))))
 
 (defun session-agent-touch ()
   "A heartbeat: set the current file's times to now, if it is a regular file."

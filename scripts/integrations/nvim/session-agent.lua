@@ -1,7 +1,8 @@
 -- session-agent for Neovim (0.7+): a session per editor run, driven through
 -- the current-session file -- no process is spawned, nothing blocks.
 --
---   VimEnter                              -> write `start owner=<nvim's pid>`
+--   VimEnter                              -> write `start`: owner=<nvim's pid>,
+--                                            tool=nvim, cwd=<its working dir>
 --   FocusGained, BufWritePost, CursorHold -> touch the file (a heartbeat)
 --   VimLeavePre                           -> write `end`
 --
@@ -40,10 +41,10 @@ local function scope_dir()
   return data_dir() .. "/scopes/nvim-" .. uv.os_getpid()
 end
 
--- Write `word` atomically: a private temp file, fsynced, renamed over the
+-- Write `lines` (a list) atomically: a private temp file, fsynced, renamed over the
 -- current file, so the agent never reads half of it. The scope's directory
 -- is made (private) if missing: a new scope, or one the agent removed.
-local function write(word)
+local function write(lines)
   local st = uv.fs_stat(data_dir())
   if not st or st.type ~= "directory" then
     return
@@ -56,7 +57,7 @@ local function write(word)
   if not fd then
     return
   end
-  local ok = uv.fs_write(fd, word .. "\n", -1) and uv.fs_fsync(fd)
+  local ok = uv.fs_write(fd, table.concat(lines, "\n") .. "\n", -1) and uv.fs_fsync(fd)
   uv.fs_close(fd)
   if ok then
     ok = uv.fs_rename(temp, dir .. "/current_session")
@@ -77,6 +78,18 @@ local function touch()
   end
 end
 
+-- What the session is: this editor (its owner, so that a crash ends it), the
+-- tool, and where the work happens -- unless the path cannot be one line of
+-- text (the agent would refuse the whole start).
+local function start()
+  local lines = { "start", "owner=" .. vim.fn.getpid(), "tool=nvim" }
+  local cwd = uv.cwd()
+  if cwd and not cwd:find("%c") then
+    lines[#lines + 1] = "cwd=" .. cwd
+  end
+  write(lines)
+end
+
 local group = vim.api.nvim_create_augroup("SessionAgent", { clear = true })
 vim.api.nvim_create_autocmd({ "FocusGained", "BufWritePost", "CursorHold" }, {
   group = group,
@@ -87,16 +100,16 @@ vim.api.nvim_create_autocmd({ "FocusGained", "BufWritePost", "CursorHold" }, {
 vim.api.nvim_create_autocmd("VimLeavePre", {
   group = group,
   callback = function()
-    pcall(write, "end")
+    pcall(write, { "end" })
   end,
 })
 if vim.v.vim_did_enter == 1 then
-  pcall(write, "start owner=" .. vim.fn.getpid())
+  pcall(start)
 else
   vim.api.nvim_create_autocmd("VimEnter", {
     group = group,
     callback = function()
-      pcall(write, "start owner=" .. vim.fn.getpid())
+      pcall(start)
     end,
   })
 end

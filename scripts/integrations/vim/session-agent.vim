@@ -1,7 +1,8 @@
 " session-agent for Vim (8.1+): a session per editor run, driven through the
 " current-session file -- no process is spawned, nothing blocks.
 "
-"   VimEnter                              -> write `start owner=<vim's pid>`
+"   VimEnter                              -> write `start`: owner=<vim's pid>,
+"                                            tool=vim, cwd=<its working dir>
 "   FocusGained, BufWritePost, CursorHold -> a heartbeat
 "   VimLeavePre                           -> write `end`
 "
@@ -34,9 +35,9 @@ function! s:ScopeDir() abort
   return s:DataDir() . '/scopes/vim-' . getpid()
 endfunction
 
-" Write a:word atomically: a temp file, fsynced ('s'), renamed into place;
+" Write a:lines (a list) atomically: a temp file, fsynced ('s'), renamed into place;
 " the scope's directory made (private) if missing.
-function! s:Write(word) abort
+function! s:Write(lines) abort
   if !isdirectory(s:DataDir())
     return
   endif
@@ -46,7 +47,7 @@ function! s:Write(word) abort
   endif
   let temp = dir . '/.edit-vim-' . getpid()
   try
-    if writefile([a:word], temp, 's') == 0 && setfperm(temp, 'rw-------')
+    if writefile(a:lines, temp, 's') == 0 && setfperm(temp, 'rw-------')
           \ && rename(temp, dir . '/current_session') == 0
       return
     endif
@@ -68,18 +69,30 @@ function! s:Touch() abort
     return
   endtry
   if line =~? '^\x\{8}-\x\{4}-\x\{4}-\x\{4}-\x\{12}$'
-    call s:Write(line)
+    call s:Write([line])
   endif
+endfunction
+
+" What the session is: this editor (its owner, so that a crash ends it), the
+" tool, and where the work happens -- unless the path cannot be one line of
+" text (the agent would refuse the whole start).
+function! s:Start() abort
+  let lines = ['start', 'owner=' . getpid(), 'tool=vim']
+  let cwd = getcwd()
+  if cwd !~# '[[:cntrl:]]'
+    call add(lines, 'cwd=' . cwd)
+  endif
+  call s:Write(lines)
 endfunction
 
 augroup SessionAgent
   autocmd!
   autocmd FocusGained,BufWritePost,CursorHold * call s:Touch()
-  autocmd VimLeavePre * call s:Write('end')
+  autocmd VimLeavePre * call s:Write(['end'])
 augroup END
 
 if v:vim_did_enter
-  call s:Write('start owner=' . getpid())
+  call s:Start()
 else
-  autocmd SessionAgent VimEnter * call s:Write('start owner=' . getpid())
+  autocmd SessionAgent VimEnter * call s:Start()
 endif
