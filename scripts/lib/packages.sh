@@ -29,3 +29,22 @@ ensure_commands() {
     $sudo apt-get update -qq >/dev/null || true
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# The npm packages whose programs the tests drive (the real AI hosts), pinned,
+# installed into DIR/node_modules/.bin once per set of versions (Claude Code's
+# own install script puts its native binary in place).
+#   ensure_npm_tools DIR PACKAGE@VERSION ...
+ensure_npm_tools() {
+    local dir="$1"
+    shift
+    [ "$(cat "$dir/.installed" 2>/dev/null)" = "$*" ] && return 0
+    command -v npm >/dev/null 2>&1 || ensure_commands npm:npm
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "==> npm is missing; the tests of $* fail without it" >&2
+        return 0
+    fi
+    echo "==> installing npm packages: $*" >&2
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error "$@" >/dev/null
+    echo "$*" >"$dir/.installed"
+}

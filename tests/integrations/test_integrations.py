@@ -28,11 +28,14 @@ from agent.paths import Paths
 
 from ..support.commands import CLI_TIMEOUT, Cli, clean_env, start_session
 from ..support.daemon_process import run_daemon, wait_for
+from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "scripts" / "integrations"
 SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
 EDITOR_TIMEOUT = 60
+# The npm packages scripts/test installs (the real AI hosts).
+NPM_TOOLS = Path(os.environ.get("SESSION_AGENT_TEST_NPM_TOOLS", ROOT / ".venv" / "npm-tools"))
 
 
 def _program(*names: str) -> str:
@@ -41,6 +44,13 @@ def _program(*names: str) -> str:
         if found:
             return found
     raise AssertionError(f"{names[0]} is missing: scripts/test installs it (Debian packages)")
+
+
+def _npm_program(name: str) -> str:
+    path = NPM_TOOLS / "node_modules" / ".bin" / name
+    if not path.exists():
+        raise AssertionError(f"{name} is missing from {NPM_TOOLS}: scripts/test installs it (npm)")
+    return str(path)
 
 
 EDITORS: dict[str, Callable[[], list[str]]] = {
@@ -131,7 +141,8 @@ def test_an_editor_starts_heartbeats_and_ends_a_session(
         assert session["scope"] == f"{editor}-{proc.pid}"
         # What the session was: the editor, where it ran, the repository there.
         assert (session["tool"], session["cwd"], session["project"]) == (editor, str(scenario), "scenario")
-        assert session["git"] == {"root": str(scenario), "branch": "feature-x", "commit": None, "worktree": False}
+        git = {"root": str(scenario), "branch": "feature-x", "commit": None, "worktree": False}
+        assert session["git"] == git
         started = datetime.fromisoformat(_session(client, sid)["started_at"])
         # A heartbeat counts once a second has passed since the last one.
         wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
@@ -364,15 +375,26 @@ def _hook_commands(event: str) -> list[tuple[str, int]]:
     ]
 
 
+HEARTBEATS = ("UserPromptSubmit", "PostToolUse", "Stop")
+
+
 def _run_hook(
-    command: str, timeout: int, env: dict[str, str], event: str, session_id: str = "abc123"
+    command: str,
+    timeout: int,
+    env: dict[str, str],
+    event: str,
+    session_id: str = "abc123",
+    cwd: Path | None = None,
+    **more: object,
 ) -> float:
-    """As Claude Code runs a command hook: bash, the event as JSON on stdin."""
+    """As Claude Code runs a command hook: bash in the session's directory,
+    the event as one line of JSON on stdin, its own fields first."""
     payload = {
         "session_id": session_id,
+        "cwd": str(cwd or Path.cwd()),
         "hook_event_name": event,
-        "cwd": str(Path.cwd()),
         "source": "startup",
+        **more,
     }
     began = time.monotonic()
     done = subprocess.run(
@@ -381,6 +403,7 @@ def _run_hook(
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=timeout,
         check=False,
     )
@@ -389,13 +412,21 @@ def _run_hook(
     return time.monotonic() - began
 
 
+def _fire(event: str, env: dict[str, str], session_id: str, cwd: Path, **more: object) -> None:
+    for command, timeout in _hook_commands(event):
+        _run_hook(command, timeout, env, event, session_id, cwd, **more)
+
+
 def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
     tmp_path: Path, data_dir: Path, runtime_dir: Path
 ) -> None:
-    """Two Claude Code sessions at once, each in its scope (claude-<session_id>)."""
+    """Two Claude Code sessions at once, each in its scope (claude-<session_id>),
+    each recording what it is; every heartbeat event counts."""
     settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
-    assert set(settings["hooks"]) == {"SessionStart", "PostToolUse", "SessionEnd"}
+    assert set(settings["hooks"]) == {"SessionStart", *HEARTBEATS, "SessionEnd"}
     claudes = ("abc123", "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f")
+    project = tmp_path / "my project"  # a space: the value is the rest of its line
+    project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
@@ -404,36 +435,53 @@ def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
             ids = {}
             for claude in claudes:
                 current = _scope_file(data_dir, f"claude-{claude}")
-                for command, timeout in _hook_commands("SessionStart"):
-                    _run_hook(command, timeout, env, "SessionStart", claude)
+                _fire("SessionStart", env, claude, project)
                 wait_for(_names_a_session(current))
                 ids[claude] = _read(current).strip()
-                assert _session(client, ids[claude])["scope"] == f"claude-{claude}"
+                session = _session(client, ids[claude])
+                assert session["scope"] == f"claude-{claude}"
+                assert (session["tool"], session["external_id"]) == ("claude-code", claude)
+                assert (session["cwd"], session["project"]) == (str(project), "my project")
             first, second = claudes
             sid = ids[first]
-            started = datetime.fromisoformat(_session(client, sid)["started_at"])
-            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
-            for command, timeout in _hook_commands("PostToolUse"):
-                _run_hook(command, timeout, env, "PostToolUse", first)
-            wait_for(lambda: _session(client, sid)["last_activity_at"] != _session(client, sid)["started_at"])
-            assert (
-                _session(client, ids[second])["last_activity_at"]
-                == _session(client, ids[second])["started_at"]
-            )
-            for command, timeout in _hook_commands("SessionEnd"):
-                _run_hook(command, timeout, env, "SessionEnd", first)
+            for event in HEARTBEATS:
+                before = _session(client, sid)["last_activity_at"]
+                counts_from = datetime.fromisoformat(before) + timedelta(seconds=1.1)
+                # A heartbeat counts once a second has passed since the last one.
+                wait_for(lambda at=counts_from: datetime.now(at.tzinfo) > at)  # type: ignore[misc]
+                _fire(event, env, first, project)
+                wait_for(lambda was=before: _session(client, sid)["last_activity_at"] != was, timeout=5)  # type: ignore[misc]
+            untouched = _session(client, ids[second])
+            assert untouched["last_activity_at"] == untouched["started_at"]
+            _fire("SessionEnd", env, first, project)
             wait_for(lambda: _session(client, sid)["status"] == "completed")
             assert _session(client, ids[second])["status"] == "active"
-            for command, timeout in _hook_commands("SessionEnd"):
-                _run_hook(command, timeout, env, "SessionEnd", "")  # no session id: nothing happens
+            _fire("SessionEnd", env, "", project)  # no session id: nothing happens
             assert _session(client, ids[second])["status"] == "active"
         finally:
             client.close()
 
 
+def test_the_claude_code_hooks_take_the_events_own_session_id(
+    tmp_path: Path, data_dir: Path, cli: Cli
+) -> None:
+    """A tool's input or response holding a ``session_id`` key of its own
+    (an MCP tool's arguments, say) must not send the event to another scope:
+    the hooks take the event's field, which Claude Code writes first."""
+    nested = {"session_id": "someone-else", "cwd": "/elsewhere"}
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    _fire("SessionStart", env, "mine", tmp_path, tool_input=nested, tool_response=nested)
+    assert cli("current", "--scope", "claude-mine").returncode == 0  # applies the start
+    assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
+    for event in (*HEARTBEATS, "SessionEnd"):
+        _fire(event, env, "mine", tmp_path, tool_input=nested, tool_response=nested)
+    assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
+    assert _read(_scope_file(data_dir, "claude-mine")) == "end\n"
+
+
 def test_the_claude_code_hooks_are_harmless_without_the_agent(tmp_path: Path) -> None:
     env = clean_env(tmp_path)  # no data dir at all
-    for event in ("SessionStart", "PostToolUse", "SessionEnd"):
+    for event in ("SessionStart", *HEARTBEATS, "SessionEnd"):
         for command, timeout in _hook_commands(event):
             _run_hook(command, timeout, env, event)
     assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("current_session"))
@@ -456,7 +504,10 @@ def test_the_vscode_task_starts_a_session_on_folder_open(
             _run_task(task, folder, env)
         wait_for(lambda: len(list((data_dir / "scopes").glob("vscode-My_Project-*/current_session"))) == 2)
         scopes = sorted(p.parent.name for p in (data_dir / "scopes").glob("vscode-*/current_session"))
-        assert all(cli("current", "--scope", scope).returncode == 0 for scope in scopes)
+        shown = [json.loads(cli("current", "--scope", scope, "--json").stdout) for scope in scopes]
+        assert sorted((s["tool"], s["cwd"], s["project"]) for s in shown) == sorted(
+            ("vscode", str(folder), "My Project") for folder in folders
+        )
         _run_task(end, folders[0], env)
         wait_for(lambda: sum(cli("current", "--scope", s).returncode == 0 for s in scopes) == 1)
 
@@ -473,3 +524,75 @@ def _run_task(task: dict[str, Any], folder: Path, env: dict[str, str]) -> None:
         check=False,
     )
     assert done.returncode == 0
+
+
+def _run_claude(
+    tmp_path: Path, project: Path, env: dict[str, str], api: FakeAnthropic, *args: str
+) -> subprocess.Popen[str]:
+    """The real Claude Code CLI, with our hooks as the user's settings, offline:
+    a fake key, the API on loopback, nothing else fetched."""
+    settings = Path(env["HOME"]) / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(INTEGRATIONS / "claude-code" / "settings.json", settings)
+    return subprocess.Popen(
+        [_npm_program("claude"), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=project,
+        env={
+            **env,
+            "ANTHROPIC_API_KEY": "sk-ant-test-not-a-key",
+            "ANTHROPIC_BASE_URL": api.url,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+        },
+    )
+
+
+def test_the_real_claude_code_records_what_its_session_was(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """Claude Code itself, one prompt: its hooks start a session in the
+    scope of its session id with tool, cwd and external id; the tool call
+    is a heartbeat; the conversation's end ends the session. (Claude Code
+    escapes a tool's output inside the event's JSON, so a nested
+    ``session_id`` key cannot be made through it: the payload test below
+    covers that.)"""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    _git_repository(project, branch="checkout-flow")
+    tool_call = Reply(tool="Bash", tool_input={"command": "echo hello", "description": "Say hello"})
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(tool_call, Reply("All done.")) as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        claude = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--allowedTools", "Bash")
+        try:
+            wait_for(lambda: any(_names_a_session(p)() for p in scopes.glob("claude-*/current_session")), 30)
+            [current] = scopes.glob("claude-*/current_session")
+            claude_session = current.parent.name.removeprefix("claude-")
+            sid = _read(current).strip()
+            session = _session(client, sid)
+            assert (session["tool"], session["external_id"]) == ("claude-code", claude_session)
+            assert (session["cwd"], session["project"]) == (str(project), "webshop")
+            assert session["git"]["branch"] == "checkout-flow"
+            started = datetime.fromisoformat(session["started_at"])
+            # The model "thinks" past the heartbeat's one-second limit, then calls the tool.
+            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+            api.release()
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != session["started_at"], timeout=30)
+            api.release()
+            out, err = claude.communicate(timeout=EDITOR_TIMEOUT)
+            assert claude.returncode == 0, (out, err)
+            assert "All done." in out
+            wait_for(lambda: _session(client, sid)["status"] == "completed", timeout=10)
+            assert _session(client, sid)["active_seconds"] > 1
+            assert api.requests == 2
+        finally:
+            client.close()
+            if claude.poll() is None:
+                claude.kill()
+                claude.communicate()
