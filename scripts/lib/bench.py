@@ -24,10 +24,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cli
 import bench_daemon
+import bench_hooks
 
-QUICK = {"rounds": 5, "edits": 10, "idle": 3.0, "small": 1_000, "large": 20_000, "repeats": 1, "busy": 2.0}
+QUICK = {
+    "rounds": 5,
+    "hooks": 5,
+    "edits": 10,
+    "idle": 3.0,
+    "small": 1_000,
+    "large": 20_000,
+    "repeats": 1,
+    "busy": 2.0,
+}
 FULL = {
     "rounds": 31,
+    "hooks": 51,
     "edits": 100,
     "idle": 60.0,
     "small": 1_000,
@@ -64,6 +75,7 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
     cli = bench_cli.measure(int(size["rounds"]), with_peers=not quick)
     results["cli_ms"] = cli.figures
     results["skipped"] = cli.skipped
+    results["hooks"] = bench_hooks.measure(int(size["hooks"]))
     results["daemon"] = bench_daemon.edits_and_idle(int(size["edits"]), size["idle"])
     results["history"] = [
         bench_daemon.history(int(size[which]), int(size["repeats"])) for which in ("small", "large")
@@ -81,6 +93,9 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
     hot = ("start", "current", "end")
     worst_daemon = max(cli[f"installed daemon {c}"]["x_floor"] for c in hot)
     worst_embedded = max(cli[f"installed embedded {c}"]["x_floor"] for c in hot)
+    described = cli["installed daemon start, described"]["x_floor"]
+    hooks = {name: s["median"] for name, s in r["hooks"]["ms"].items() if name in bench_hooks.GOAL_ROWS}
+    worst_hook = max(hooks, key=lambda name: hooks[name]) if hooks else None
     edit = r["daemon"]["edit_to_durable_ms"]
     small, large = r["history"]
     startup_ratio = large["startup_to_ready_ms"]["median"] / small["startup_to_ready_ms"]["median"]
@@ -90,6 +105,16 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
             "start/current/end through the daemon, installed, ≤ 1.6 × python -I -c pass",
             f"{worst_daemon:.2f} ×",
             worst_daemon <= 1.6,
+        ),
+        (
+            "a start saying what the session is (tool, ids, project, tags, title, cwd) ≤ 1.6 × that floor",
+            f"{described:.2f} ×",
+            described <= 1.6,
+        ),
+        (
+            "the editors' and Claude Code's hooks: median ≤ 5 ms each",
+            f"{hooks[worst_hook]} ms ({worst_hook})" if worst_hook else "not measured",
+            worst_hook is not None and hooks[worst_hook] <= 5,
         ),
         (
             "the same embedded ≤ 1.6 × python -c 'import click, json, socket'",
@@ -136,6 +161,12 @@ def print_tables(r: dict[str, Any]) -> None:
         print(f"| {name} | {s['median']} | {s['p99']} | {s['x_floor']} |")
     for peer, why in r["skipped"].items():
         print(f"| {peer} | skipped: {why} | | |")
+    print("\n| hook (as its host runs it) | median ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for name, s in r["hooks"]["ms"].items():
+        print(f"| {name} | {s['median']} | {s['p99']} |")
+    for host, why in r["hooks"]["skipped"].items():
+        print(f"| {host} | skipped: {why} | |")
     d = r["daemon"]
     e = d["edit_to_durable_ms"]
     print(f"\nfile edit → durable: p50 {e['median']} ms, p99 {e['p99']} ms over {e['n']} edits")

@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WATSON_VENV = ROOT / ".bench" / "watson-venv"
 BARE_FLOOR = "floor: python -I -c pass"
 CLICK_FLOOR = "floor: python -c 'import click, json, socket'"
+DETAILS = (
+    "--tool", "claude-code", "--external-id", "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f",
+    "--project", "webshop", "--tag", "ai", "--tag", "review", "--title", "Checkout flow",
+)  # fmt: skip
 # Which floor each kind of case is measured against.
 FLOORS = {"daemon": BARE_FLOOR, "embedded": CLICK_FLOOR, "watson": CLICK_FLOOR, "timew": BARE_FLOOR}
 
@@ -86,6 +90,12 @@ def _cases(rounds: int, with_peers: bool, skipped: dict[str, str]) -> Iterator[l
             for mode, where in (("daemon", home), ("embedded", embedded)):
                 for command in ("start", "current", "end"):
                     cases.append(Case(f"{label} {mode} {command}", _runner([program, command], where.env)))
+        # A start as a hook gives it: what the session is (and the cwd, a git checkout, by default).
+        described = [str(installed), "start", *DETAILS]
+        cases += [
+            Case("installed daemon start, described", _runner(described, home.env)),
+            Case("installed daemon end, described", _runner([str(installed), "end"], home.env)),
+        ]
         cases += _peer_cases(home, with_peers, skipped)
         yield cases
 

@@ -29,12 +29,20 @@ def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
         for mode in ("daemon", "embedded")
         for command in ("start", "current", "end")
     }
+    measured |= {"installed daemon start, described", "installed daemon end, described"}
     floors = {"floor: python -I -c pass", "floor: python -c 'import click, json, socket'"}
     assert set(report["cli_ms"]) >= measured | floors
+    hooks = {f"{editor} {kind}" for editor in ("nvim", "vim", "emacs") for kind in ("start", "heartbeat")}
+    hooks |= {"claude-code SessionStart", "claude-code SessionEnd", "floor: sh -c 'exit 0'"}
+    heartbeats = {name for name in report["hooks"]["ms"] if name.startswith("claude-code heartbeat")}
+    assert set(report["hooks"]["ms"]) - heartbeats == hooks
+    assert len(heartbeats) == 2  # the id from the environment, and from the JSON
+    assert report["hooks"]["skipped"] == {}
+    assert all(figure["median"] > 0 and figure["n"] == 5 for figure in report["hooks"]["ms"].values())
     assert all(figure["median"] > 0 for figure in report["cli_ms"].values())
     assert report["skipped"] == {"watson": "not run with --quick", "timew": "not run with --quick"}
     assert report["daemon"]["edit_to_durable_ms"]["n"] == 20
     assert [h["sessions"] for h in report["history"]] == [1_000, 20_000]
     assert report["throughput"]["pairs_per_second"] > 0
-    assert len(report["goals"]) == 8
+    assert len(report["goals"]) == 10
     assert all(isinstance(goal["met"], bool) for goal in report["goals"])

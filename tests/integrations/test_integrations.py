@@ -386,9 +386,9 @@ def _run_hook(
     session_id: str = "abc123",
     cwd: Path | None = None,
     **more: object,
-) -> float:
-    """As Claude Code runs a command hook: bash in the session's directory,
-    the event as one line of JSON on stdin, its own fields first."""
+) -> None:
+    """As Claude Code runs a command hook: ``sh -c`` in the session's
+    directory, the event as one line of JSON on stdin, its own fields first."""
     payload = {
         "session_id": session_id,
         "cwd": str(cwd or Path.cwd()),
@@ -396,9 +396,8 @@ def _run_hook(
         "source": "startup",
         **more,
     }
-    began = time.monotonic()
     done = subprocess.run(
-        [_program("bash"), "-c", command],
+        [_program("sh"), "-c", command],
         input=json.dumps(payload),
         capture_output=True,
         text=True,
@@ -409,10 +408,15 @@ def _run_hook(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "", done.stdout  # SessionStart output would go into the model's context
-    return time.monotonic() - began
 
 
-def _fire(event: str, env: dict[str, str], session_id: str, cwd: Path, **more: object) -> None:
+def _fire(
+    event: str, env: dict[str, str], session_id: str, cwd: Path, *, id_in_env: bool = True, **more: object
+) -> None:
+    """Run ``event``'s hooks. Claude Code 2.1 also gives the session id in
+    the environment (``CLAUDE_CODE_SESSION_ID``); older ones only in the JSON."""
+    if id_in_env:
+        env = {**env, "CLAUDE_CODE_SESSION_ID": session_id}
     for command, timeout in _hook_commands(event):
         _run_hook(command, timeout, env, event, session_id, cwd, **more)
 
@@ -462,28 +466,36 @@ def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
             client.close()
 
 
+@pytest.mark.parametrize("id_in_env", [True, False], ids=["id-in-env", "id-in-json"])
 def test_the_claude_code_hooks_take_the_events_own_session_id(
-    tmp_path: Path, data_dir: Path, cli: Cli
+    tmp_path: Path, data_dir: Path, cli: Cli, id_in_env: bool
 ) -> None:
     """A tool's input or response holding a ``session_id`` key of its own
     (an MCP tool's arguments, say) must not send the event to another scope:
-    the hooks take the event's field, which Claude Code writes first."""
+    the hooks take the id from the environment, or else the event's own
+    field, which Claude Code writes first."""
     nested = {"session_id": "someone-else", "cwd": "/elsewhere"}
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    _fire("SessionStart", env, "mine", tmp_path, tool_input=nested, tool_response=nested)
+    _fire("SessionStart", env, "mine", tmp_path, id_in_env=id_in_env, tool_input=nested, tool_response=nested)
     assert cli("current", "--scope", "claude-mine").returncode == 0  # applies the start
     assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
     for event in (*HEARTBEATS, "SessionEnd"):
-        _fire(event, env, "mine", tmp_path, tool_input=nested, tool_response=nested)
+        _fire(event, env, "mine", tmp_path, id_in_env=id_in_env, tool_input=nested, tool_response=nested)
     assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
     assert _read(_scope_file(data_dir, "claude-mine")) == "end\n"
+
+
+def test_the_claude_code_hooks_refuse_an_id_that_is_no_scope_name(tmp_path: Path, data_dir: Path) -> None:
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    for bad in ("../../escape", "a b", "x" * 57, ""):
+        _fire("SessionStart", env, bad, tmp_path)
+    assert not (data_dir / "scopes").exists()
 
 
 def test_the_claude_code_hooks_are_harmless_without_the_agent(tmp_path: Path) -> None:
     env = clean_env(tmp_path)  # no data dir at all
     for event in ("SessionStart", *HEARTBEATS, "SessionEnd"):
-        for command, timeout in _hook_commands(event):
-            _run_hook(command, timeout, env, event)
+        _fire(event, env, "abc123", tmp_path)
     assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("current_session"))
 
 
