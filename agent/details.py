@@ -15,6 +15,8 @@ truncation.
 
 from __future__ import annotations
 
+import re
+
 from agent.errors import InvalidArgumentError
 from agent.values import Value
 
@@ -47,19 +49,22 @@ MAX_LABEL_BYTES = 4096  # keys and values of one session's labels, UTF-8
 GIVEN_FIELDS = ("cwd", "project", "tool", "external_id", "parent", "tags", "title", "labels")
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _problem(value: object, limit: int) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {type(value).__name__}"
     if not value:
         return "must not be empty"
-    if len(value.encode("utf-8", "surrogatepass")) > limit:
-        return f"is longer than {limit} bytes"
-    if any(ch < " " or ch == "\x7f" for ch in value):
-        return "must be one line of printable text (no control characters)"
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         return "is not valid text"
+    if size > limit:
+        return f"is longer than {limit} bytes"
+    if _CONTROL.search(value):
+        return "must be one line of printable text (no control characters)"
     return None
 
 

@@ -7,6 +7,7 @@ naming the key.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 from agent.activity import Activity
@@ -144,8 +145,13 @@ def _decode_sections(raw: bytes, start: int) -> tuple[Details, Activity | None]:
     return Details(**fields), activity  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=256)
 def decode_record(key: bytes, value: bytes) -> Session:
-    """Decode and validate; any failure is a ``StorageError`` naming the key."""
+    """Decode and validate; any failure is a ``StorageError`` naming the key.
+
+    Memoized by the record's bytes (sessions are immutable values): the
+    daemon reads a scope's active session on every command, and decoding
+    and validating its details is most of what a read costs."""
     shown_key = key.decode("ascii", "backslashreplace")
     try:
         if not value:
