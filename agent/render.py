@@ -41,7 +41,7 @@ def session_detail(session: Session, now: datetime) -> str:
 def _active(session: Session) -> str:
     if session.active_seconds is None:
         return "- (recorded before active time was kept)"
-    return format_duration(timedelta(seconds=round(session.active_seconds)))
+    return format_duration(timedelta(seconds=session.active_seconds))  # cut as durations are: never above one
 
 
 def _what(session: Session) -> list[tuple[str, str]]:
@@ -77,17 +77,26 @@ def _idle_rule(session: Session) -> str:
 
 
 def session_table(sessions: Iterable[Session], now: datetime, *, with_scope: bool = False) -> str:
-    """A table; ``with_scope`` adds a SCOPE column (listings of every scope)."""
+    """A table; ``with_scope`` adds a SCOPE column (listings of every scope).
+    The last columns say how much of it was worked and on what."""
     sessions = list(sessions)
     width = max([len("SCOPE"), *(len(s.scope) for s in sessions)]) if with_scope else 0
     scope_head = f"{'SCOPE':<{width}}  " if with_scope else ""
-    lines = [f"{'ID':<36}  {scope_head}{'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  DURATION"]
-    for s in sessions:
+    durations = [_duration(s, now) for s in sessions]
+    actives = ["-" if s.active_seconds is None else _active(s) for s in sessions]
+    lasting = max([len("DURATION"), *map(len, durations)])
+    worked = max([len("ACTIVE"), *map(len, actives)])
+    lines = [
+        f"{'ID':<36}  {scope_head}{'STATUS':<9}  {'REASON':<14}  {'STARTED':<19}  "
+        f"{'DURATION':<{lasting}}  {'ACTIVE':<{worked}}  PROJECT"
+    ]
+    for s, duration, active in zip(sessions, durations, actives, strict=True):
         reason = s.end_reason.value if s.end_reason else "-"
         started = format_local(s.started_at)
         scope = f"{s.scope:<{width}}  " if with_scope else ""
         lines.append(
-            f"{s.id:<36}  {scope}{s.status.value:<9}  {reason:<14}  {started:<19}  {_duration(s, now)}"
+            f"{s.id:<36}  {scope}{s.status.value:<9}  {reason:<14}  {started:<19}  "
+            f"{duration:<{lasting}}  {active:<{worked}}  {s.details.project or '-'}"
         )
     return "\n".join(lines)
 

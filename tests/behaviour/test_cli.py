@@ -239,15 +239,15 @@ def test_list_newest_first_as_table_and_json(cli: Cli) -> None:
     table = cli("list")
     assert table.returncode == 0
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["ID", "SCOPE", "STATUS", "REASON", "STARTED", "DURATION"]
+    assert lines[0].split() == ["ID", "SCOPE", "STATUS", "REASON", "STARTED", "DURATION", "ACTIVE", "PROJECT"]
     assert [line.split()[0] for line in lines[1:]] == ids[::-1]
     # Every column starts where its heading does, even when all scope
     # names are shorter than the word SCOPE.
-    for heading in ("STATUS", "REASON", "STARTED"):
+    for heading in ("STATUS", "REASON", "STARTED", "DURATION", "ACTIVE", "PROJECT"):
         column = lines[0].index(heading)
         assert all(line[column - 2 : column] == "  " and line[column] != " " for line in lines[1:]), heading
     one_scope = cli("list", "--scope", "default").stdout.splitlines()
-    assert one_scope[0].split() == ["ID", "STATUS", "REASON", "STARTED", "DURATION"]
+    assert one_scope[0].split() == ["ID", "STATUS", "REASON", "STARTED", "DURATION", "ACTIVE", "PROJECT"]
     listed = json.loads(cli("list", "--json").stdout)
     assert [s["id"] for s in listed] == ids[::-1]
     for obj in listed:
