@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from agent.config import StartRequest
     from agent.details import DetailsChange, SessionFilter
     from agent.manager import SessionManager
+    from agent.report import ReportQuery
 
     class Backend(Protocol):
         """What the commands need, whoever carries them out."""
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
             scope: str | None = DEFAULT_SCOPE,
             where: SessionFilter | None = None,
         ) -> list[Session]: ...
+        def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]: ...
         def status(self) -> dict[str, Any]: ...
         def close(self) -> None: ...
 
@@ -189,6 +191,13 @@ class EmbeddedBackend:
         errors.extend(str(p) for p in problems)
         return sessions
 
+    def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
+        self._settle_all()
+        problems: list[StorageError] = []
+        report = self._manager.report(query, problems)
+        errors.extend(str(p) for p in problems)
+        return report
+
     def status(self) -> dict[str, Any]:
         from agent.status import NOT_RUNNING, status_report
 
@@ -304,6 +313,12 @@ class StorelessBackend(_ReadsOnly):
         where: SessionFilter | None = None,
     ) -> list[Session]:
         return []
+
+    def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
+        from agent.clock import default_clock
+        from agent.report import build
+
+        return build([], query, default_clock().now())
 
     def status(self) -> dict[str, Any]:
         from agent.clock import default_clock

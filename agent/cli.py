@@ -20,6 +20,7 @@ from agent import __version__
 from agent.cli_admin import ADMIN_COMMANDS
 from agent.cli_details import DETAIL_COMMANDS
 from agent.cli_queries import QUERY_COMMANDS
+from agent.cli_report import REPORT_COMMANDS
 from agent.cli_support import (
     COMPLETE_ENV,
     DURATION,
@@ -267,7 +268,7 @@ def path(agent: Agent, scope: str) -> None:
     click.echo(str(agent.paths.current_file_of(scope)))
 
 
-for command in (*QUERY_COMMANDS, *DETAIL_COMMANDS, *ADMIN_COMMANDS):
+for command in (*QUERY_COMMANDS, *REPORT_COMMANDS, *DETAIL_COMMANDS, *ADMIN_COMMANDS):
     cli.add_command(command)
 
 

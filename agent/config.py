@@ -10,6 +10,9 @@ data dir's ``config.toml``, else the built-in defaults.
     [scopes]
     remove_empty_after = "1h"  # a scope's directory, once nothing is active or left in it
 
+    [report]
+    week_start = "sunday"  # the first day of a week in reports; default: the locale's
+
 It lives in the data dir, so the daemon and a command that opens the store
 itself read the same file and start sessions alike. It is read at each
 start (kept while its mtime and size stay the same).
@@ -153,6 +156,7 @@ class Settings(Value):
         "remove_empty_scopes_after",
         "snapshot_every",
         "snapshot_keep",
+        "week_start",
     )
     idle_timeout: int
     idle_grace: int
@@ -160,6 +164,7 @@ class Settings(Value):
     remove_empty_scopes_after: int
     snapshot_every: int
     snapshot_keep: int
+    week_start: int | None  # 0 Monday ... 6 Sunday; None: the locale's
 
     def __init__(
         self,
@@ -170,8 +175,10 @@ class Settings(Value):
         snapshot_every: int = SNAPSHOT_EVERY,
         snapshot_keep: int = SNAPSHOT_KEEP,
         activity_gap: int = ACTIVITY_GAP,
+        week_start: int | None = None,
     ) -> None:
         self._set(
+            week_start=week_start,
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
             activity_gap=activity_gap,
@@ -219,6 +226,7 @@ _KNOWN = {
     "sessions": ("idle_timeout", "idle_grace", "activity_gap"),
     "scopes": ("remove_empty_after",),
     "snapshots": ("every", "keep"),
+    "report": ("week_start",),
 }
 
 
@@ -241,6 +249,7 @@ def _parse(path: Path, raw: bytes) -> Settings:
         known = ", ".join(f"{name}.{k}" for name, keys in _KNOWN.items() for k in keys)
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: {known})")
     sessions, scopes, snapshots = tables["sessions"], tables["scopes"], tables["snapshots"]
+    week_start = _weekday(path, tables["report"].get("week_start"))
     keep = snapshots.get("keep", SNAPSHOT_KEEP)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= _MAX_SNAPSHOT_KEEP:
         raise ConfigError(f"{path}: snapshots.keep must be a whole number from 1 to {_MAX_SNAPSHOT_KEEP}")
@@ -254,6 +263,17 @@ def _parse(path: Path, raw: bytes) -> Settings:
             snapshot_every=parse_seconds(snapshots.get("every", SNAPSHOT_EVERY), "snapshots.every"),
             snapshot_keep=keep,
             activity_gap=parse_seconds(sessions.get("activity_gap", ACTIVITY_GAP), "sessions.activity_gap"),
+            week_start=week_start,
         )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _weekday(path: Path, raw: object) -> int | None:
+    from agent.periods import WEEKDAYS
+
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or raw.strip().lower() not in WEEKDAYS:
+        raise ConfigError(f"{path}: report.week_start must be one of {', '.join(WEEKDAYS)}, not {raw!r}")
+    return WEEKDAYS.index(raw.strip().lower())

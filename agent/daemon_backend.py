@@ -16,10 +16,13 @@ from agent.errors import DaemonError
 from agent.scope import DEFAULT_SCOPE, scope_args
 from agent.session import Session, SessionStatus, format_time
 
+REPORT_TIMEOUT = 300.0  # seconds; the daemon answers commands meanwhile
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.config import StartRequest
     from agent.details import DetailsChange, SessionFilter
+    from agent.report import ReportQuery
 
 __all__ = ["DaemonBackend"]
 
@@ -97,6 +100,14 @@ class DaemonBackend:
                 break
             before = sessions[-1].id
         return found
+
+    def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
+        # A report reads as much history as it covers: it has a deadline of its own.
+        reply = self._client.request_within(REPORT_TIMEOUT, "report", **query.to_wire())
+        if not isinstance(reply, dict) or not isinstance(reply.get("total"), dict):
+            raise DaemonError("the daemon sent a malformed report")
+        errors.extend(str(e) for e in reply.pop("errors", None) or ())
+        return reply
 
     def status(self) -> dict[str, Any]:
         reply = self._client.request("status")

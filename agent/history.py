@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agent.details import ANY, SessionFilter
 from agent.errors import StorageError
@@ -18,10 +18,13 @@ from agent.session import EndReason, Session, SessionStatus
 from agent.session_id import parse_session_id, session_id_floor
 from agent.store import SessionStore
 
-__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions"]
+__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "sessions_overlapping"]
 
 log = logging.getLogger(__name__)
 
+# How far an id's time may run ahead of its session's start (ids only move
+# forward, so a clock set back makes the next ones a little later).
+_ID_AHEAD = timedelta(hours=1)
 ORPHAN_SCAN = 64  # recent records looked at for a second active session, at the daemon's start
 
 
@@ -69,6 +72,40 @@ def list_sessions(
         if limit is not None and len(found) >= limit:
             break
     return found
+
+
+def sessions_overlapping(
+    store: SessionStore,
+    actives: dict[str, Session],
+    since: datetime,
+    until: datetime,
+    *,
+    scope: str | None = None,
+    where: SessionFilter = ANY,
+    errors: list[StorageError] | None = None,
+) -> Iterator[Session]:
+    """Sessions that ran at some moment of ``[since, until)``: those started
+    before ``until`` and not ended before ``since``, newest first. Only the
+    range is read: ids are ordered by start time, and no session that
+    overlaps it started more than the store's longest ended session before
+    ``since`` -- but the active ones, which the pointers know."""
+    floor = session_id_floor(since - store.longest_ended())
+    ceiling = session_id_floor(until + _ID_AHEAD)
+    seen: set[str] = set()
+    listed = store.newest_first(
+        scope=scope, floor=floor, before=ceiling, errors=errors, project=where.project
+    )
+    for session in listed:
+        if session.started_at >= until or not where.keeps(session):
+            continue
+        if session.ended_at is not None and session.ended_at < since:
+            continue
+        seen.add(session.id)
+        yield session
+    for session in actives.values():  # an active session may be older than any ended one
+        fits = scope is None or session.scope == scope
+        if fits and session.id not in seen and session.started_at < until and where.keeps(session):
+            yield session
 
 
 def abandon_strays(store: SessionStore, pointed: set[str]) -> list[Session]:

@@ -26,7 +26,7 @@ from agent.clock import Clock, default_clock
 from agent.config import Settings, StartRequest, load_settings
 from agent.details import ANY, DetailsChange, SessionFilter
 from agent.errors import InvalidArgumentError, SessionIOError, SessionNotFoundError, StorageError
-from agent.history import abandon_strays, list_sessions
+from agent.history import abandon_strays, list_sessions, sessions_overlapping
 from agent.lane import Lane
 from agent.layout import DEFAULT_SCOPE
 from agent.paths import ensure_private_dir
@@ -40,8 +40,10 @@ from agent.store import SessionStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from agent.changes import Listener
+    from agent.report import ReportQuery
 
 __all__ = ["LATE_CAPTURE", "MAX_COUNT", "SessionManager"]
 
@@ -219,6 +221,26 @@ class SessionManager(SeedAPI):
     def known_scopes(self) -> list[str]:
         """Every scope with a directory or an active session, the default first."""
         return list(dict.fromkeys([DEFAULT_SCOPE, *self.store.pointed_scopes(), *self.scope_dirs.scopes()]))
+
+    def report(self, query: ReportQuery, errors: list[StorageError] | None = None) -> dict[str, Any]:
+        """Where the time went over ``query``'s range (``agent.report``): read
+        from the range alone, safe to run beside the commands (the lock is
+        held only to take the active sessions)."""
+        from agent.report import build
+
+        with self._lock:
+            actives = self.active_sessions()
+            self.store.longest_ended()  # a store from before the bound: found out once, under the lock
+        sessions = sessions_overlapping(
+            self.store,
+            actives,
+            query.since,
+            query.until,
+            scope=query.scope,
+            where=query.where,
+            errors=errors,
+        )
+        return build(sessions, query, self.clock.now())
 
     def list_sessions(
         self,

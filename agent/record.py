@@ -17,7 +17,7 @@ from agent.errors import InvalidArgumentError, StorageError
 from agent.layout import DEFAULT_SCOPE
 from agent.session import EndReason, Session, SessionStatus, from_micros, to_micros
 
-__all__ = ["RECORD_VERSION", "decode_record", "encode_record"]
+__all__ = ["RECORD_VERSION", "decode_record", "encode_record", "ended_span"]
 
 RECORD_VERSION = 4
 # v1: version, status code, started_at, ended_at (-1 = none), last_activity_at
@@ -145,7 +145,7 @@ def _decode_sections(raw: bytes, start: int) -> tuple[Details, Activity | None]:
     return Details(**fields), activity  # type: ignore[arg-type]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def decode_record(key: bytes, value: bytes) -> Session:
     """Decode and validate; any failure is a ``StorageError`` naming the key.
 
@@ -199,3 +199,14 @@ def decode_record(key: bytes, value: bytes) -> Session:
         )
     except (ValueError, OverflowError, UnicodeDecodeError, struct.error, InvalidArgumentError) as exc:
         raise StorageError(f"session record {shown_key} is corrupt: {exc}") from None
+
+
+def ended_span(value: bytes) -> int:
+    """An ended session's wall time in microseconds, read from its record's
+    fixed header alone (0 while active, or if the header cannot be read):
+    cheap enough for a pass over a whole store."""
+    layout = _LAYOUTS.get(value[0]) if value else None
+    if layout is None or len(value) < _RECORD_V1.size:
+        return 0
+    _, _, started, ended, *_ = _RECORD_V1.unpack_from(value)
+    return max(0, ended - started) if ended != -1 else 0

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from agent.errors import InvalidSessionIdError
 
-__all__ = ["canonical_uuid", "new_session_id", "parse_session_id", "session_id_floor"]
+__all__ = ["canonical_uuid", "derived_session_id", "new_session_id", "parse_session_id", "session_id_floor"]
 
 # A canonical UUID is 36 characters; "urn:uuid:" plus braces is the longest
 # spelling accepted. Anything longer is rejected before parsing.
@@ -44,6 +44,19 @@ def new_session_id(at: datetime | None = None) -> str:
         else:
             rand = _random_bits(74)
         _last_id_state = (millis, rand)
+    rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
+    value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return _uuid_text(value)
+
+
+def derived_session_id(at: datetime, identity: bytes) -> str:
+    """A UUIDv7 of ``at``'s millisecond whose other bits come from a hash of
+    ``identity``: the same source (an imported record) always gives the same
+    id, which still sorts by start time."""
+    import hashlib
+
+    millis = max(0, (at - _EPOCH) // _MILLISECOND)
+    rand = int.from_bytes(hashlib.sha256(identity).digest()[:10], "big") >> 6  # 74 bits
     rand_a, rand_b = rand >> 62, rand & ((1 << 62) - 1)
     value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
     return _uuid_text(value)

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rocksdict import Rdict, WriteBatch, WriteOptions
@@ -34,10 +34,10 @@ from rocksdict import Rdict, WriteBatch, WriteOptions
 from agent import faults
 from agent.database import CF_META, CF_SCOPES, CF_SESSIONS, close_db, merge_small_files, open_db, release_lock
 from agent.errors import OutcomeUnknownError, StorageError
-from agent.record import decode_record, encode_record
+from agent.record import decode_record, encode_record, ended_span
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session
-from agent.store_keys import META_INDEX_FLOOR, ScopeKeys, project_index_key, scope_index_key
+from agent.store_keys import META_INDEX_FLOOR, META_LONGEST, ScopeKeys, project_index_key, scope_index_key
 
 __all__ = ["SessionStore"]  # its keys: agent.store_keys
 
@@ -62,6 +62,12 @@ class SessionStore:
         stored = self.get_meta(META_INDEX_FLOOR)
         self._index_floor = stored if stored is not None else self.newest_key()
         self._floor_unsaved = stored is None  # saved with the first batch this version writes
+        longest = self.get_meta(META_LONGEST)
+        # None: a store from before the key (``longest_ended`` finds it out once).
+        self._longest = int(longest) if longest is not None and longest.isdigit() else None
+        self._longest_unsaved = self._longest is None and self.newest_key() == b""
+        if self._longest_unsaved:  # a new store: nothing ended yet; saved with its first batch
+            self._longest = 0
 
     def checkpoint(self, target: Path) -> None:
         """A consistent copy of the store at ``target`` (which must not
@@ -202,6 +208,9 @@ class SessionStore:
         meta = dict(meta or {})
         if self._floor_unsaved:
             meta[META_INDEX_FLOOR] = self._index_floor
+        longest = max((_wall_micros(s) for s in sessions if s.ended_at is not None), default=0)
+        if self._longest is not None and (longest > self._longest or self._longest_unsaved):
+            meta[META_LONGEST] = str(max(longest, self._longest)).encode("ascii")
         for key, value in meta.items():
             if value is None:
                 batch.delete(key, self._meta_handle)
@@ -213,7 +222,29 @@ class SessionStore:
         except Exception as exc:
             self._after_failed_write(sessions, meta, exc)
         self._floor_unsaved = False
+        if self._longest is not None:
+            self._longest = max(longest, self._longest)
+            self._longest_unsaved = False
         faults.point("store.after_commit")
+
+    def longest_ended(self) -> timedelta:
+        """The longest wall time of any ended session held: a session that
+        overlaps a moment started at most this long before it (or is
+        active). A store from before this bound was kept is read once, by
+        its records' headers, and the bound saved (unless read-only)."""
+        if self._longest is None:
+            found = 0
+            self._ensure_open()
+            try:
+                for value in self._sessions.values():
+                    if isinstance(value, bytes):
+                        found = max(found, ended_span(value))
+            except Exception as exc:
+                raise StorageError(f"cannot scan the store: {exc}") from None
+            if not self._read_only:
+                self.commit(meta={META_LONGEST: str(found).encode("ascii")})
+            self._longest = found
+        return timedelta(microseconds=self._longest)
 
     def _after_failed_write(
         self, sessions: tuple[Session, ...], meta: Mapping[bytes, bytes | None], exc: Exception
@@ -390,3 +421,8 @@ class SessionStore:
         merge_small_files(
             ((self._meta, None), (self._sessions, self._lowest_written), (self._index, self._lowest_indexed))
         )
+
+
+def _wall_micros(session: Session) -> int:
+    assert session.ended_at is not None
+    return max(0, (session.ended_at - session.started_at) // timedelta(microseconds=1))

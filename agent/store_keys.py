@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from agent.layout import DEFAULT_SCOPE
 
-__all__ = ["META_INDEX_FLOOR", "ScopeKeys", "project_index_key", "scope_index_key"]
+__all__ = ["META_INDEX_FLOOR", "META_LONGEST", "ScopeKeys", "project_index_key", "scope_index_key"]
 
 META_INDEX_FLOOR = b"scope_index_floor"  # sessions up to this key may have no scope index entry
+# The longest wall time of any ended session the store holds (microseconds,
+# ASCII digits): how far before a range's start a session overlapping it may
+# have started, so that a report reads only from there.
+META_LONGEST = b"longest_ended_us"
 
 
 class ScopeKeys:

@@ -86,7 +86,11 @@ class DaemonClient:
 
     def request(self, op: str, **args: Any) -> Any:
         """Send one request and return its result, or raise the error it carries."""
-        deadline = time.monotonic() + ANSWER_TIMEOUT
+        return self.request_within(ANSWER_TIMEOUT, op, **args)
+
+    def request_within(self, timeout: float, op: str, **args: Any) -> Any:
+        """``request``, waiting up to ``timeout`` seconds for the answer."""
+        deadline = time.monotonic() + timeout
         try:
             self._sock.sendall(encode_request(op, **args))
             line = self._read_line(deadline)

@@ -52,11 +52,15 @@ class RequestHandler:
                 self._manager.count(_optional_id(args), _count(args), scope=_scope(args))
             ),
             "list": self._list,
+            "report": self._report,
             "status": lambda _: self._status(),
         }
 
     def __call__(self, op: str, args: dict[str, Any]) -> Any:
         return self._ops[op](args)
+
+    def _report(self, args: dict[str, Any]) -> dict[str, Any]:
+        return _report_of(self._manager, args)
 
     def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         errors: list[StorageError] = []
@@ -75,6 +79,15 @@ class RequestHandler:
             where=_filter(args),
         )
         return {"sessions": [s.to_dict() for s in sessions], "errors": [str(e) for e in errors]}
+
+
+def _report_of(manager: SessionManager, args: dict[str, Any]) -> dict[str, Any]:
+    from agent.report import ReportQuery
+
+    errors: list[StorageError] = []
+    report = manager.report(ReportQuery.from_wire(args), errors)
+    report["errors"] = [str(e) for e in errors]
+    return report
 
 
 def _start_request(args: dict[str, Any]) -> StartRequest:

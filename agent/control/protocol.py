@@ -49,9 +49,16 @@ op            args                                       result
 ``list``      ``{"statuses"?: [str], "since"?: time,     ``{"sessions": [...],
               "limit": int, "before"?: id,                "errors": [str]}``
               "scope"?: str | "all_scopes"?: bool}``
+``report``    ``{"since": time, "until": time, "by":    the report (``report --json``'s
+              [str], "project"?: str, "tags"?: [str],    schema, docs/reports.md), with
+              "tool"?: str, "scope"?: str, "zone"?:      ``"errors": [str]``
+              str, "first_weekday"?: int}``
 ``status``    --                                         daemon, paths, watcher, current,
                                                          scopes
 ============  =========================================  ===========================
+
+``report`` runs off the daemon's event loop (in a thread): a long one never
+delays a command, a file edit or a signal.
 
 A duration (``dur``) is seconds (an integer) or text such as ``"30m"``;
 0 means none. ``end`` and ``abandon`` record the end reason ``cli``.
@@ -104,6 +111,7 @@ MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0
 OPS = frozenset(
     {"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status", "update", "count"}
+    | {"report"}
 )
 
 

@@ -61,8 +61,10 @@ class ControlServer:
         *,
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
+        threaded_ops: frozenset[str] = frozenset(),
     ) -> None:
         self._handler = handler
+        self._threaded_ops = threaded_ops  # long reads, answered from a thread: the loop goes on
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._connections: dict[asyncio.Task[None], _Connection] = {}
@@ -130,7 +132,7 @@ class ControlServer:
                     await self._finish(writer, encode_error(too_big))
                     return
                 connection.progress_at = loop.time()
-                writer.write(self._dispatch(line))
+                writer.write(await self._dispatch(line))
                 await asyncio.wait_for(writer.drain(), self._idle_timeout)
         except (TimeoutError, ConnectionError):
             return
@@ -138,9 +140,17 @@ class ControlServer:
             self._connections.pop(task, None)
             writer.transport.abort()
 
-    def _dispatch(self, line: bytes) -> bytes:
+    async def _dispatch(self, line: bytes) -> bytes:
         try:
             op, args = decode_request(line)
+        except SessionError as error:
+            return encode_error(error)
+        if op in self._threaded_ops:
+            return await asyncio.to_thread(self._answer, op, args)
+        return self._answer(op, args)
+
+    def _answer(self, op: str, args: dict[str, Any]) -> bytes:
+        try:
             return encode_reply(self._handler(op, args))
         except SessionError as error:
             return encode_error(error)

@@ -12,7 +12,7 @@ import pytest
 
 from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
 from agent.database import CF_META, CF_SESSIONS, MAX_SMALL_FILES
-from agent.session import Session, SessionStatus
+from agent.session import EndReason, Session, SessionStatus
 from agent.session_id import session_id_floor
 from agent.store import SessionStore
 
@@ -172,3 +172,32 @@ def test_many_short_openings_do_not_pile_up_files(tmp_path: Path) -> None:
         assert store.get_meta(b"active") == ids[-1].encode()
     finally:
         store.close()
+
+
+def test_the_store_keeps_the_longest_ended_session_and_finds_it_once_in_an_older_store(
+    tmp_path: Path,
+) -> None:
+    """Reports read back no further than the longest ended session: the
+    bound grows with each batch, and a store from before it was kept has
+    it found by one pass over the records' headers, then saved."""
+    from agent.store_keys import META_LONGEST
+
+    store = SessionStore(open_db(tmp_path / "db"))
+    short = Session.begin(T0).completed(EndReason.CLI, T0 + timedelta(minutes=5))
+    running = Session.begin(T0 + timedelta(hours=1))  # active: not a bound
+    store.commit((short, running))
+    assert store.longest_ended() == timedelta(minutes=5)
+    long = Session.begin(T0 - timedelta(days=3)).completed(EndReason.CLI, T0)
+    store.commit((long,))
+    assert store.longest_ended() == timedelta(days=3)
+    store.commit((Session.begin(T0).completed(EndReason.CLI, T0 + timedelta(seconds=1)),))
+    assert store.longest_ended() == timedelta(days=3)  # never shrinks
+    store.commit(meta={META_LONGEST: None})  # as a store from before the bound
+    store.close()
+    older = SessionStore(open_db(tmp_path / "db"))
+    try:
+        assert older.get_meta(META_LONGEST) is None
+        assert older.longest_ended() == timedelta(days=3)
+        assert older.get_meta(META_LONGEST) == str(3 * 86400 * 1_000_000).encode()
+    finally:
+        older.close()

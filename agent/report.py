@@ -1,0 +1,340 @@
+"""Where the time went: the wall and active time of sessions over a range,
+clipped to it, split at local midnights, grouped by up to two keys.
+
+Wall time runs from a session's start to its end (to now while it is
+active); active time is its activity spans (``agent.activity``). Both are
+clipped exactly to ``[since, until)`` and split at the local midnights of
+the report's zone, so a session across midnight counts on both days and a
+day with a daylight-saving change has its 23 or 25 hours. A session with
+several tags counts under each of them (groups by tag can add up to more
+than the total; one with none is "(untagged)"). Sessions that ran side by
+side each count their own time; the total also says how much time at
+least one of them covered (``covered_*``). A session recorded before
+active time was kept has none (``unknown_active_sessions``).
+
+The report is plain data (``build`` returns a JSON-able dict, the schema
+of ``report --json``); ``agent.report_text`` draws it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from agent.details import ANY, SessionFilter
+from agent.errors import InvalidArgumentError
+from agent.periods import WEEKDAYS, Calendar, zone_by_name
+from agent.session import Session, SessionStatus
+from agent.values import Value
+
+__all__ = ["GROUPINGS", "REPORT_VERSION", "ReportQuery", "build"]
+
+REPORT_VERSION = 1
+GROUPINGS = ("project", "tag", "scope", "tool", "day", "week", "month")
+_TIME_GROUPINGS = ("day", "week", "month")
+_NONE = {"project": "(no project)", "tag": "(untagged)", "tool": "(no tool)"}
+_MICROS = 1_000_000
+
+
+class ReportQuery(Value):
+    """What a report covers and how it groups: the range (UTC), up to two
+    groupings, the filters, and the calendar (a zone's name, the week's
+    first day)."""
+
+    __slots__ = ("by", "first_weekday", "scope", "since", "until", "where", "zone")
+
+    since: datetime
+    until: datetime
+    by: tuple[str, ...]
+    where: SessionFilter
+    scope: str | None
+    zone: str
+    first_weekday: int
+
+    def __init__(
+        self,
+        since: datetime,
+        until: datetime,
+        by: tuple[str, ...] = ("project",),
+        *,
+        where: SessionFilter = ANY,
+        scope: str | None = None,
+        zone: str = "UTC",
+        first_weekday: int = 0,
+    ) -> None:
+        if since.tzinfo is None or until.tzinfo is None:
+            raise InvalidArgumentError("a report's range needs aware times")
+        if until <= since:
+            raise InvalidArgumentError(
+                f"the report's end ({until.isoformat()}) is not after its start ({since.isoformat()})"
+            )
+        if not 1 <= len(by) <= 2 or len(set(by)) != len(by) or any(g not in GROUPINGS for g in by):
+            raise InvalidArgumentError(
+                f"--by {','.join(by)!r}: give one or two of {', '.join(GROUPINGS)}, e.g. day,project"
+            )
+        if not 0 <= first_weekday <= 6:
+            raise InvalidArgumentError(f"first weekday {first_weekday!r} is not 0 (Monday) to 6 (Sunday)")
+        try:
+            zone_by_name(zone)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        self._set(
+            since=since.astimezone(UTC),
+            until=until.astimezone(UTC),
+            by=tuple(by),
+            where=where,
+            scope=scope,
+            zone=zone,
+            first_weekday=first_weekday,
+        )
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "by": list(self.by),
+            "project": self.where.project,
+            "tags": sorted(self.where.tags),
+            "tool": self.where.tool,
+            "scope": self.scope,
+            "zone": self.zone,
+            "first_weekday": self.first_weekday,
+        }
+
+    @classmethod
+    def from_wire(cls, args: dict[str, Any]) -> ReportQuery:
+        """From ``to_wire``'s form; ``InvalidArgumentError`` on anything else."""
+        try:
+            tags = args.get("tags") or []
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise InvalidArgumentError("tags must be a list of strings")
+            for name in ("project", "tool", "scope"):
+                if args.get(name) is not None and not isinstance(args[name], str):
+                    raise InvalidArgumentError(f"{name} must be a string")
+            by = args.get("by")
+            if not isinstance(by, list) or not all(isinstance(g, str) for g in by):
+                raise InvalidArgumentError("by must be a list of groupings")
+            weekday = args.get("first_weekday", 0)
+            if isinstance(weekday, bool) or not isinstance(weekday, int):
+                raise InvalidArgumentError("first_weekday must be a number")
+            zone = args.get("zone", "UTC")
+            if not isinstance(zone, str):
+                raise InvalidArgumentError("zone must be a string")
+            return cls(
+                _moment(args.get("since"), "since"),
+                _moment(args.get("until"), "until"),
+                tuple(by),
+                where=SessionFilter(args.get("project"), frozenset(tags), args.get("tool")),
+                scope=args.get("scope"),
+                zone=zone,
+                first_weekday=weekday,
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"bad report query: {exc}") from None
+
+    def keeps(self, session: Session) -> bool:
+        return (self.scope is None or session.scope == self.scope) and self.where.keeps(session)
+
+
+def _moment(raw: object, name: str) -> datetime:
+    if not isinstance(raw, str):
+        raise InvalidArgumentError(f"{name} must be an ISO 8601 time")
+    moment = datetime.fromisoformat(raw)
+    if moment.tzinfo is None:
+        raise InvalidArgumentError(f"{name} must carry its offset")
+    return moment
+
+
+class _Group:
+    __slots__ = ("active", "children", "running", "sessions", "wall")
+
+    def __init__(self) -> None:
+        self.wall = 0
+        self.active = 0
+        self.sessions: set[str] = set()
+        self.running = False
+        self.children: dict[str, _Group] = {}
+
+    def child(self, key: str) -> _Group:
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = _Group()
+        return found
+
+    def to_dict(self, key: str | None, time_keyed: tuple[bool, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {} if key is None else {"key": key}
+        out.update(
+            wall_seconds=round(self.wall / _MICROS, 3),
+            active_seconds=round(self.active / _MICROS, 3),
+            sessions=len(self.sessions),
+            running=self.running,
+        )
+        if time_keyed:
+            if time_keyed[0]:  # chronological
+                ordered = sorted(self.children.items())
+            else:  # the most worked first
+                ordered = sorted(self.children.items(), key=lambda kv: (-kv[1].active, -kv[1].wall, kv[0]))
+            out["groups"] = [group.to_dict(k, time_keyed[1:]) for k, group in ordered]
+        return out
+
+
+class _Clock:
+    """Local days as microseconds, with each midnight computed once."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self._midnights: dict[date, int] = {}
+
+    def midnight(self, day: date) -> int:
+        found = self._midnights.get(day)
+        if found is None:
+            found = self._midnights[day] = _micros(self.calendar.midnight(day))
+        return found
+
+    def day_of(self, moment: int) -> date:
+        return datetime.fromtimestamp(moment / _MICROS, self.calendar.zone).date()
+
+    def split(self, start: int, end: int) -> Iterator[tuple[date, int]]:
+        """``[start, end)`` cut at local midnights: (day, microseconds) pieces;
+        a point gives one piece of 0."""
+        day = self.day_of(start)
+        while True:
+            following = day + timedelta(days=1)
+            boundary = self.midnight(following)
+            if end <= boundary:
+                yield day, end - start
+                return
+            if boundary > start:
+                yield day, boundary - start
+                start = boundary
+            day = following
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _session_keys(session: Session, grouping: str) -> list[str]:
+    d = session.details
+    if grouping == "project":
+        return [d.project or _NONE["project"]]
+    if grouping == "tag":
+        return list(d.tags) or [_NONE["tag"]]
+    if grouping == "tool":
+        return [d.tool or _NONE["tool"]]
+    return [session.scope]
+
+
+def _time_key(calendar: Calendar, day: date, grouping: str) -> str:
+    if grouping == "day":
+        return day.isoformat()
+    if grouping == "week":
+        return calendar.week_of(day).isoformat()
+    return day.strftime("%Y-%m")
+
+
+class _Tally:
+    """One session's pieces of time, added to the groups they fall in."""
+
+    def __init__(
+        self, root: _Group, calendar: Calendar, by: tuple[str, ...], session: Session, running: bool
+    ) -> None:
+        self._root = root
+        self._calendar = calendar
+        self._by = by
+        self._id = session.id
+        self._running = running
+        # The keys that do not depend on the day, per level (None: a time level).
+        self._fixed = [None if g in _TIME_GROUPINGS else _session_keys(session, g) for g in by]
+
+    def add(self, day: date, amount: int, field: str) -> None:
+        levels = [
+            keys if keys is not None else [_time_key(self._calendar, day, grouping)]
+            for keys, grouping in zip(self._fixed, self._by, strict=True)
+        ]
+        for first in levels[0]:
+            node = self._root.child(first)
+            groups = [node, *(node.child(second) for second in levels[1])] if len(levels) > 1 else [node]
+            for group in groups:
+                setattr(group, field, getattr(group, field) + amount)
+                group.sessions.add(self._id)
+                group.running |= self._running
+
+
+def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dict[str, Any]:
+    """The report of ``sessions`` (any order; those outside the range or
+    the filters are skipped) as of ``now``."""
+    zone: tzinfo = zone_by_name(query.zone)
+    calendar = Calendar(zone, query.first_weekday)
+    clock = _Clock(calendar)
+    since, until, at = _micros(query.since), _micros(query.until), _micros(now)
+    root = _Group()
+    unknown_active = 0
+    walls: list[tuple[int, int]] = []
+    actives: list[tuple[int, int]] = []
+    for session in sessions:
+        running = session.status is SessionStatus.ACTIVE
+        start = _micros(session.started_at)
+        end = at if session.ended_at is None else _micros(session.ended_at)
+        end = max(start, end)
+        if start >= until or end < since or (end == since and start < since) or not query.keeps(session):
+            continue
+        lo, hi = max(start, since), min(end, until)
+        walls.append((lo, hi))
+        tally = _Tally(root, calendar, query.by, session, running)
+        for day, amount in clock.split(lo, hi):
+            tally.add(day, amount, "wall")
+        if session.activity is None:
+            unknown_active += 1
+        else:
+            for span_start, span_end in session.activity.spans:
+                a, b = max(span_start, since), min(span_end, until)
+                if b > a:
+                    actives.append((a, b))
+                    for day, amount in clock.split(a, b):
+                        tally.add(day, amount, "active")
+        root.wall += hi - lo
+        root.sessions.add(session.id)
+        root.running |= running
+    root.active = sum(b - a for a, b in actives)
+    time_keyed = tuple(g in _TIME_GROUPINGS for g in query.by)
+    total = root.to_dict(None, ())
+    total.update(
+        covered_wall_seconds=round(_covered(walls) / _MICROS, 3),
+        covered_active_seconds=round(_covered(actives) / _MICROS, 3),
+        unknown_active_sessions=unknown_active,
+    )
+    return {
+        "version": REPORT_VERSION,
+        "since": query.since.isoformat(),
+        "until": query.until.isoformat(),
+        "now": now.astimezone(UTC).isoformat(),
+        "zone": query.zone,
+        "first_weekday": WEEKDAYS[query.first_weekday],
+        "by": list(query.by),
+        "filters": {
+            "project": query.where.project,
+            "tags": sorted(query.where.tags),
+            "tool": query.where.tool,
+            "scope": query.scope,
+        },
+        "total": total,
+        "groups": root.to_dict(None, time_keyed).get("groups", []),
+    }
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    """The time at least one of ``spans`` covers."""
+    covered, reach = 0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            covered += end - start
+            reach = end
+        elif end > reach:
+            covered += end - reach
+            reach = end
+    return covered
