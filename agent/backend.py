@@ -57,6 +57,7 @@ if TYPE_CHECKING:
             where: SessionFilter | None = None,
         ) -> list[Session]: ...
         def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]: ...
+        def import_file(self, path: str, form: str) -> dict[str, Any]: ...
         def status(self) -> dict[str, Any]: ...
         def close(self) -> None: ...
 
@@ -191,6 +192,13 @@ class EmbeddedBackend:
         errors.extend(str(p) for p in problems)
         return sessions
 
+    def import_file(self, path: str, form: str) -> dict[str, Any]:
+        from agent.importing import read_file
+
+        imported = read_file(path, form)
+        added, held = self._manager.import_sessions(imported.sessions)
+        return {"added": added, "already_held": held, "left_out": imported.left_out}
+
     def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
         self._settle_all()
         problems: list[StorageError] = []
@@ -240,6 +248,9 @@ class _ReadsOnly:
         raise NotImplementedError("a write opens the store with create=True")
 
     def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
+        raise NotImplementedError("a write opens the store with create=True")
+
+    def import_file(self, path: str, form: str) -> dict[str, Any]:
         raise NotImplementedError("a write opens the store with create=True")
 
 

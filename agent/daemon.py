@@ -78,10 +78,10 @@ STORE_WAIT = 5.0  # an embedded CLI command may hold the store for a moment
 EXIT_DATA_DIR_REPLACED = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us on the new one
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ACTION_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-_UNGUARDED_OPS = frozenset({"ping", "status", "report"})
+_UNGUARDED_OPS = frozenset({"ping", "status", "report", "import"})
 # Answered from a thread (a report may read for seconds); guarded ops touch
 # the reconciler, which belongs to the loop, so none may be here.
-_THREADED_OPS = frozenset({"report"})
+_THREADED_OPS = frozenset({"report", "import"})
 _TRANSITION_OPS = {"start": "started", "end": "completed", "abandon": "abandoned"}
 _IDLE_RECHECK = 60.0  # seconds: the latest an idle session ends after a resume from suspend
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})

@@ -16,7 +16,7 @@ from agent.errors import DaemonError
 from agent.scope import DEFAULT_SCOPE, scope_args
 from agent.session import Session, SessionStatus, format_time
 
-REPORT_TIMEOUT = 300.0  # seconds; the daemon answers commands meanwhile
+REPORT_TIMEOUT = 300.0  # seconds, for a report or an import; the daemon answers commands meanwhile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -100,6 +100,12 @@ class DaemonBackend:
                 break
             before = sessions[-1].id
         return found
+
+    def import_file(self, path: str, form: str) -> dict[str, Any]:
+        reply = self._client.request_within(REPORT_TIMEOUT, "import", path=path, **{"from": form})
+        if not isinstance(reply, dict) or not isinstance(reply.get("added"), int):
+            raise DaemonError("the daemon sent a malformed import reply")
+        return reply
 
     def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
         # A report reads as much history as it covers: it has a deadline of its own.

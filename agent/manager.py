@@ -222,6 +222,19 @@ class SessionManager(SeedAPI):
         """Every scope with a directory or an active session, the default first."""
         return list(dict.fromkeys([DEFAULT_SCOPE, *self.store.pointed_scopes(), *self.scope_dirs.scopes()]))
 
+    def import_sessions(self, sessions: list[Session]) -> tuple[int, int]:
+        """Write those of ``sessions`` the store does not hold yet (by id) in
+        one synced batch: (added, already held). Never a current session:
+        they are ended, and no pointer moves."""
+        if any(s.is_active for s in sessions):
+            raise InvalidArgumentError("an imported session must have ended")
+        unique = {s.id: s for s in sessions}
+        with self._lock:
+            new = tuple(s for s in unique.values() if self.store.get(s.id) is None)
+            if new:
+                self.store.commit(new)
+        return len(new), len(sessions) - len(new)
+
     def report(self, query: ReportQuery, errors: list[StorageError] | None = None) -> dict[str, Any]:
         """Where the time went over ``query``'s range (``agent.report``): read
         from the range alone, safe to run beside the commands (the lock is

@@ -56,6 +56,7 @@ class EndReason(enum.StrEnum):
     REPLACED = "replaced"  # `start --replace` began a new one
     CRASH_RECOVERY = "crash_recovery"  # found active beside the active one, after a crash
     UNKNOWN = "unknown"  # ended before end reasons were recorded
+    IMPORTED = "imported"  # brought in by `session-agent import` (from a peer's file, or still active in one)
 
 
 MAX_PID = 1 << 22  # Linux's largest pid_max

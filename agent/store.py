@@ -389,6 +389,28 @@ class SessionStore:
         except Exception as exc:
             raise StorageError(f"cannot scan the store: {exc}") from None
 
+    def oldest_first(
+        self, *, floor: str | None = None, before: str | None = None, errors: list[StorageError] | None = None
+    ) -> Iterator[Session]:
+        """Every session from the key ``floor`` (inclusive) up to ``before``
+        (exclusive), oldest first: one forward pass, for an export."""
+        floor_key = floor.encode("ascii") if floor else b""
+        ceiling = before.encode("ascii") if before else None
+        self._ensure_open()
+        try:
+            for key, value in self._sessions.items(from_key=floor_key):
+                if not isinstance(key, bytes) or not isinstance(value, bytes):
+                    raise StorageError("the sessions column family holds non-bytes data")
+                if ceiling is not None and key >= ceiling:
+                    return
+                session = self._decoded(key, value, errors)
+                if session is not None:
+                    yield session
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot scan the store: {exc}") from None
+
     @staticmethod
     def _decoded(key: bytes, value: bytes, errors: list[StorageError] | None) -> Session | None:
         try:

@@ -53,11 +53,24 @@ class RequestHandler:
             ),
             "list": self._list,
             "report": self._report,
+            "import": self._import,
             "status": lambda _: self._status(),
         }
 
     def __call__(self, op: str, args: dict[str, Any]) -> Any:
         return self._ops[op](args)
+
+    def _import(self, args: dict[str, Any]) -> dict[str, Any]:
+        from agent.importing import IMPORT_FORMATS, read_file
+
+        path, form = args.get("path"), args.get("from")
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 4096:
+            raise ProtocolError("path must be an absolute path")
+        if form not in IMPORT_FORMATS:
+            raise ProtocolError(f"from must be one of {', '.join(IMPORT_FORMATS)}")
+        imported = read_file(path, form)
+        added, held = self._manager.import_sessions(imported.sessions)
+        return {"added": added, "already_held": held, "left_out": imported.left_out}
 
     def _report(self, args: dict[str, Any]) -> dict[str, Any]:
         return _report_of(self._manager, args)

@@ -57,8 +57,14 @@ op            args                                       result
                                                          scopes
 ============  =========================================  ===========================
 
-``report`` runs off the daemon's event loop (in a thread): a long one never
-delays a command, a file edit or a signal.
+``import``    ``{"path": str, "from": "jsonl" |           ``{"added": int,
+              "timewarrior" | "watson"}``                 "already_held": int,
+                                                         "left_out": [str]}``
+
+``report`` and ``import`` run off the daemon's event loop (in a thread): a
+long one never delays a command, a file edit or a signal. ``import`` reads
+the file at ``path`` (the client's, made absolute) itself: the socket is
+its own user's alone.
 
 A duration (``dur``) is seconds (an integer) or text such as ``"30m"``;
 0 means none. ``end`` and ``abandon`` record the end reason ``cli``.
@@ -111,7 +117,7 @@ MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0
 OPS = frozenset(
     {"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status", "update", "count"}
-    | {"report"}
+    | {"report", "import"}
 )
 
 

@@ -48,3 +48,16 @@ ensure_npm_tools() {
     npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error "$@" >/dev/null
     echo "$*" >"$dir/.installed"
 }
+
+# A Python program the tests drive (a peer such as Watson), pinned, in a
+# virtualenv of its own so that its dependencies never meet ours.
+#   ensure_pip_tool DIR PACKAGE==VERSION
+ensure_pip_tool() {
+    local dir="$1" want="$2"
+    [ "$(cat "$dir/.installed" 2>/dev/null)" = "$want" ] && return 0
+    echo "==> installing $want into $dir" >&2
+    rm -rf "$dir"
+    "${PYTHON:-python3}" -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$want"
+    echo "$want" >"$dir/.installed"
+}
