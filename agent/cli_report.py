@@ -7,6 +7,7 @@ this process -- then drawn here (``agent.report_text``)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -88,6 +89,12 @@ def _groupings(text: str) -> tuple[str, ...]:
 @click.option("--tool", help="Only sessions of this tool (nvim, claude-code, cli, ...).")
 @click.option("--scope", type=SCOPE, default=None, help="Only this scope's sessions [default: every scope].")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV: a row per group, a header row.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one self-contained page (charts, timeline, table) to this file.",
+)
 @json_option
 @click.pass_obj
 def report(  # noqa: PLR0917 -- click passes the options by name
@@ -100,6 +107,7 @@ def report(  # noqa: PLR0917 -- click passes the options by name
     tool: str | None,
     scope: str | None,
     as_csv: bool,
+    html_file: Path | None,
     as_json: bool,
 ) -> None:
     """Where the time went: wall and active time per group, over a range.
@@ -116,6 +124,7 @@ def report(  # noqa: PLR0917 -- click passes the options by name
       session-agent report --since this-week --by day,project
       session-agent report --since 30d --by tag --tool claude-code
       session-agent report --since last-month --csv > month.csv
+      session-agent report --since this-month --html month.html
     """
     from agent.config import load_settings
     from agent.details import SessionFilter
@@ -138,6 +147,7 @@ def report(  # noqa: PLR0917 -- click passes the options by name
         scope=scope,
         zone=zone_name,
         first_weekday=calendar.first_weekday,
+        timeline=html_file is not None,
     )
     errors: list[str] = []
 
@@ -147,6 +157,9 @@ def report(  # noqa: PLR0917 -- click passes the options by name
     built = agent.read(ask)
     for error in errors:
         note(f"warning: skipped: {error}")
+    if html_file is not None:
+        _write_page(built, html_file, calendar)
+        built.pop("timeline", None)
     if as_json:
         echo_json(built)
         return
@@ -156,6 +169,25 @@ def report(  # noqa: PLR0917 -- click passes the options by name
         click.echo(report_csv(built), nl=False)
     else:
         click.echo(report_table(built, color=_color()))
+
+
+def _write_page(built: dict[str, object], target: Path, calendar: Calendar) -> None:
+    """The HTML page, written whole or not at all (a temporary file renamed)."""
+    import os
+
+    from agent.report_html import report_html
+
+    since = datetime.fromisoformat(str(built["since"])).astimezone(calendar.zone)
+    until = datetime.fromisoformat(str(built["until"])).astimezone(calendar.zone)
+    title = f"{since:%a %Y-%m-%d %H:%M} → {until:%a %Y-%m-%d %H:%M} ({built['zone']})"
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(report_html(built, title), encoding="utf-8")
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
+    note(f"wrote {target}")
 
 
 def _color() -> bool:

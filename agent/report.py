@@ -42,7 +42,7 @@ class ReportQuery(Value):
     groupings, the filters, and the calendar (a zone's name, the week's
     first day)."""
 
-    __slots__ = ("by", "first_weekday", "scope", "since", "until", "where", "zone")
+    __slots__ = ("by", "first_weekday", "scope", "since", "timeline", "until", "where", "zone")
 
     since: datetime
     until: datetime
@@ -51,6 +51,7 @@ class ReportQuery(Value):
     scope: str | None
     zone: str
     first_weekday: int
+    timeline: bool  # also each day's active time by project, and the sessions' pieces per day
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class ReportQuery(Value):
         scope: str | None = None,
         zone: str = "UTC",
         first_weekday: int = 0,
+        timeline: bool = False,
     ) -> None:
         if since.tzinfo is None or until.tzinfo is None:
             raise InvalidArgumentError("a report's range needs aware times")
@@ -87,6 +89,7 @@ class ReportQuery(Value):
             scope=scope,
             zone=zone,
             first_weekday=first_weekday,
+            timeline=bool(timeline),
         )
 
     def to_wire(self) -> dict[str, object]:
@@ -100,6 +103,7 @@ class ReportQuery(Value):
             "scope": self.scope,
             "zone": self.zone,
             "first_weekday": self.first_weekday,
+            "timeline": self.timeline,
         }
 
     @classmethod
@@ -129,6 +133,7 @@ class ReportQuery(Value):
                 scope=args.get("scope"),
                 zone=zone,
                 first_weekday=weekday,
+                timeline=args.get("timeline") is True,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"bad report query: {exc}") from None
@@ -273,6 +278,8 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
     clock = _Clock(calendar)
     since, until, at = _micros(query.since), _micros(query.until), _micros(now)
     root = _Group()
+    days = _Group()  # the timeline's: day, then project
+    pieces: list[dict[str, Any]] = []
     unknown_active = 0
     walls: list[tuple[int, int]] = []
     actives: list[tuple[int, int]] = []
@@ -286,8 +293,14 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
         lo, hi = max(start, since), min(end, until)
         walls.append((lo, hi))
         tally = _Tally(root, calendar, query.by, session, running)
+        daily = _Tally(days, calendar, ("day", "project"), session, running) if query.timeline else None
+        offset = lo
         for day, amount in clock.split(lo, hi):
             tally.add(day, amount, "wall")
+            if daily is not None:
+                daily.add(day, amount, "wall")
+                pieces.append(_piece(session, clock, day, offset, amount, running=running))
+            offset += amount
         if session.activity is None:
             unknown_active += 1
         else:
@@ -297,6 +310,8 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
                     actives.append((a, b))
                     for day, amount in clock.split(a, b):
                         tally.add(day, amount, "active")
+                        if daily is not None:
+                            daily.add(day, amount, "active")
         root.wall += hi - lo
         root.sessions.add(session.id)
         root.running |= running
@@ -324,7 +339,47 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
         },
         "total": total,
         "groups": root.to_dict(None, time_keyed).get("groups", []),
+    } | ({"timeline": _timeline(days, pieces, clock, since, until)} if query.timeline else {})
+
+
+def _piece(
+    session: Session, clock: _Clock, day: date, start: int, length: int, *, running: bool
+) -> dict[str, Any]:
+    return {
+        "day": day.isoformat(),
+        "scope": session.scope,
+        "project": session.details.project,
+        "id": session.id,
+        "offset_seconds": round((start - clock.midnight(day)) / _MICROS, 3),
+        "seconds": round(length / _MICROS, 3),
+        "running": running,
     }
+
+
+def _timeline(
+    days: _Group, pieces: list[dict[str, Any]], clock: _Clock, since: int, until: int
+) -> dict[str, Any]:
+    """Each day of the range: its length (23 to 25 hours), its active and wall
+    time by project, and the pieces of the sessions that ran in it."""
+    by_day: dict[str, list[dict[str, Any]]] = {}
+    for piece in pieces:
+        by_day.setdefault(piece["day"], []).append(piece)
+    out = []
+    day, last = clock.day_of(since), clock.day_of(max(since, until - 1))
+    while day <= last:
+        key = day.isoformat()
+        group = days.children.get(key)
+        following = day + timedelta(days=1)
+        out.append(
+            {
+                "day": key,
+                "day_seconds": round((clock.midnight(following) - clock.midnight(day)) / _MICROS),
+                "projects": [] if group is None else group.to_dict(key, (False,))["groups"],
+                "pieces": sorted(by_day.get(key, []), key=lambda p: (p["scope"], p["offset_seconds"])),
+            }
+        )
+        day = following
+    return {"days": out}
 
 
 def _covered(spans: list[tuple[int, int]]) -> int:

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from agent.timespec import format_duration
-
-__all__ = ["report_csv", "report_table"]
+__all__ = ["hours", "report_csv", "report_table"]
 
 BAR_WIDTH = 24
 _RUNNING = "●"
 
 
-def _hours(seconds: float) -> str:
-    return format_duration(timedelta(seconds=seconds)) if seconds else "0s"
+def hours(seconds: float) -> str:
+    """A report's time: hours and minutes however long (``49h12m``, ``45m``,
+    ``20s``): days of work read as hours, as every time tracker shows them."""
+    whole = int(seconds)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    return f"{m}m" if m else f"{s}s"
 
 
 def _bar(seconds: float, most: float) -> str:
@@ -68,8 +73,8 @@ def report_table(report: dict[str, Any], *, color: bool | None = None, width: in
     notes = []
     if total["covered_wall_seconds"] < total["wall_seconds"]:
         notes.append(
-            f"sessions ran side by side: at least one ran for {_hours(total['covered_wall_seconds'])} "
-            f"(active {_hours(total['covered_active_seconds'])})"
+            f"sessions ran side by side: at least one ran for {hours(total['covered_wall_seconds'])} "
+            f"(active {hours(total['covered_active_seconds'])})"
         )
     if any(g["running"] for g in groups) or total["running"]:
         notes.append(f"{_RUNNING} still running: counted up to now")
@@ -101,8 +106,8 @@ def _row(table: Any, group: dict[str, Any], most: float, indent: str, style: str
     key = indent + group["key"] + (f" {_RUNNING}" if group["running"] else "")
     table.add_row(
         Text(key, style=style),
-        _hours(group["wall_seconds"]),
-        _hours(group["active_seconds"]),
+        hours(group["wall_seconds"]),
+        hours(group["active_seconds"]),
         str(group["sessions"]),
         Text(_bar(group["active_seconds"], most), style="green"),
     )

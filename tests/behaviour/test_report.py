@@ -8,68 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.activity import Activity
-from agent.details import Details
-from agent.session import EndReason, Session, SessionStatus
-from agent.session_id import derived_session_id
-
 from ..support.commands import Cli, backdate_active, open_manager
 from ..support.daemon_process import run_daemon
+from ..support.history import BERLIN, at, ended, store_sessions
 
-BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3600.0
-
-
-def _at(text: str) -> datetime:
-    """A Berlin wall-clock time."""
-    return datetime.fromisoformat(text).replace(tzinfo=BERLIN).astimezone(UTC)
-
-
-def _micros(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
-
-
-def _ended(
-    start: str,
-    end: str,
-    *,
-    project: str | None = None,
-    tags: tuple[str, ...] = (),
-    tool: str | None = None,
-    scope: str = "default",
-    active: list[tuple[str, str]] | None = None,
-) -> Session:
-    """A completed session between two Berlin times; ``active``: its
-    activity spans (default: none recorded beyond its start)."""
-    began, ended = _at(start), _at(end)
-    spans = tuple((_micros(_at(a)), _micros(_at(b))) for a, b in active or [(start, start)])
-    return Session(
-        id=derived_session_id(began, f"{start} {end} {project} {scope}".encode()),
-        started_at=began,
-        ended_at=ended,
-        status=SessionStatus.COMPLETED,
-        memory_count=0,
-        last_activity_at=ended,
-        end_reason=EndReason.CLI,
-        scope=scope,
-        details=Details(project=project, tags=tags, tool=tool),
-        activity=Activity(900, spans),
-    )
-
-
-def _store(data_dir: Path, *sessions: Session) -> None:
-    manager = open_manager(data_dir)
-    try:
-        manager.store.commit(sessions)
-    finally:
-        manager.close()
 
 
 def _report(cli: Cli, *args: str, tz: str = "Europe/Berlin") -> dict[str, Any]:
@@ -84,9 +33,9 @@ def _by_key(groups: list[dict[str, Any]]) -> dict[str, tuple[float, float, int]]
 
 
 def test_a_session_across_midnight_counts_on_both_days(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-23T23:00",
             "2026-11-24T01:30",
             project="webshop",
@@ -114,7 +63,7 @@ def test_a_day_with_a_daylight_saving_change_has_its_own_length(
     between holds all of its local hours, 23 or 25 on a change."""
     before = (datetime.fromisoformat(day) - timedelta(days=1)).date().isoformat()
     after = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
-    _store(data_dir, _ended(f"{before}T22:00", f"{after}T02:00", project="p"))
+    store_sessions(data_dir, ended(f"{before}T22:00", f"{after}T02:00", project="p"))
     report = _report(
         cli,
         "--since",
@@ -132,17 +81,17 @@ def test_a_day_with_a_daylight_saving_change_has_its_own_length(
 
 
 def test_time_is_clipped_exactly_to_the_range(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-24T08:00",
             "2026-11-24T12:00",
             project="a",
             active=[("2026-11-24T08:00", "2026-11-24T11:00")],
         ),
-        _ended("2026-11-24T13:00", "2026-11-24T14:00", project="b"),  # outside
-        _ended("2026-11-24T06:00", "2026-11-24T07:00", project="c"),  # ends before the range
-        _ended("2026-11-24T07:00", "2026-11-24T09:00", project="d"),  # ends inside it
+        ended("2026-11-24T13:00", "2026-11-24T14:00", project="b"),  # outside
+        ended("2026-11-24T06:00", "2026-11-24T07:00", project="c"),  # ends before the range
+        ended("2026-11-24T07:00", "2026-11-24T09:00", project="d"),  # ends inside it
     )
     report = _report(cli, "--since", "2026-11-24T09:30", "--until", "2026-11-24T12:30")
     assert _by_key(report["groups"]) == {"a": (2.5 * HOUR, 1.5 * HOUR, 1)}
@@ -155,19 +104,19 @@ def test_time_is_clipped_exactly_to_the_range(data_dir: Path, cli: Cli) -> None:
 def test_a_long_session_that_started_long_before_the_range_is_found(data_dir: Path, cli: Cli) -> None:
     """Only the range is read, but no further back than the longest session
     the store holds: a three-day session still counts in its last day."""
-    _store(
+    store_sessions(
         data_dir,
-        _ended("2026-11-20T09:00", "2026-11-23T10:00", project="marathon"),
-        *(_ended(f"2026-11-22T{h:02d}:00", f"2026-11-22T{h:02d}:30", project="short") for h in range(8, 12)),
+        ended("2026-11-20T09:00", "2026-11-23T10:00", project="marathon"),
+        *(ended(f"2026-11-22T{h:02d}:00", f"2026-11-22T{h:02d}:30", project="short") for h in range(8, 12)),
     )
     report = _report(cli, "--since", "2026-11-23", "--until", "2026-11-24")
     assert _by_key(report["groups"]) == {"marathon": (10 * HOUR, 0.0, 1)}
 
 
 def test_groupings_and_filters(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-24T09:00",
             "2026-11-24T10:00",
             project="web",
@@ -175,7 +124,7 @@ def test_groupings_and_filters(data_dir: Path, cli: Cli) -> None:
             tool="claude-code",
             scope="claude-1",
         ),
-        _ended(
+        ended(
             "2026-11-24T10:00",
             "2026-11-24T12:00",
             project="web",
@@ -183,8 +132,8 @@ def test_groupings_and_filters(data_dir: Path, cli: Cli) -> None:
             tool="nvim",
             scope="nvim-7",
         ),
-        _ended("2026-11-24T13:00", "2026-11-24T14:00", tool="nvim", scope="nvim-7"),
-        _ended(
+        ended("2026-11-24T13:00", "2026-11-24T14:00", tool="nvim", scope="nvim-7"),
+        ended(
             "2026-11-25T09:00",
             "2026-11-25T09:30",
             project="blog",
@@ -227,15 +176,15 @@ def test_groupings_and_filters(data_dir: Path, cli: Cli) -> None:
 
 
 def test_parallel_sessions_each_count_and_the_total_says_what_they_covered(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-24T09:00",
             "2026-11-24T11:00",
             scope="nvim-1",
             active=[("2026-11-24T09:00", "2026-11-24T10:00")],
         ),
-        _ended(
+        ended(
             "2026-11-24T10:00",
             "2026-11-24T12:00",
             scope="claude-1",
@@ -268,11 +217,11 @@ def test_named_ranges(data_dir: Path, cli: Cli) -> None:
     is last midnight."""
     now = datetime.now(BERLIN)
     yesterday = (now - timedelta(days=1)).date()
-    _store(data_dir, _ended(f"{yesterday}T10:00", f"{yesterday}T11:00", project="y"))
+    store_sessions(data_dir, ended(f"{yesterday}T10:00", f"{yesterday}T11:00", project="y"))
     report = _report(cli, "--since", "yesterday")
     assert _by_key(report["groups"]) == {"y": (HOUR, 0.0, 1)}
-    assert datetime.fromisoformat(report["since"]) == _at(f"{yesterday}T00:00")
-    assert datetime.fromisoformat(report["until"]) == _at(f"{now.date()}T00:00")
+    assert datetime.fromisoformat(report["since"]) == at(f"{yesterday}T00:00")
+    assert datetime.fromisoformat(report["until"]) == at(f"{now.date()}T00:00")
     assert _report(cli, "--since", "7d", "--until", "today")["total"]["sessions"] == 1
     assert _report(cli, "--since", "today")["total"]["sessions"] == 0
 
@@ -288,7 +237,7 @@ def test_named_ranges(data_dir: Path, cli: Cli) -> None:
 def test_weeks_start_on_the_locales_first_day_or_the_configs(
     data_dir: Path, cli: Cli, env: dict[str, str], config: str, first: str
 ) -> None:
-    _store(data_dir, _ended("2026-12-01T10:00", "2026-12-01T11:00", project="w"))
+    store_sessions(data_dir, ended("2026-12-01T10:00", "2026-12-01T11:00", project="w"))
     (data_dir / "config.toml").write_text(config)
     done = cli(
         "report",
@@ -306,10 +255,10 @@ def test_weeks_start_on_the_locales_first_day_or_the_configs(
 
 
 def test_csv_has_a_header_and_a_row_per_group_and_never_a_formula(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended("2026-11-24T09:00", "2026-11-24T10:00", project="=HYPERLINK(1)"),
-        _ended("2026-11-24T10:00", "2026-11-24T10:30", project="plain"),
+        ended("2026-11-24T09:00", "2026-11-24T10:00", project="=HYPERLINK(1)"),
+        ended("2026-11-24T10:00", "2026-11-24T10:30", project="plain"),
     )
     done = cli(
         "report",
@@ -332,15 +281,15 @@ def test_csv_has_a_header_and_a_row_per_group_and_never_a_formula(data_dir: Path
 
 
 def test_the_table_shows_each_group_with_a_bar(data_dir: Path, cli: Cli) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-24T09:00",
             "2026-11-24T11:00",
             project="big",
             active=[("2026-11-24T09:00", "2026-11-24T11:00")],
         ),
-        _ended(
+        ended(
             "2026-11-24T12:00",
             "2026-11-24T13:00",
             project="small",
@@ -378,15 +327,15 @@ def test_bad_input_is_named_and_changes_nothing(cli: Cli, args: tuple[str, ...],
 def test_through_the_daemon_the_same_report(
     tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
 ) -> None:
-    _store(
+    store_sessions(
         data_dir,
-        _ended(
+        ended(
             "2026-11-23T23:00",
             "2026-11-24T01:30",
             project="webshop",
             active=[("2026-11-23T23:00", "2026-11-24T01:00")],
         ),
-        _ended("2026-11-24T09:00", "2026-11-24T10:00", project="blog"),
+        ended("2026-11-24T09:00", "2026-11-24T10:00", project="blog"),
     )
     args = ("--since", "2026-11-23", "--until", "2026-11-25", "--by", "day,project")
     embedded = _report(cli, *args)
