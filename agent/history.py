@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 
 from agent.details import ANY, SessionFilter
 from agent.errors import StorageError
-from agent.session import EndReason, Session, SessionStatus
+from agent.record import Summary
+from agent.session import EndReason, Session, SessionStatus, to_micros
 from agent.session_id import parse_session_id, session_id_floor
 from agent.store import SessionStore
 
-__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "sessions_overlapping"]
+__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "summaries_overlapping"]
 
 log = logging.getLogger(__name__)
 
@@ -74,38 +75,31 @@ def list_sessions(
     return found
 
 
-def sessions_overlapping(
+def summaries_overlapping(
     store: SessionStore,
     actives: dict[str, Session],
     since: datetime,
     until: datetime,
-    *,
-    scope: str | None = None,
-    where: SessionFilter = ANY,
     errors: list[StorageError] | None = None,
-) -> Iterator[Session]:
-    """Sessions that ran at some moment of ``[since, until)``: those started
-    before ``until`` and not ended before ``since``, newest first. Only the
-    range is read: ids are ordered by start time, and no session that
-    overlaps it started more than the store's longest ended session before
-    ``since`` -- but the active ones, which the pointers know."""
+) -> Iterator[Summary]:
+    """What a report reads: the sessions that ran at some moment of
+    ``[since, until)`` -- started before ``until``, not ended before
+    ``since`` -- in brief (``Summary``), newest first. Only the range is
+    read: ids are ordered by start time, and no session that overlaps it
+    started more than the store's longest ended session before ``since``;
+    the active ones, which may be older, the pointers know."""
     floor = session_id_floor(since - store.longest_ended())
     ceiling = session_id_floor(until + _ID_AHEAD)
+    start, end = to_micros(since), to_micros(until)
     seen: set[str] = set()
-    listed = store.newest_first(
-        scope=scope, floor=floor, before=ceiling, errors=errors, project=where.project
-    )
-    for session in listed:
-        if session.started_at >= until or not where.keeps(session):
+    for summary in store.summaries(floor=floor, before=ceiling, errors=errors):
+        if summary.start >= end or (summary.end is not None and summary.end < start):
             continue
-        if session.ended_at is not None and session.ended_at < since:
-            continue
-        seen.add(session.id)
-        yield session
-    for session in actives.values():  # an active session may be older than any ended one
-        fits = scope is None or session.scope == scope
-        if fits and session.id not in seen and session.started_at < until and where.keeps(session):
-            yield session
+        seen.add(summary.id)
+        yield summary
+    for session in actives.values():
+        if session.id not in seen and session.started_at < until:
+            yield Summary.of(session)
 
 
 def abandon_strays(store: SessionStore, pointed: set[str]) -> list[Session]:

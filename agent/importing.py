@@ -111,9 +111,10 @@ def _jsonl(text: str, source: str) -> Imported:
 def _elements(text: str, source: str) -> Iterator[tuple[int, Any]]:
     """The elements of a JSON array, each with the line it starts on."""
     decoder = json.JSONDecoder()
+    lines = _Lines(text)
     position = _skip(text, 0)
     if position >= len(text) or text[position] != "[":
-        raise _bad(source, _line(text, position), "not a JSON array")
+        raise _bad(source, lines.at(position), "not a JSON array")
     position = _skip(text, position + 1)
     if position < len(text) and text[position] == "]":
         return
@@ -121,25 +122,38 @@ def _elements(text: str, source: str) -> Iterator[tuple[int, Any]]:
         try:
             value, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
-            raise _bad(source, _line(text, exc.pos), f"not JSON: {exc.msg}") from None
-        yield _line(text, position), value
+            raise _bad(source, lines.at(exc.pos), f"not JSON: {exc.msg}") from None
+        yield lines.at(position), value
         position = _skip(text, end)
         if position < len(text) and text[position] == ",":
             position = _skip(text, position + 1)
             continue
         if position < len(text) and text[position] == "]":
             return
-        raise _bad(source, _line(text, position), "expected , or ] in the array")
+        raise _bad(source, lines.at(position), "expected , or ] in the array")
+
+
+class _Lines:
+    """Line numbers of positions met in increasing order, each counted once
+    (a count from the start every time would be quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._position = 0
+        self._line = 1
+
+    def at(self, position: int) -> int:
+        if position < self._position:
+            return self._text.count("\n", 0, position) + 1
+        self._line += self._text.count("\n", self._position, position)
+        self._position = position
+        return self._line
 
 
 def _skip(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\r\n":
         position += 1
     return position
-
-
-def _line(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
 
 
 def _tags(raw: object, source: str, line: int) -> tuple[str, ...]:

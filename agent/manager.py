@@ -26,7 +26,7 @@ from agent.clock import Clock, default_clock
 from agent.config import Settings, StartRequest, load_settings
 from agent.details import ANY, DetailsChange, SessionFilter
 from agent.errors import InvalidArgumentError, SessionIOError, SessionNotFoundError, StorageError
-from agent.history import abandon_strays, list_sessions, sessions_overlapping
+from agent.history import abandon_strays, list_sessions, summaries_overlapping
 from agent.lane import Lane
 from agent.layout import DEFAULT_SCOPE
 from agent.paths import ensure_private_dir
@@ -244,16 +244,8 @@ class SessionManager(SeedAPI):
         with self._lock:
             actives = self.active_sessions()
             self.store.longest_ended()  # a store from before the bound: found out once, under the lock
-        sessions = sessions_overlapping(
-            self.store,
-            actives,
-            query.since,
-            query.until,
-            scope=query.scope,
-            where=query.where,
-            errors=errors,
-        )
-        return build(sessions, query, self.clock.now())
+        read = summaries_overlapping(self.store, actives, query.since, query.until, errors)
+        return build(read, query, self.clock.now())
 
     def list_sessions(
         self,

@@ -25,7 +25,8 @@ from typing import Any
 from agent.details import ANY, SessionFilter
 from agent.errors import InvalidArgumentError
 from agent.periods import WEEKDAYS, Calendar, zone_by_name
-from agent.session import Session, SessionStatus
+from agent.record import Summary
+from agent.session import Session
 from agent.values import Value
 
 __all__ = ["GROUPINGS", "REPORT_VERSION", "ReportQuery", "build"]
@@ -138,8 +139,14 @@ class ReportQuery(Value):
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"bad report query: {exc}") from None
 
-    def keeps(self, session: Session) -> bool:
-        return (self.scope is None or session.scope == self.scope) and self.where.keeps(session)
+    def keeps(self, summary: Summary) -> bool:
+        where = self.where
+        return (
+            (self.scope is None or summary.scope == self.scope)
+            and (where.project is None or summary.project == where.project)
+            and (where.tool is None or summary.tool == where.tool)
+            and where.tags <= set(summary.tags)
+        )
 
 
 def _moment(raw: object, name: str) -> datetime:
@@ -223,14 +230,13 @@ def _micros(moment: datetime) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _session_keys(session: Session, grouping: str) -> list[str]:
-    d = session.details
+def _session_keys(session: Summary, grouping: str) -> list[str]:
     if grouping == "project":
-        return [d.project or _NONE["project"]]
+        return [session.project or _NONE["project"]]
     if grouping == "tag":
-        return list(d.tags) or [_NONE["tag"]]
+        return list(session.tags) or [_NONE["tag"]]
     if grouping == "tool":
-        return [d.tool or _NONE["tool"]]
+        return [session.tool or _NONE["tool"]]
     return [session.scope]
 
 
@@ -246,7 +252,7 @@ class _Tally:
     """One session's pieces of time, added to the groups they fall in."""
 
     def __init__(
-        self, root: _Group, calendar: Calendar, by: tuple[str, ...], session: Session, running: bool
+        self, root: _Group, calendar: Calendar, by: tuple[str, ...], session: Summary, running: bool
     ) -> None:
         self._root = root
         self._calendar = calendar
@@ -270,9 +276,9 @@ class _Tally:
                 group.running |= self._running
 
 
-def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dict[str, Any]:
-    """The report of ``sessions`` (any order; those outside the range or
-    the filters are skipped) as of ``now``."""
+def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: datetime) -> dict[str, Any]:
+    """The report of ``sessions`` (in brief, or whole; any order; those
+    outside the range or the filters are skipped) as of ``now``."""
     zone: tzinfo = zone_by_name(query.zone)
     calendar = Calendar(zone, query.first_weekday)
     clock = _Clock(calendar)
@@ -283,11 +289,11 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
     unknown_active = 0
     walls: list[tuple[int, int]] = []
     actives: list[tuple[int, int]] = []
-    for session in sessions:
-        running = session.status is SessionStatus.ACTIVE
-        start = _micros(session.started_at)
-        end = at if session.ended_at is None else _micros(session.ended_at)
-        end = max(start, end)
+    for given in sessions:
+        session = given if isinstance(given, Summary) else Summary.of(given)
+        running = session.end is None
+        start = session.start
+        end = max(start, at if session.end is None else session.end)
         if start >= until or end < since or (end == since and start < since) or not query.keeps(session):
             continue
         lo, hi = max(start, since), min(end, until)
@@ -301,10 +307,10 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
                 daily.add(day, amount, "wall")
                 pieces.append(_piece(session, clock, day, offset, amount, running=running))
             offset += amount
-        if session.activity is None:
+        if session.spans is None:
             unknown_active += 1
         else:
-            for span_start, span_end in session.activity.spans:
+            for span_start, span_end in session.spans:
                 a, b = max(span_start, since), min(span_end, until)
                 if b > a:
                     actives.append((a, b))
@@ -343,12 +349,12 @@ def build(sessions: Iterable[Session], query: ReportQuery, now: datetime) -> dic
 
 
 def _piece(
-    session: Session, clock: _Clock, day: date, start: int, length: int, *, running: bool
+    session: Summary, clock: _Clock, day: date, start: int, length: int, *, running: bool
 ) -> dict[str, Any]:
     return {
         "day": day.isoformat(),
         "scope": session.scope,
-        "project": session.details.project,
+        "project": session.project,
         "id": session.id,
         "offset_seconds": round((start - clock.midnight(day)) / _MICROS, 3),
         "seconds": round(length / _MICROS, 3),

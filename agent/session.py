@@ -166,9 +166,10 @@ class Session(Value):
         return Session(**fields)
 
     def _problem(self) -> str | None:
-        if not isinstance(self.id, str) or canonical_uuid(self.id) is None:
+        canonical = canonical_uuid(self.id) if isinstance(self.id, str) else None
+        if canonical is None:
             return "id is not a UUID"
-        if canonical_uuid(self.id) != self.id:
+        if canonical != self.id:
             return "id is not a canonical UUID"
         if not isinstance(self.status, SessionStatus):
             return f"unknown status {self.status!r}"

@@ -9,6 +9,7 @@ an ``InvalidSessionIdError`` before it can become a key.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +21,7 @@ __all__ = ["canonical_uuid", "derived_session_id", "new_session_id", "parse_sess
 # spelling accepted. Anything longer is rejected before parsing.
 _MAX_ID_INPUT = 47
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_CANONICAL = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
@@ -78,6 +80,8 @@ def canonical_uuid(text: str) -> str | None:
     braces, ``urn:uuid:``, any case), or ``None``. Stricter than
     ``uuid.UUID``, which also lets ``int()`` accept signs and underscores;
     and ``uuid`` costs milliseconds to import on the CLI's path."""
+    if _CANONICAL.fullmatch(text):  # the spelling of every stored id: nothing to do
+        return text
     digits = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
     if len(digits) != 32 or not _HEX_DIGITS.issuperset(digits):
         return None

@@ -34,7 +34,7 @@ from rocksdict import Rdict, WriteBatch, WriteOptions
 from agent import faults
 from agent.database import CF_META, CF_SCOPES, CF_SESSIONS, close_db, merge_small_files, open_db, release_lock
 from agent.errors import OutcomeUnknownError, StorageError
-from agent.record import decode_record, encode_record, ended_span
+from agent.record import Summary, decode_record, encode_record, ended_span, summarize_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session
 from agent.store_keys import META_INDEX_FLOOR, META_LONGEST, ScopeKeys, project_index_key, scope_index_key
@@ -384,6 +384,32 @@ class SessionStore:
                 session = self._decoded(key, value, errors)
                 if session is not None:
                     yield session
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot scan the store: {exc}") from None
+
+    def summaries(
+        self, *, floor: str, before: str, errors: list[StorageError] | None = None
+    ) -> Iterator[Summary]:
+        """Every session's ``Summary`` from below ``before`` down to ``floor``
+        (inclusive), newest first: a report's one backward pass."""
+        floor_key, ceiling = floor.encode("ascii"), before.encode("ascii")
+        self._ensure_open()
+        try:
+            for key, value in self._sessions.items(backwards=True, from_key=ceiling):
+                if not isinstance(key, bytes) or not isinstance(value, bytes):
+                    raise StorageError("the sessions column family holds non-bytes data")
+                if key >= ceiling:
+                    continue
+                if key < floor_key:
+                    return
+                try:
+                    yield summarize_record(key, value)
+                except StorageError as exc:
+                    if errors is None:
+                        raise
+                    errors.append(exc)
         except StorageError:
             raise
         except Exception as exc:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from agent import InvalidSessionIdError, Session, SessionStatus, StorageError
 from agent.details import NO_DETAILS, Details, GitState, Host
-from agent.record import decode_record, encode_record
+from agent.record import Summary, decode_record, encode_record, summarize_record
 from agent.session import MAX_IDLE_SECONDS, MAX_PID, EndReason, utc_now
 from agent.session_id import new_session_id, parse_session_id, session_id_floor
 
@@ -238,6 +238,29 @@ def test_records_round_trip(
         moment = s.last_activity_at + end
         s = s.abandoned(reason, moment) if abandon else s.completed(reason, moment)
     assert decode_record(s.id.encode(), encode_record(s)) == s
+    assert _same(summarize_record(s.id.encode(), encode_record(s)), Summary.of(s))
+
+
+def _same(a: Summary, b: Summary) -> bool:
+    return all(getattr(a, name) == getattr(b, name) for name in Summary.__slots__)
+
+
+def test_a_records_summary_says_what_the_whole_record_says() -> None:
+    """What a report reads in brief is what the record holds, every version."""
+    details = Details(project="engine", tool="nvim", tags=["review", "bugfix"], title="t", cwd="/x")
+    s = Session.begin(T0, scope="nvim-7", details=details).with_activity(T0 + timedelta(minutes=10))
+    for session in (s, s.completed(EndReason.CLI, T0 + timedelta(hours=1)), s.replace(activity=None)):
+        raw = encode_record(session)
+        assert _same(
+            summarize_record(session.id.encode(), raw), Summary.of(decode_record(session.id.encode(), raw))
+        )
+    old = _v3(s.completed(EndReason.CLI, T0 + timedelta(hours=1)))
+    assert _same(summarize_record(s.id.encode(), old), Summary.of(decode_record(s.id.encode(), old)))
+    v1 = struct.pack("<BBqqqQ", 1, 2, 1_000_000, 3_000_000, 2_000_000, 7)
+    key = b"01a20d59-6bfa-78e2-8256-6ac15137b415"
+    assert _same(summarize_record(key, v1), Summary.of(decode_record(key, v1)))
+    with pytest.raises(StorageError, match="is corrupt"):
+        summarize_record(s.id.encode(), encode_record(s)[:-3])
 
 
 def test_a_version_1_record_reads_as_ended_for_an_unknown_reason() -> None:
