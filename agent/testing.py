@@ -36,8 +36,10 @@ def _places() -> list[Details]:
     return places
 
 
-def fill_store(data_dir: Path, count: int, *, batch_size: int = 20_000) -> None:
-    """Write ``count`` completed sessions, one a minute back from now (each
+def fill_store(
+    data_dir: Path, count: int, *, batch_size: int = 20_000, spacing: timedelta = timedelta(minutes=1)
+) -> None:
+    """Write ``count`` completed sessions, one every ``spacing`` back from now (each
     30 s long, with a heartbeat), with realistic metadata (a project, its
     directory and branch, a tool, an external id of the tool's, two tags,
     the host), straight into the store of ``data_dir``. No daemon may run
@@ -49,7 +51,7 @@ def fill_store(data_dir: Path, count: int, *, batch_size: int = 20_000) -> None:
         now = utc_now()
         batch: list[Session] = []
         for i in range(count, 0, -1):
-            began = now - timedelta(minutes=i)
+            began = now - spacing * i
             ended = began + timedelta(seconds=30)
             details = places[i % len(places)].replace(
                 external_id=f"{i:08x}-{(i * 2654435761) % (1 << 32):08x}"

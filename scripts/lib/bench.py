@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cli
 import bench_daemon
 import bench_hooks
+import bench_reports
 
 QUICK = {
     "rounds": 5,
@@ -35,6 +36,7 @@ QUICK = {
     "large": 20_000,
     "repeats": 1,
     "busy": 2.0,
+    "peers_history": 2_000,
 }
 FULL = {
     "rounds": 31,
@@ -45,6 +47,7 @@ FULL = {
     "large": 1_000_000,
     "repeats": 3,
     "busy": 10.0,
+    "peers_history": 100_000,
 }
 CURVE_STEPS = [10, 20, 30, 40, 50]
 
@@ -81,6 +84,10 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
         bench_daemon.history(int(size[which]), int(size["repeats"])) for which in ("small", "large")
     ]
     results["throughput"] = bench_daemon.throughput(8, size["busy"])
+    watson = None if quick else bench_cli.watson()
+    results["reports"] = bench_reports.peers(
+        int(size["peers_history"]), int(size["repeats"]), watson, with_peers=not quick
+    )
     if with_curve:
         results["watcher_curve"] = bench_daemon.watcher_curve(CURVE_STEPS, 50, 20.0)
     results["goals"] = goals(results)
@@ -100,6 +107,9 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
     small, large = r["history"]
     startup_ratio = large["startup_to_ready_ms"]["median"] / small["startup_to_ready_ms"]["median"]
     list_ratio = large["list_20_ms"]["median"] / small["list_20_ms"]["median"]
+    report_ratio = large["report_7d_ms"]["median"] / small["report_7d_ms"]["median"]
+    reports = r["reports"]["ms"]
+    ours = reports[bench_reports.OURS]["median"]
     rows: list[tuple[str, str, bool]] = [
         (
             "start/current/end through the daemon, installed, ≤ 1.6 × python -I -c pass",
@@ -139,11 +149,39 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
         ),
         ("list --limit 20, same ratio ≤ 1.5", f"{list_ratio:.2f}", list_ratio <= 1.5),
         (
+            "report --since 7d, same ratio ≤ 1.5",
+            f"{report_ratio:.2f}",
+            report_ratio <= 1.5,
+        ),
+        (
+            f"export of {large['sessions']:,} sessions streams: peak RSS ≤ 100 MB",
+            f"{large['export']['peak_rss_mb']} MB, {large['export']['sessions_per_second']:,} sessions/s",
+            large["export"]["peak_rss_mb"] <= 100,
+        ),
+        (
             "≤ 200 bytes per session on disk",
             f"{large['bytes_per_session']} B",
             large["bytes_per_session"] <= 200,
         ),
     ]
+    if bench_reports.WATSON in reports:
+        theirs = reports[bench_reports.WATSON]["median"]
+        rows.append(
+            (
+                f"full-history report by project, {r['reports']['sessions']:,} sessions: faster than watson",
+                f"{ours:.0f} vs {theirs:.0f} ms: {theirs / ours:.2f} ×",
+                ours < theirs,
+            )
+        )
+    if bench_reports.TIMEW in reports:
+        timew = reports[bench_reports.TIMEW]["median"]
+        rows.append(
+            (
+                "the same, ≤ 2 × timew summary",
+                f"{ours:.0f} vs {timew:.0f} ms: {ours / timew:.2f} ×",
+                ours <= 2 * timew,
+            )
+        )
     if "watson start" in cli:
         watson = min(cli["watson start"]["median"], cli["watson stop"]["median"])
         ours = max(cli["installed daemon start"]["median"], cli["installed daemon end"]["median"])
@@ -171,13 +209,29 @@ def print_tables(r: dict[str, Any]) -> None:
     e = d["edit_to_durable_ms"]
     print(f"\nfile edit → durable: p50 {e['median']} ms, p99 {e['p99']} ms over {e['n']} edits")
     print(f"idle daemon: {d['idle_cpu_pct']} % of a core over {d['idle_seconds']:g} s; RSS {d['rss_mb']} MB")
-    print("\n| stored sessions | start-up to READY | list --limit 20 | bytes/session | filled in |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "\n| stored sessions | start-up to READY | list --limit 20 | report --since 7d | bytes/session "
+        "| filled in | export (JSON lines) |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for h in r["history"]:
+        x = h["export"]
         print(
             f"| {h['sessions']:,} | {h['startup_to_ready_ms']['median']} ms | {h['list_20_ms']['median']} ms "
-            f"| {h['bytes_per_session']} | {h['fill_seconds']} s |"
+            f"| {h['report_7d_ms']['median']} ms | {h['bytes_per_session']} | {h['fill_seconds']} s "
+            f"| {x['seconds']} s, {x['sessions_per_second']:,}/s, peak RSS {x['peak_rss_mb']} MB |"
         )
+    rep = r["reports"]
+    print(
+        f"\nreports over one history of {rep['sessions']:,} sessions (ours imported from Watson's "
+        f"frames in {rep['import_seconds']} s):"
+    )
+    print("| command | median ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for name, stats in rep["ms"].items():
+        print(f"| {name} | {stats['median']} | {stats['p99']} |")
+    for peer, why in rep["skipped"].items():
+        print(f"| {peer} | skipped: {why} | |")
     t = r["throughput"]
     print(
         f"\nthroughput (no longer a goal: see the design): {t['pairs_per_second']:,} start+end pairs/s "

@@ -51,7 +51,7 @@ class CliResults:
     skipped: dict[str, str]
 
 
-def _watson() -> Path | None:
+def watson() -> Path | None:
     """The watson executable, installing it first if needed; ``None`` if that fails."""
     exe = WATSON_VENV / "bin" / "watson"
     if exe.exists():
@@ -109,14 +109,14 @@ def _peer_cases(home: Home, with_peers: bool, skipped: dict[str, str]) -> list[C
         skipped["watson"] = skipped["timew"] = "not run with --quick"
         return []
     cases = []
-    watson = _watson()
-    if watson is None:
+    watson_exe = watson()
+    if watson_exe is None:
         skipped["watson"] = "could not install td-watson into a venv (no package index?)"
     else:
         env = {**home.env, "WATSON_DIR": str(home.root / "watson")}
         cases += [
-            Case("watson start", lambda: wall([str(watson), "start", "bench"], env)),
-            Case("watson stop", lambda: wall([str(watson), "stop"], env)),
+            Case("watson start", lambda: wall([str(watson_exe), "start", "bench"], env)),
+            Case("watson stop", lambda: wall([str(watson_exe), "stop"], env)),
         ]
     timew = shutil.which("timew")
     if timew is None:

@@ -5,20 +5,26 @@
   sends once the change is committed to the store; edits are spaced by a
   random pause so that they land anywhere in the watcher's cycle;
 * idle CPU (user + system time over a quiet period) and RSS;
-* start-up to READY and ``list --limit 20`` with a small and a large store,
-  filled directly (no daemon) with completed sessions one minute apart;
-  bytes per session on disk;
+* start-up to READY, ``list --limit 20`` and ``report --since 7d`` with a
+  small and a large store, filled directly (no daemon) with completed
+  sessions ten minutes apart (so that the last seven days hold the same
+  ~1,000 sessions in both: the large store's other 999,000 are older);
+  bytes per session on disk; ``export`` of the whole store: its rate and
+  the exporting process's peak RSS;
 * durable throughput: concurrent socket clients each doing start + end.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from bench_env import SESSION_AGENT, daemon, private_home, summary, wall
+from bench_env import SESSION_AGENT, Home, daemon, private_home, summary, wall
 
 from agent.control.client import DaemonClient
 from agent.errors import DaemonError
@@ -59,24 +65,47 @@ def _disk_bytes(path: Path) -> int:
 
 
 def history(count: int, repeats: int) -> dict[str, object]:
-    """Start-up to READY and ``list --limit 20`` (CLI through the daemon) with ``count`` sessions."""
+    """Start-up to READY, ``list --limit 20`` and ``report --since 7d`` (CLI
+    through the daemon) with ``count`` sessions; then an export of them all."""
     with private_home(f"history-{count}") as home:
         began = time.perf_counter()
-        fill_store(home.data_dir, count)
+        fill_store(home.data_dir, count, spacing=timedelta(minutes=10))
         filled_in = time.perf_counter() - began
-        startups, listings = [], []
+        startups, listings, reports = [], [], []
         for _ in range(repeats):
             with daemon(home) as running:
                 startups.append(running.ready_after)
                 for _ in range(3):
                     listings.append(wall([str(SESSION_AGENT), "list", "--limit", "20"], home.env))
+                    reports.append(wall([str(SESSION_AGENT), "report", "--since", "7d", "--json"], home.env))
         return {
             "sessions": count,
             "fill_seconds": round(filled_in, 1),
             "startup_to_ready_ms": summary(startups),
             "list_20_ms": summary(listings),
+            "report_7d_ms": summary(reports),
             "bytes_per_session": round(_disk_bytes(home.data_dir / "db") / count, 1),
+            "export": _export(home, count),
         }
+
+
+def _export(home: Home, count: int) -> dict[str, object]:
+    """``export`` (JSON lines) of every session to /dev/null: its rate and
+    its peak RSS (the kernel's own account, from wait4)."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(SESSION_AGENT), "export"], env=home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"export exited {proc.returncode}")
+    return {
+        "seconds": round(took, 1),
+        "sessions_per_second": round(count / took),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 def throughput(clients: int, seconds: float) -> dict[str, object]:

@@ -44,5 +44,8 @@ def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert report["daemon"]["edit_to_durable_ms"]["n"] == 20
     assert [h["sessions"] for h in report["history"]] == [1_000, 20_000]
     assert report["throughput"]["pairs_per_second"] > 0
-    assert len(report["goals"]) == 10
+    assert all(h["report_7d_ms"]["median"] > 0 and h["export"]["peak_rss_mb"] > 0 for h in report["history"])
+    assert report["reports"]["sessions"] == 2_000
+    assert set(report["reports"]["ms"]) >= {"session-agent report --since 2000-01-01 --by project"}
+    assert len(report["goals"]) >= 12
     assert all(isinstance(goal["met"], bool) for goal in report["goals"])
