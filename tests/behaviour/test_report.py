@@ -8,13 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ..support.commands import Cli, backdate_active, open_manager
+from ..support.commands import SESSION_AGENT, Cli, backdate_active, clean_env, open_manager
 from ..support.daemon_process import run_daemon
 from ..support.history import BERLIN, at, ended, store_sessions
 
@@ -346,3 +348,29 @@ def test_through_the_daemon_the_same_report(
         report.pop("now")
     assert through == embedded
     assert embedded["total"]["sessions"] == 2
+
+
+def test_colour_only_on_a_terminal_and_never_under_no_color(data_dir: Path, cli: Cli) -> None:
+    """Through a real pseudo-terminal (util-linux ``script``)."""
+    worked = [("2026-11-24T09:00", "2026-11-24T10:00")]
+    store_sessions(data_dir, ended("2026-11-24T09:00", "2026-11-24T10:00", project="p", active=worked))
+    script = shutil.which("script")
+    assert script, "script is missing (util-linux)"
+    command = f"'{SESSION_AGENT}' --data-dir '{data_dir}' report --since 2026-11-24 --until 2026-11-25"
+
+    def on_a_terminal(**env: str) -> str:
+        done = subprocess.run(
+            [script, "-qec", command, "/dev/null"],
+            capture_output=True,
+            text=True,
+            env={**clean_env(data_dir.parent, TZ="Europe/Berlin"), **env},
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "\x1b[" in on_a_terminal()
+    shown = on_a_terminal(NO_COLOR="1")
+    assert "\x1b[" not in shown
+    assert "█" in shown

@@ -170,6 +170,7 @@ def test_the_hot_commands_through_the_daemon_import_only_the_fast_path(
     executable = venv / "bin/session-agent"
     data_dir = Path(user_env["SESSION_AGENT_DATA_DIR"])  # not the default one: its socket path is hashed
     heavy = {"re", "json", "socket", "pathlib", "hashlib", "enum", "typing", "click", "rocksdict", "datetime"}
+    heavy |= {"rich", "zoneinfo", "csv"}  # the report's and the export's libraries
     with run_daemon(tmp_path, data_dir, runtime_dir, env={"PATH": user_env["PATH"]}, executable=executable):
         for command in (["start"], ["current"], ["current", "--json"], ["touch"], ["end"]):
             done = _run([str(venv / "bin/python"), "-X", "importtime", str(executable), *command], user_env)
