@@ -378,48 +378,23 @@ class SessionStore:
         *,
         include_top: bool = False,
     ) -> Iterator[Session]:
-        self._ensure_open()
-        try:
-            for key, value in self._sessions.items(backwards=True, from_key=ceiling, read_opt=self._passing):
-                if not isinstance(key, bytes) or not isinstance(value, bytes):
-                    raise StorageError("the sessions column family holds non-bytes data")
-                if key == ceiling and not include_top:
-                    continue
-                if key < floor_key:
-                    return
-                session = self._decoded(key, value, errors)
-                if session is not None:
-                    yield session
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"cannot scan the store: {exc}") from None
+        for key, value in self._records(floor_key, ceiling, backwards=True, include_top=include_top):
+            session = self._decoded(key, value, errors)
+            if session is not None:
+                yield session
 
     def summaries(
         self, *, floor: str, before: str, errors: list[StorageError] | None = None
     ) -> Iterator[Summary]:
         """Every session's ``Summary`` from below ``before`` down to ``floor``
         (inclusive), newest first: a report's one backward pass."""
-        floor_key, ceiling = floor.encode("ascii"), before.encode("ascii")
-        self._ensure_open()
-        try:
-            for key, value in self._sessions.items(backwards=True, from_key=ceiling, read_opt=self._passing):
-                if not isinstance(key, bytes) or not isinstance(value, bytes):
-                    raise StorageError("the sessions column family holds non-bytes data")
-                if key >= ceiling:
-                    continue
-                if key < floor_key:
-                    return
-                try:
-                    yield summarize_record(key, value)
-                except StorageError as exc:
-                    if errors is None:
-                        raise
-                    errors.append(exc)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"cannot scan the store: {exc}") from None
+        for key, value in self._records(floor.encode("ascii"), before.encode("ascii"), backwards=True):
+            try:
+                yield summarize_record(key, value)
+            except StorageError as exc:
+                if errors is None:
+                    raise
+                errors.append(exc)
 
     def oldest_first(
         self, *, floor: str | None = None, before: str | None = None, errors: list[StorageError] | None = None
@@ -428,16 +403,34 @@ class SessionStore:
         (exclusive), oldest first: one forward pass, for an export."""
         floor_key = floor.encode("ascii") if floor else b""
         ceiling = before.encode("ascii") if before else None
+        for key, value in self._records(floor_key, ceiling, backwards=False):
+            session = self._decoded(key, value, errors)
+            if session is not None:
+                yield session
+
+    def _records(
+        self, floor_key: bytes, ceiling: bytes | None, *, backwards: bool, include_top: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The raw records with keys from ``floor_key`` up to ``ceiling``
+        (excluded unless ``include_top``; ``None``: no end), in either
+        direction, read past the block cache (``_passing``)."""
         self._ensure_open()
+        start = ceiling if backwards else floor_key
         try:
-            for key, value in self._sessions.items(from_key=floor_key, read_opt=self._passing):
+            for key, value in self._sessions.items(
+                backwards=backwards, from_key=start, read_opt=self._passing
+            ):
                 if not isinstance(key, bytes) or not isinstance(value, bytes):
                     raise StorageError("the sessions column family holds non-bytes data")
-                if ceiling is not None and key >= ceiling:
+                if ceiling is not None and (key > ceiling or (key == ceiling and not include_top)):
+                    if backwards:
+                        continue
                     return
-                session = self._decoded(key, value, errors)
-                if session is not None:
-                    yield session
+                if key < floor_key:
+                    if backwards:
+                        return
+                    continue
+                yield key, value
         except StorageError:
             raise
         except Exception as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from agent.database import open_db
 from agent.details import Details, GitState, Host
 from agent.session import EndReason, Session, utc_now
+from agent.session_id import derived_session_id
 from agent.store import SessionStore
 
 __all__ = ["fill_store"]
@@ -43,7 +44,12 @@ def fill_store(
     30 s long, with a heartbeat), with realistic metadata (a project, its
     directory and branch, a tool, an external id of the tool's, two tags,
     the host), straight into the store of ``data_dir``. No daemon may run
-    on it; the directory is created if missing."""
+    on it; the directory is created if missing.
+
+    Each id carries its session's start, as a real session's does: ids made
+    with ``new_session_id`` only move forward within a process, so a second
+    fill going back in time would get ids bunched at "now" (packing better
+    on disk than real ones, and out of start order)."""
     data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
     store = SessionStore(open_db(data_dir / "db"))
     places = _places()
@@ -57,6 +63,7 @@ def fill_store(
                 external_id=f"{i:08x}-{(i * 2654435761) % (1 << 32):08x}"
             )
             session = Session.begin(began, details=details).with_activity(began + timedelta(seconds=20))
+            session = session.replace(id=derived_session_id(began, b"fill %d" % i))
             batch.append(session.completed(EndReason.CLI, ended))
             if len(batch) == batch_size:
                 store.commit(tuple(batch))
