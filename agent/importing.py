@@ -49,18 +49,33 @@ class Imported:
 
 
 def read_file(path: str, form: str) -> Imported:
-    """``read_sessions`` of the file at ``path`` (at most ``MAX_IMPORT_BYTES``)."""
+    """``read_sessions`` of the regular file at ``path`` (at most
+    ``MAX_IMPORT_BYTES``). Opened without blocking and checked before it is
+    read: a FIFO or a device in its place is refused, never waited on."""
     import os
+    import stat
 
     try:
-        with open(path, "rb") as file:
-            if not os.path.isfile(path):
-                raise InvalidArgumentError(f"{path} is not a regular file")
-            raw = file.read(MAX_IMPORT_BYTES + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_IMPORT_BYTES:
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidArgumentError(f"{path} is not a regular file")
+        chunks, size = [], 0
+        while size <= MAX_IMPORT_BYTES:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_IMPORT_BYTES:
         raise InvalidArgumentError(f"{path} is larger than {MAX_IMPORT_BYTES >> 20} MiB: split it")
+    raw = b"".join(chunks)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -326,3 +326,17 @@ def test_export_to_a_file_and_to_a_reader_that_leaves(tmp_path: Path, data_dir: 
     piped = subprocess.CompletedProcess(export.args, 0, "", stderr.decode())
     assert "Traceback" not in piped.stderr
     assert "Broken pipe" not in piped.stderr
+
+
+def test_import_refuses_what_is_not_a_regular_file_without_waiting_on_it(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    """A FIFO where the file should be would block a plain open for ever:
+    refused at once, embedded and through the daemon."""
+    fifo = tmp_path / "frames"
+    os.mkfifo(fifo)
+    done = cli("import", str(fifo), "--from", "watson")
+    assert (done.returncode, "is not a regular file" in done.stderr) == (2, True), done.stderr
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        done = cli("import", str(fifo), "--from", "watson")
+        assert (done.returncode, "is not a regular file" in done.stderr) == (2, True), done.stderr
