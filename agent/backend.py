@@ -193,11 +193,7 @@ class EmbeddedBackend:
         return sessions
 
     def import_file(self, path: str, form: str) -> dict[str, Any]:
-        from agent.importing import read_file
-
-        imported = read_file(path, form)
-        added, held = self._manager.import_sessions(imported.sessions)
-        return {"added": added, "already_held": held, "left_out": imported.left_out}
+        return self._manager.import_file(path, form)
 
     def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
         self._settle_all()

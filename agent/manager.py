@@ -235,6 +235,15 @@ class SessionManager(SeedAPI):
                 self.store.commit(new)
         return len(new), len(sessions) - len(new)
 
+    def import_file(self, path: str, form: str) -> dict[str, Any]:
+        """Import the file at ``path`` (``agent.importing``): all of it or,
+        if a record is bad, nothing. What was added, already held, left out."""
+        from agent.importing import read_file
+
+        imported = read_file(path, form)
+        added, held = self.import_sessions(imported.sessions)
+        return {"added": added, "already_held": held, "left_out": imported.left_out}
+
     def report(self, query: ReportQuery, errors: list[StorageError] | None = None) -> dict[str, Any]:
         """Where the time went over ``query``'s range (``agent.report``): read
         from the range alone, safe to run beside the commands (the lock is

@@ -61,16 +61,14 @@ class RequestHandler:
         return self._ops[op](args)
 
     def _import(self, args: dict[str, Any]) -> dict[str, Any]:
-        from agent.importing import IMPORT_FORMATS, read_file
+        from agent.importing import IMPORT_FORMATS
 
         path, form = args.get("path"), args.get("from")
         if not isinstance(path, str) or not path.startswith("/") or len(path) > 4096:
             raise ProtocolError("path must be an absolute path")
-        if form not in IMPORT_FORMATS:
+        if not isinstance(form, str) or form not in IMPORT_FORMATS:
             raise ProtocolError(f"from must be one of {', '.join(IMPORT_FORMATS)}")
-        imported = read_file(path, form)
-        added, held = self._manager.import_sessions(imported.sessions)
-        return {"added": added, "already_held": held, "left_out": imported.left_out}
+        return self._manager.import_file(path, form)
 
     def _report(self, args: dict[str, Any]) -> dict[str, Any]:
         return _report_of(self._manager, args)
