@@ -190,8 +190,12 @@ def test_a_symlink_is_replaced_by_the_truth_and_never_followed(
 
 def test_a_fifo_is_replaced_without_blocking(applier: Applier, cli: Cli, current: Path) -> None:
     sid = start_session(cli)
-    current.unlink()
-    os.mkfifo(current)
+    # Put in place in one step (made beside it, renamed over it): a deletion
+    # seen alone would be an `end` -- under load the watcher can see the
+    # unlink and the mkfifo in two batches.
+    beside = current.with_name(".fifo")
+    os.mkfifo(beside)
+    beside.rename(current)
     # A command that blocked would fail on the runner's timeout; a daemon
     # that blocked would not answer `status`.
     applier.applied(lambda: current.is_file() and not current.is_fifo(), saying="FIFO")
@@ -201,9 +205,10 @@ def test_a_fifo_is_replaced_without_blocking(applier: Applier, cli: Cli, current
 
 def test_a_socket_is_replaced(applier: Applier, cli: Cli, current: Path) -> None:
     sid = start_session(cli)
-    current.unlink()
+    beside = current.with_name(".socket")  # put in place in one step, as the FIFO above
     with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(current))
+        sock.bind(str(beside))
+        beside.rename(current)
         applier.applied(current.is_file)
     assert current.read_text() == f"{sid}\n"
 
