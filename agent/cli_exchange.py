@@ -11,19 +11,16 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_support import SCOPE, Agent
+from agent.cli_support import SCOPE, Agent, write_whole
 from agent.output import note
 
 if TYPE_CHECKING:
-    from agent.details import SessionFilter
     from agent.paths import Paths
-    from agent.session import Session
     from agent.store import SessionStore
 
 __all__ = ["EXCHANGE_COMMANDS"]
@@ -76,7 +73,9 @@ def export(  # noqa: PLR0917 -- click passes the options by name
     from agent.cli_report import resolve_range
     from agent.clock import default_clock
     from agent.details import SessionFilter
+    from agent.errors import StorageError
     from agent.export import export_lines
+    from agent.history import sessions_that_ran
     from agent.periods import Calendar, local_zone, locale_first_weekday
 
     now = default_clock().now()
@@ -85,44 +84,13 @@ def export(  # noqa: PLR0917 -- click passes the options by name
         calendar = Calendar(local_zone()[1], locale_first_weekday())
         start, end = resolve_range(since or "1970-01-01T00:00Z", until, now, calendar)
     where = SessionFilter(project, frozenset(tags), tool)
-    errors: list[str] = []
-    with _history(agent.paths) as store:
-        sessions = (
-            _selected(store, start, end, where=where, scope=scope, errors=errors)
-            if store is not None
-            else iter(())
-        )
-        _write(export_lines(sessions, form, now), output)
-    for error in errors:
-        note(f"warning: skipped: {error}")
-
-
-def _selected(
-    store: SessionStore,
-    start: datetime | None,
-    end: datetime | None,
-    *,
-    where: SessionFilter,
-    scope: str | None,
-    errors: list[str],
-) -> Iterator[Session]:
-    """The sessions that ran in ``[start, end)`` (all, without a range),
-    oldest first, read from the range alone."""
-    from agent.errors import StorageError
-    from agent.session_id import session_id_floor
-
     problems: list[StorageError] = []
-    floor = session_id_floor(start - store.longest_ended()) if start is not None else None
-    try:
-        for session in store.oldest_first(floor=floor, errors=problems):
-            if end is not None and session.started_at >= end:
-                break
-            if start is not None and session.ended_at is not None and session.ended_at < start:
-                continue
-            if (scope is None or session.scope == scope) and where.keeps(session):
-                yield session
-    finally:
-        errors.extend(str(p) for p in problems)
+    with _history(agent.paths) as store:
+        ran = () if store is None else sessions_that_ran(store, start, end, problems)
+        kept = (s for s in ran if (scope is None or s.scope == scope) and where.keeps(s))
+        _write(export_lines(kept, form, now), output)
+    for problem in problems:
+        note(f"warning: skipped: {problem}")
 
 
 @contextmanager
@@ -144,31 +112,17 @@ def _history(paths: Paths) -> Iterator[SessionStore | None]:
 
 def _write(pieces: Iterable[str], output: Path | None) -> None:
     """Stream ``pieces`` to stdout (quietly ending if the reader goes away:
-    ``| head``), or to ``output`` through a temporary file renamed into
-    place when complete (never half a file)."""
-    if output is None:
-        try:
-            for piece in pieces:
-                sys.stdout.write(piece)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # nothing more to say to a reader that left
+    ``| head``), or to ``output``, whole or not at all."""
+    if output is not None:
+        write_whole(output, pieces)
         return
-    temp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8", newline="") as out:
-            for piece in pieces:
-                out.write(piece)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, output)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+        for piece in pieces:
+            sys.stdout.write(piece)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to say to a reader that left
 
 
 @click.command("import")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_support import SCOPE, Agent, echo_json, json_option
+from agent.cli_support import SCOPE, Agent, echo_json, json_option, write_whole
 from agent.output import note
 
 if TYPE_CHECKING:
@@ -172,21 +172,13 @@ def report(  # noqa: PLR0917 -- click passes the options by name
 
 
 def _write_page(built: dict[str, object], target: Path, calendar: Calendar) -> None:
-    """The HTML page, written whole or not at all (a temporary file renamed)."""
-    import os
-
+    """The HTML page, written whole or not at all."""
     from agent.report_html import report_html
 
     since = datetime.fromisoformat(str(built["since"])).astimezone(calendar.zone)
     until = datetime.fromisoformat(str(built["until"])).astimezone(calendar.zone)
     title = f"{since:%a %Y-%m-%d %H:%M} → {until:%a %Y-%m-%d %H:%M} ({built['zone']})"
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(report_html(built, title), encoding="utf-8")
-        os.replace(temp, target)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
+    write_whole(target, [report_html(built, title)])
     note(f"wrote {target}")
 
 

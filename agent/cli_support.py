@@ -4,8 +4,9 @@ opened on first use) and the common options."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
@@ -224,3 +225,25 @@ def echo_json(value: object) -> None:
 
 def exit_with(code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
+
+
+def write_whole(target: Path, pieces: Iterable[str]) -> None:
+    """Write ``pieces`` to ``target`` through a temporary file beside it,
+    fsynced and renamed into place when complete: never half a file. A
+    failure is a clear error naming the file, and leaves nothing behind."""
+    import os
+
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8", newline="") as out:
+            for piece in pieces:
+                out.write(piece)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

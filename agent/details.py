@@ -376,12 +376,28 @@ class SessionFilter(Value):
     ) -> None:
         self._set(project=project, tags=frozenset(tags), tool=tool)
 
+    @classmethod
+    def from_args(cls, args: Mapping[str, object]) -> SessionFilter:
+        """From a request's ``project``, ``tags`` and ``tool``;
+        ``InvalidArgumentError`` naming the bad one."""
+        project, tool, tags = args.get("project"), args.get("tool"), args.get("tags") or []
+        for name, value in (("project", project), ("tool", tool)):
+            if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
+                raise InvalidArgumentError(f"{name} must be a name of at most {MAX_NAME} bytes")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > MAX_TAGS:
+            raise InvalidArgumentError(f"tags must be a list of at most {MAX_TAGS} strings")
+        return cls(project, frozenset(tags), tool)  # type: ignore[arg-type]
+
     def keeps(self, session: Session) -> bool:
         d = session.details
+        return self.matches(d.project, d.tool, d.tags)
+
+    def matches(self, project: str | None, tool: str | None, tags: tuple[str, ...]) -> bool:
+        """Whether a session of this project, tool and tags is kept."""
         return (
-            (self.project is None or d.project == self.project)
-            and (self.tool is None or d.tool == self.tool)
-            and self.tags <= set(d.tags)
+            (self.project is None or project == self.project)
+            and (self.tool is None or tool == self.tool)
+            and self.tags <= set(tags)
         )
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 from agent.session import Session
 
-__all__ = ["FORMATS", "export_lines"]
+__all__ = ["FORMATS", "export_lines", "spreadsheet_text"]
 
 FORMATS = ("jsonl", "csv", "ical", "timewarrior")
 
@@ -58,7 +58,10 @@ def _csv_line(cells: Iterable[object]) -> str:
     return out.getvalue()
 
 
-def _cell(text: str | None) -> str:
+def spreadsheet_text(text: str | None) -> str:
+    """A text cell a spreadsheet shows as text: never a formula (OWASP's
+    rule: a leading ``=``, ``+``, ``-``, ``@``, tab or carriage return gets
+    a ``'`` before it)."""
     if text is None:
         return ""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -77,18 +80,18 @@ def _csv_row(session: Session, now: datetime) -> list[object]:
         session.end_reason.value if session.end_reason else "",
         f"{max(0.0, (end - session.started_at).total_seconds()):.3f}",
         "" if active is None else f"{active:.3f}",
-        _cell(d.project),
-        _cell(" ".join(d.tags)),
-        _cell(d.title),
-        _cell(d.tool),
-        _cell(d.external_id),
+        spreadsheet_text(d.project),
+        spreadsheet_text(" ".join(d.tags)),
+        spreadsheet_text(d.title),
+        spreadsheet_text(d.tool),
+        spreadsheet_text(d.external_id),
         d.parent or "",
-        _cell(d.cwd),
-        _cell(d.git.root if d.git else None),
-        _cell(d.git.branch if d.git else None),
+        spreadsheet_text(d.cwd),
+        spreadsheet_text(d.git.root if d.git else None),
+        spreadsheet_text(d.git.branch if d.git else None),
         d.git.commit or "" if d.git else "",
         ("yes" if d.git.worktree else "no") if d.git else "",
-        _cell(d.host.hostname if d.host else None),
+        spreadsheet_text(d.host.hostname if d.host else None),
         json.dumps(dict(d.labels), ensure_ascii=False) if d.labels else "",
         session.memory_count,
         session.last_activity_at.isoformat(),

@@ -19,7 +19,7 @@ from agent.session import EndReason, Session, SessionStatus, to_micros
 from agent.session_id import parse_session_id, session_id_floor
 from agent.store import SessionStore
 
-__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "summaries_overlapping"]
+__all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "sessions_that_ran", "summaries_overlapping"]
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,23 @@ def summaries_overlapping(
     for session in actives.values():
         if session.id not in seen and session.started_at < until:
             yield Summary.of(session)
+
+
+def sessions_that_ran(
+    store: SessionStore,
+    since: datetime | None,
+    until: datetime | None,
+    errors: list[StorageError] | None = None,
+) -> Iterator[Session]:
+    """The sessions that ran at some moment of ``[since, until)`` (every one,
+    without a range), oldest first: one forward pass from the longest ended
+    session before ``since`` -- for an export."""
+    floor = session_id_floor(since - store.longest_ended()) if since is not None else None
+    for session in store.oldest_first(floor=floor, errors=errors):
+        if until is not None and session.started_at >= until:
+            return
+        if since is None or session.ended_at is None or session.ended_at >= since:
+            yield session
 
 
 def abandon_strays(store: SessionStore, pointed: set[str]) -> list[Session]:

@@ -30,7 +30,7 @@ from typing import Any
 from agent.activity import ACTIVITY_GAP, Activity
 from agent.details import MAX_TAGS, MAX_TITLE, Details
 from agent.errors import InvalidArgumentError
-from agent.session import EndReason, Session, SessionStatus
+from agent.session import EndReason, Session, SessionStatus, to_micros
 from agent.session_id import derived_session_id
 
 __all__ = ["IMPORT_FORMATS", "MAX_IMPORT_BYTES", "Imported", "read_file", "read_sessions"]
@@ -189,7 +189,7 @@ def _peer_session(
 ) -> Session:
     if end < start:
         raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-    micros = (int(start.timestamp() * 1_000_000), int(end.timestamp() * 1_000_000))
+    micros = (to_micros(start), to_micros(end))
     return Session(
         id=derived_session_id(start, identity),
         started_at=start,

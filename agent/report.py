@@ -26,7 +26,7 @@ from agent.details import ANY, SessionFilter
 from agent.errors import InvalidArgumentError
 from agent.periods import WEEKDAYS, Calendar, zone_by_name
 from agent.record import Summary
-from agent.session import Session
+from agent.session import Session, to_micros
 from agent.values import Value
 
 __all__ = ["GROUPINGS", "REPORT_VERSION", "ReportQuery", "build"]
@@ -111,12 +111,8 @@ class ReportQuery(Value):
     def from_wire(cls, args: dict[str, Any]) -> ReportQuery:
         """From ``to_wire``'s form; ``InvalidArgumentError`` on anything else."""
         try:
-            tags = args.get("tags") or []
-            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-                raise InvalidArgumentError("tags must be a list of strings")
-            for name in ("project", "tool", "scope"):
-                if args.get(name) is not None and not isinstance(args[name], str):
-                    raise InvalidArgumentError(f"{name} must be a string")
+            if args.get("scope") is not None and not isinstance(args["scope"], str):
+                raise InvalidArgumentError("scope must be a string")
             by = args.get("by")
             if not isinstance(by, list) or not all(isinstance(g, str) for g in by):
                 raise InvalidArgumentError("by must be a list of groupings")
@@ -130,7 +126,7 @@ class ReportQuery(Value):
                 _moment(args.get("since"), "since"),
                 _moment(args.get("until"), "until"),
                 tuple(by),
-                where=SessionFilter(args.get("project"), frozenset(tags), args.get("tool")),
+                where=SessionFilter.from_args(args),
                 scope=args.get("scope"),
                 zone=zone,
                 first_weekday=weekday,
@@ -140,12 +136,8 @@ class ReportQuery(Value):
             raise InvalidArgumentError(f"bad report query: {exc}") from None
 
     def keeps(self, summary: Summary) -> bool:
-        where = self.where
-        return (
-            (self.scope is None or summary.scope == self.scope)
-            and (where.project is None or summary.project == where.project)
-            and (where.tool is None or summary.tool == where.tool)
-            and where.tags <= set(summary.tags)
+        return (self.scope is None or summary.scope == self.scope) and self.where.matches(
+            summary.project, summary.tool, summary.tags
         )
 
 
@@ -201,7 +193,7 @@ class _Clock:
     def midnight(self, day: date) -> int:
         found = self._midnights.get(day)
         if found is None:
-            found = self._midnights[day] = _micros(self.calendar.midnight(day))
+            found = self._midnights[day] = to_micros(self.calendar.midnight(day))
         return found
 
     def day_of(self, moment: int) -> date:
@@ -221,13 +213,6 @@ class _Clock:
                 yield day, boundary - start
                 start = boundary
             day = following
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _session_keys(session: Summary, grouping: str) -> list[str]:
@@ -282,7 +267,7 @@ def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: dateti
     zone: tzinfo = zone_by_name(query.zone)
     calendar = Calendar(zone, query.first_weekday)
     clock = _Clock(calendar)
-    since, until, at = _micros(query.since), _micros(query.until), _micros(now)
+    since, until, at = to_micros(query.since), to_micros(query.until), to_micros(now)
     root = _Group()
     days = _Group()  # the timeline's: day, then project
     pieces: list[dict[str, Any]] = []

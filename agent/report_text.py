@@ -10,6 +10,8 @@ import io
 from datetime import datetime
 from typing import Any
 
+from agent.export import spreadsheet_text
+
 __all__ = ["hours", "report_csv", "report_table"]
 
 BAR_WIDTH = 24
@@ -130,14 +132,9 @@ def report_csv(report: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def _cell(text: str) -> str:
-    """A text cell a spreadsheet shows as text: never a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _csv_row(keys: list[str], group: dict[str, Any]) -> list[object]:
     return [
-        *map(_cell, keys),
+        *map(spreadsheet_text, keys),
         f"{group['wall_seconds']:.3f}",
         f"{group['active_seconds']:.3f}",
         group["sessions"],

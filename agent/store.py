@@ -239,14 +239,9 @@ class SessionStore:
         active). A store from before this bound was kept is read once, by
         its records' headers, and the bound saved (unless read-only)."""
         if self._longest is None:
-            found = 0
-            self._ensure_open()
-            try:
-                for value in self._sessions.values(read_opt=self._passing):
-                    if isinstance(value, bytes):
-                        found = max(found, ended_span(value))
-            except Exception as exc:
-                raise StorageError(f"cannot scan the store: {exc}") from None
+            found = max(
+                (ended_span(value) for _, value in self._records(b"", None, backwards=False)), default=0
+            )
             if not self._read_only:
                 self.commit(meta={META_LONGEST: str(found).encode("ascii")})
             self._longest = found

@@ -17,7 +17,7 @@ from typing import Any
 from agent import __version__
 from agent.config import StartRequest, parse_seconds
 from agent.control.protocol import MAX_PAGE, ProtocolError
-from agent.details import GIVEN_FIELDS, MAX_NAME, MAX_TAGS, Details, DetailsChange, SessionFilter
+from agent.details import GIVEN_FIELDS, Details, DetailsChange, SessionFilter
 from agent.errors import StorageError
 from agent.manager import SessionManager
 from agent.scope import parse_scope
@@ -71,7 +71,12 @@ class RequestHandler:
         return self._manager.import_file(path, form)
 
     def _report(self, args: dict[str, Any]) -> dict[str, Any]:
-        return _report_of(self._manager, args)
+        from agent.report import ReportQuery
+
+        errors: list[StorageError] = []
+        report = self._manager.report(ReportQuery.from_wire(args), errors)
+        report["errors"] = [str(e) for e in errors]
+        return report
 
     def _list(self, args: dict[str, Any]) -> dict[str, Any]:
         errors: list[StorageError] = []
@@ -87,18 +92,9 @@ class RequestHandler:
             limit=_limit(args.get("limit", MAX_PAGE)),
             before=_optional_id(args, "before"),
             errors=errors,
-            where=_filter(args),
+            where=SessionFilter.from_args(args),
         )
         return {"sessions": [s.to_dict() for s in sessions], "errors": [str(e) for e in errors]}
-
-
-def _report_of(manager: SessionManager, args: dict[str, Any]) -> dict[str, Any]:
-    from agent.report import ReportQuery
-
-    errors: list[StorageError] = []
-    report = manager.report(ReportQuery.from_wire(args), errors)
-    report["errors"] = [str(e) for e in errors]
-    return report
 
 
 def _start_request(args: dict[str, Any]) -> StartRequest:
@@ -167,16 +163,6 @@ def _since(raw: object) -> datetime | None:
     if moment.tzinfo is None:
         raise ProtocolError("since must carry a UTC offset or Z")
     return moment.astimezone(UTC)
-
-
-def _filter(args: dict[str, Any]) -> SessionFilter:
-    project, tool, tags = args.get("project"), args.get("tool"), args.get("tags", [])
-    for name, value in (("project", project), ("tool", tool)):
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
-            raise ProtocolError(f"{name} must be a name of at most {MAX_NAME} bytes")
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags) or len(tags) > MAX_TAGS:
-        raise ProtocolError(f"tags must be a list of at most {MAX_TAGS} strings")
-    return SessionFilter(project, frozenset(tags), tool)
 
 
 def _count(args: dict[str, Any]) -> int:
