@@ -203,10 +203,20 @@ class EmbeddedBackend:
         return report
 
     def status(self) -> dict[str, Any]:
+        from agent.hook_runner import hooks_status
         from agent.status import NOT_RUNNING, status_report
 
         self._settle_all()
-        return status_report(NOT_RUNNING, self._paths, self._manager.active_states(), self._manager.clock)
+        store = self._manager.store
+        events = {"last": store.events.last_seq, "first": store.events.first_seq(), "subscribers": None}
+        return status_report(
+            NOT_RUNNING,
+            self._paths,
+            self._manager.active_states(),
+            self._manager.clock,
+            events=events,
+            hooks=hooks_status(store, self._paths.data_dir),
+        )
 
     def close(self) -> None:
         """Remove the scopes left empty long enough and take a snapshot if

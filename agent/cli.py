@@ -19,6 +19,7 @@ import click
 from agent import __version__
 from agent.cli_admin import ADMIN_COMMANDS
 from agent.cli_details import DETAIL_COMMANDS
+from agent.cli_events import EVENTS_COMMANDS
 from agent.cli_exchange import EXCHANGE_COMMANDS
 from agent.cli_queries import QUERY_COMMANDS
 from agent.cli_report import REPORT_COMMANDS
@@ -269,7 +270,14 @@ def path(agent: Agent, scope: str) -> None:
     click.echo(str(agent.paths.current_file_of(scope)))
 
 
-for command in (*QUERY_COMMANDS, *REPORT_COMMANDS, *EXCHANGE_COMMANDS, *DETAIL_COMMANDS, *ADMIN_COMMANDS):
+for command in (
+    *QUERY_COMMANDS,
+    *REPORT_COMMANDS,
+    *EXCHANGE_COMMANDS,
+    *EVENTS_COMMANDS,
+    *DETAIL_COMMANDS,
+    *ADMIN_COMMANDS,
+):
     cli.add_command(command)
 
 

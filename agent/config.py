@@ -13,9 +13,19 @@ data dir's ``config.toml``, else the built-in defaults.
     [report]
     week_start = "sunday"  # the first day of a week in reports; default: the locale's
 
+    [events]
+    keep = 100000          # the event log keeps at most this many events (the default) ...
+    max_age = "30d"        # ... none older than this (the default; 0: no age limit)
+
+    [[hooks]]              # commands run for session events: see agent.hooks
+    on = ["ended"]
+    command = ["notify-send", "session ended"]
+
 It lives in the data dir, so the daemon and a command that opens the store
 itself read the same file and start sessions alike. It is read at each
-start (kept while its mtime and size stay the same).
+start (kept while its mtime and size stay the same); the daemon reads its
+hooks anew when it changes, and the retention when it starts. A file that
+names hooks must be writable by its owner alone (``agent.hooks``).
 
 The idle timeout is off by default: a session started by hand, with no
 heartbeats, must not be cut short by a rule its user never asked for.
@@ -36,7 +46,11 @@ from agent.layout import CONFIG_NAME
 from agent.session import MAX_IDLE_SECONDS, MAX_PID
 from agent.values import Value
 
-__all__ = ["Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent.hooks import Hook
+
+__all__ = ["Retention", "Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
 
 _MAX_CONFIG = 64 * 1024
 _OFF = frozenset({"0", "off", "never", "none"})
@@ -141,9 +155,28 @@ class StartRules(Value):
 REMOVE_EMPTY_SCOPES_AFTER = 3600  # seconds
 
 
+DEFAULT_KEEP = 100_000  # events
+DEFAULT_MAX_AGE = 30 * 86400  # seconds
+
+
+class Retention(Value):
+    """How much of the log is kept: the newest ``keep`` events, none older
+    than ``max_age`` seconds (the newest event always stays: it holds the
+    counter)."""
+
+    __slots__ = ("keep", "max_age")
+
+    keep: int
+    max_age: int
+
+    def __init__(self, keep: int = DEFAULT_KEEP, max_age: int = DEFAULT_MAX_AGE) -> None:
+        self._set(keep=keep, max_age=max_age)
+
+
 SNAPSHOT_EVERY = 3600  # seconds
 SNAPSHOT_KEEP = 6
 _MAX_SNAPSHOT_KEEP = 1000
+_MAX_EVENTS_KEEP = 100_000_000
 
 
 class Settings(Value):
@@ -151,9 +184,11 @@ class Settings(Value):
 
     __slots__ = (
         "activity_gap",
+        "hooks",
         "idle_grace",
         "idle_timeout",
         "remove_empty_scopes_after",
+        "retention",
         "snapshot_every",
         "snapshot_keep",
         "week_start",
@@ -165,6 +200,8 @@ class Settings(Value):
     snapshot_every: int
     snapshot_keep: int
     week_start: int | None  # 0 Monday ... 6 Sunday; None: the locale's
+    retention: Retention  # the event log's
+    hooks: tuple[Hook, ...]
 
     def __init__(
         self,
@@ -176,9 +213,13 @@ class Settings(Value):
         snapshot_keep: int = SNAPSHOT_KEEP,
         activity_gap: int = ACTIVITY_GAP,
         week_start: int | None = None,
+        retention: Retention | None = None,
+        hooks: tuple[Hook, ...] = (),
     ) -> None:
         self._set(
             week_start=week_start,
+            retention=retention or Retention(),
+            hooks=hooks,
             idle_timeout=idle_timeout,
             idle_grace=idle_grace,
             activity_gap=activity_gap,
@@ -218,6 +259,10 @@ def load_settings(data_dir: Path) -> Settings:
     finally:
         os.close(fd)
     settings = _parse(path, raw)
+    if settings.hooks:
+        from agent.hooks import check_owner_only
+
+        check_owner_only(path, info)
     _cache[path] = (key, settings)
     return settings
 
@@ -227,7 +272,9 @@ _KNOWN = {
     "scopes": ("remove_empty_after",),
     "snapshots": ("every", "keep"),
     "report": ("week_start",),
+    "events": ("keep", "max_age"),
 }
+_ARRAYS = ("hooks",)
 
 
 def _parse(path: Path, raw: bytes) -> Settings:
@@ -237,7 +284,7 @@ def _parse(path: Path, raw: bytes) -> Settings:
         document = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - set(_KNOWN))
+    unknown = sorted(set(document) - set(_KNOWN) - set(_ARRAYS))
     tables: dict[str, dict[str, object]] = {}
     for name, keys in _KNOWN.items():
         table = document.get(name, {})
@@ -250,6 +297,12 @@ def _parse(path: Path, raw: bytes) -> Settings:
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)} (known: {known})")
     sessions, scopes, snapshots = tables["sessions"], tables["scopes"], tables["snapshots"]
     week_start = _weekday(path, tables["report"].get("week_start"))
+    retention = _retention(path, tables["events"])
+    hooks: tuple[Hook, ...] = ()
+    if "hooks" in document:
+        from agent.hooks import parse_hooks
+
+        hooks = parse_hooks(path, document["hooks"])
     keep = snapshots.get("keep", SNAPSHOT_KEEP)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= _MAX_SNAPSHOT_KEEP:
         raise ConfigError(f"{path}: snapshots.keep must be a whole number from 1 to {_MAX_SNAPSHOT_KEEP}")
@@ -264,9 +317,22 @@ def _parse(path: Path, raw: bytes) -> Settings:
             snapshot_keep=keep,
             activity_gap=parse_seconds(sessions.get("activity_gap", ACTIVITY_GAP), "sessions.activity_gap"),
             week_start=week_start,
+            retention=retention,
+            hooks=hooks,
         )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _retention(path: Path, table: dict[str, object]) -> Retention:
+    keep = table.get("keep", DEFAULT_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= _MAX_EVENTS_KEEP:
+        raise ConfigError(f"{path}: events.keep must be a whole number from 1 to {_MAX_EVENTS_KEEP}")
+    try:
+        max_age = parse_seconds(table.get("max_age", DEFAULT_MAX_AGE), "events.max_age")
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return Retention(keep, max_age)
 
 
 def _weekday(path: Path, raw: object) -> int | None:

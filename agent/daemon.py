@@ -14,7 +14,9 @@
   (``agent.control``), file events (``agent.watcher``) and the rules'
   timers ask the ``Reconciler`` to apply files; the manager's changes go
   through the ``ChangeFeed`` to the rule watch, the sweeper, the snapshot
-  timer and systemd's STATUS=;
+  timer and systemd's STATUS=; the event log's through the ``EventFeed`` to
+  the subscribers (``agent.event_stream``) and the hooks
+  (``agent.hook_runner``);
 * **shutdown** -- the stack unwinds: the reverse of start-up by
   construction, each step bounded. The active sessions stay active; the
   next start-up restores them.
@@ -47,7 +49,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import __version__
-from agent.change_feed import ChangeFeed
+from agent.change_feed import ChangeFeed, EventFeed
 from agent.clock import default_clock
 from agent.control.client import MAX_SOCKET_PATH
 from agent.control.handlers import RequestHandler
@@ -56,6 +58,8 @@ from agent.daemon_status import DaemonStatus
 from agent.database import close_db, open_db
 from agent.environment import IDLE_RECHECK_ENV
 from agent.errors import SessionError, SessionIOError, StorageError
+from agent.event_stream import EventStream
+from agent.hook_runner import HookRunner
 from agent.instance import InstanceLock
 from agent.layout import DEFAULT_SCOPE
 from agent.manager import SessionManager
@@ -145,6 +149,7 @@ class Daemon:
         is also the first to close."""
         paths = self.paths
         ensure_private_dir(paths.data_dir)
+        _raise_open_file_limit()
         lock = InstanceLock.acquire(paths.data_dir)  # a second daemon stops here, having logged nothing
         stack.callback(log.info, "stopped")
         stack.callback(lock.release)
@@ -200,10 +205,21 @@ class Daemon:
         snapshots.look()
         stack.callback(snapshots.stop)
 
+        events = EventFeed()
+        stack.callback(manager.store.events.listen(events))
+        stack.callback(events.stop)
+        stream = EventStream(manager.store.events)
+        stack.callback(stream.stop)
+        hooks = HookRunner(manager.store, paths.data_dir, self._clock)
+        hooks.start()  # each first runs what it missed
+        stack.push_async_callback(hooks.stop)
+        events.add(stream.deliver)
+        events.add(hooks.on_events)
+
         sock, socket_path, activated = self._control_socket()
         if socket_path is not None:
             stack.callback(_unlink, socket_path)
-        server = ControlServer(self._handle, threaded_ops=_THREADED_OPS)
+        server = ControlServer(self._handle, threaded_ops=_THREADED_OPS, streamer=stream.serve)
         status = DaemonStatus(
             paths,
             self.config.watch,
@@ -212,6 +228,7 @@ class Daemon:
             server,
             socket_activated=activated,
             started=self._started,
+            followers=(stream, hooks),
         )
         self._handler = RequestHandler(manager, status.report)
         for listener in (rules.on_change, sweeper.on_change, snapshots.on_change, status.on_change):
@@ -386,6 +403,16 @@ class Daemon:
                 )
             return
         loop.default_exception_handler(context)
+
+
+def _raise_open_file_limit() -> None:
+    """Each subscriber is a file descriptor: take the hard limit the system
+    grants (systemd's default soft limit is 1,024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _unlink(path: str) -> None:

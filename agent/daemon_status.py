@@ -23,6 +23,11 @@ from agent.status import status_report
 from agent.systemd import Notifier
 from agent.watcher import WatchSettings
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent.event_stream import EventStream
+    from agent.hook_runner import HookRunner
+
 __all__ = ["DaemonStatus"]
 
 
@@ -37,6 +42,7 @@ class DaemonStatus:
         *,
         socket_activated: bool,
         started: tuple[datetime, float],
+        followers: tuple[EventStream, HookRunner],
     ) -> None:
         """``started``: when the daemon started, in wall time and on the monotonic clock."""
         self._paths = paths
@@ -44,6 +50,7 @@ class DaemonStatus:
         self._notifier = notifier
         self._manager = manager
         self._server = server
+        self._stream, self._hooks = followers
         self._socket_activated = socket_activated
         self._started_at, self._started_monotonic = started
         self._ready_at: tuple[float, float] | None = None  # (monotonic, CPU seconds) when start-up ended
@@ -103,7 +110,16 @@ class DaemonStatus:
         }
         watcher = {"step_ms": self._watch.step_ms, "debounce_ms": self._watch.debounce_ms}
         states = self._manager.active_states()
-        return status_report(daemon, self._paths, states, self._manager.clock, watcher=watcher)
+        log = self._manager.store.events
+        events = {
+            "last": log.last_seq,
+            "first": log.first_seq(),
+            "subscribers": self._stream.subscriber_count,
+        }
+        hooks = self._hooks.status()
+        return status_report(
+            daemon, self._paths, states, self._manager.clock, watcher=watcher, events=events, hooks=hooks
+        )
 
 
 def _cpu_seconds() -> float:

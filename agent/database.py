@@ -22,6 +22,7 @@ from rocksdict import BottommostLevelCompaction, CompactOptions, DBRecoveryMode,
 from agent.errors import StorageError, StoreDamagedError, StoreLockedError
 
 __all__ = [
+    "CF_EVENTS",
     "CF_META",
     "CF_SCOPES",
     "CF_SESSIONS",
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 CF_SESSIONS = "sessions"
 CF_META = "meta"
 CF_SCOPES = "scopes"
+CF_EVENTS = "events"
 
 MAX_SMALL_FILES = 16  # per column family, before a close merges them
 _MERGE_ALL_BELOW = 4 << 20  # bytes: a family this small is merged whole (about 100,000 sessions)
@@ -78,8 +80,11 @@ def options(*, create: bool) -> Options:
     return chosen
 
 
-def column_families() -> dict[str, Options]:
-    return {name: Options(raw_mode=True) for name in (CF_SESSIONS, CF_META, CF_SCOPES)}
+def column_families(present: list[str] | None = None) -> dict[str, Options]:
+    """Every family, or of those the ``present`` ones (a read-only open of a
+    store written before a family existed cannot create it)."""
+    names = (CF_SESSIONS, CF_META, CF_SCOPES, CF_EVENTS)
+    return {name: Options(raw_mode=True) for name in names if present is None or name in present}
 
 
 def holds_a_store(db_path: Path) -> bool:
@@ -137,10 +142,11 @@ def open_db_read_only(path: str | os.PathLike[str]) -> Rdict:
     if not holds_a_store(db_path):
         raise StorageError(f"there is no store at {db_path}")
     try:
+        present = Rdict.list_cf(str(db_path), options(create=False))
         return Rdict(
             str(db_path),
             options(create=False),
-            column_families=column_families(),
+            column_families=column_families(present),
             access_type=AccessType.read_only(),
         )
     except Exception as exc:

@@ -10,6 +10,7 @@ __all__ = [
     "ConfigError",
     "DaemonError",
     "DaemonNotAnsweringError",
+    "DaemonNotRunningError",
     "DaemonRunningError",
     "InvalidArgumentError",
     "InvalidSessionIdError",
@@ -166,3 +167,9 @@ class DaemonNotAnsweringError(SessionError):
         why = cause or f"it may be stopped or hung: {hint}"
         super().__init__(f"{who} did not answer within {waited:g} s; {why}")
         self.pid = pid
+
+
+class DaemonNotRunningError(SessionError):
+    """What was asked needs a running daemon (following events), and none runs."""
+
+    exit_code = 7

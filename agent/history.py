@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from agent.details import ANY, SessionFilter
 from agent.errors import StorageError
+from agent.events import EventKind
 from agent.record import Summary
 from agent.session import EndReason, Session, SessionStatus, to_micros
 from agent.session_id import parse_session_id, session_id_floor
@@ -127,7 +128,7 @@ def abandon_strays(store: SessionStore, pointed: set[str]) -> list[Session]:
         s.abandoned(EndReason.CRASH_RECOVERY, s.last_activity_at) for s in _stray_actives(store, pointed)
     ]
     if orphans:
-        store.commit(tuple(orphans))
+        store.commit(tuple(orphans), events=tuple((EventKind.ENDED, orphan) for orphan in orphans))
         for orphan in orphans:
             log.warning("session %s was active beside the active one; abandoned it", orphan.id)
     return orphans

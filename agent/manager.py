@@ -23,9 +23,15 @@ from rocksdict import Rdict
 
 from agent.changes import ActiveSession, Change, OwnerExits
 from agent.clock import Clock, default_clock
-from agent.config import Settings, StartRequest, load_settings
+from agent.config import Retention, Settings, StartRequest, load_settings
 from agent.details import ANY, DetailsChange, SessionFilter
-from agent.errors import InvalidArgumentError, SessionIOError, SessionNotFoundError, StorageError
+from agent.errors import (
+    InvalidArgumentError,
+    SessionError,
+    SessionIOError,
+    SessionNotFoundError,
+    StorageError,
+)
 from agent.history import abandon_strays, list_sessions, summaries_overlapping
 from agent.lane import Lane
 from agent.layout import DEFAULT_SCOPE
@@ -67,10 +73,11 @@ class SessionManager(SeedAPI):
         read_only: bool = False,
         owner_exits: OwnerExits | None = None,
     ) -> None:
-        # Read by what works beside the commands (snapshots, sweeps, status).
-        self.store = SessionStore(db, read_only=read_only)
-        self.data_dir = ensure_private_dir(Path(data_dir))
         self.clock = clock or default_clock()
+        # Read by what works beside the commands (snapshots, sweeps, status, events).
+        self.store = SessionStore(db, read_only=read_only, clock=self.clock)
+        self.data_dir = ensure_private_dir(Path(data_dir))
+        self.store.events.retention = _retention(self.data_dir)
         self.scope_dirs = ScopeDirs(self.data_dir)
         self._owner_exits = owner_exits or OwnerExits()
         self._lanes: dict[str, Lane] = {}
@@ -359,3 +366,12 @@ class SessionManager(SeedAPI):
 
     def _start_defaults(self) -> Settings:
         return load_settings(self.data_dir)
+
+
+def _retention(data_dir: Path) -> Retention:
+    """The event log's retention from config.toml (a config that cannot be
+    read keeps the default here: the command that reads it says why)."""
+    try:
+        return load_settings(data_dir).retention
+    except SessionError:
+        return Retention()

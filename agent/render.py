@@ -147,6 +147,7 @@ def status_text(report: dict[str, Any], now: datetime, scope: str = DEFAULT_SCOP
     others = [e for e in report.get("scopes") or () if e.get("scope") != scope and e.get("current")]
     if others:
         rows.append(("other scopes", f"{len(others)} with an active session"))
+    rows += _event_rows(report)
     text = _rows(rows, 14)
     width = max((len(str(e["scope"])) for e in others), default=0)
     for entry in others:
@@ -154,6 +155,40 @@ def status_text(report: dict[str, Any], now: datetime, scope: str = DEFAULT_SCOP
         ends = _ends_text(entry["current"], entry.get("idle_ends_in_seconds"))
         text += "\n" + line + (f"; ends {ends}" if ends else "")
     return text
+
+
+def _event_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The event log, its subscribers, and each hook: where it is, how its
+    last run went, its last failure."""
+    rows: list[tuple[str, str]] = []
+    events = report.get("events")
+    if isinstance(events, dict):
+        last, first = events.get("last"), events.get("first")
+        kept = "none kept" if not last or first > last else f"{first} to {last} kept"
+        line = f"last seq {last} ({kept})"
+        if events.get("subscribers") is not None:
+            line += f"; {events['subscribers']} subscriber(s)"
+        rows.append(("events", line))
+    hooks = report.get("hooks")
+    if not isinstance(hooks, dict):
+        return rows
+    if hooks.get("problem"):
+        rows.append(("hooks", f"not loaded: {hooks['problem']}"))
+    for hook in hooks.get("hooks") or ():
+        if hook.get("cursor") is None:
+            rows.append((f"hook {hook['name']}", "not started yet (the daemon starts it)"))
+            continue
+        line = f"at seq {hook['cursor']} ({hook['behind']} behind), {hook['runs']} run(s)"
+        if hook.get("skipped"):
+            line += f", {hook['skipped']} skipped as too old"
+        run = hook.get("last_run")
+        if run:
+            line += f"; last run {run['at']} for seq {run['seq']}"
+        failure = hook.get("last_failure")
+        if failure:
+            line += f"; last failure {failure['at']} (seq {failure['seq']}): {failure['message']}"
+        rows.append((f"hook {hook['name']}", line))
+    return rows
 
 
 def _active_text(session: dict[str, Any], now: datetime) -> str:

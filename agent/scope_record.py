@@ -19,6 +19,7 @@ from agent import faults
 from agent.changes import ActiveSession, Change
 from agent.clock import Clock
 from agent.current_file import Stamp
+from agent.events import EventKind, occurrence_kinds
 from agent.lifecycle import Tracking
 from agent.session import Session
 from agent.store import SessionStore
@@ -84,7 +85,11 @@ class ScopeRecord:
         """One batch: ``session`` becomes the active one (``replaced``, the one
         it ends, with it)."""
         meta = {self._keys.active: session.id.encode("ascii"), self._keys.tracking: tracking.encode()}
-        self._store.commit((replaced, session) if replaced else (session,), meta)
+        if replaced is None:
+            self._store.commit((session,), meta, events=((EventKind.STARTED, session),))
+        else:
+            events = ((EventKind.ENDED, replaced), (EventKind.STARTED, session))
+            self._store.commit((replaced, session), meta, events=events)
         faults.point("manager.after_store")
         self._announce(Change(self.scope, replaced, ActiveSession(self.scope, session, tracking)))
 
@@ -93,7 +98,7 @@ class ScopeRecord:
         tracking cleared -- unless it was not the one ``pointed`` at (a stray
         active record: the pointer is left alone)."""
         meta: dict[bytes, bytes | None] = {self._keys.active: None, self._keys.tracking: None}
-        self._store.commit((ended,), meta if pointed else None)
+        self._store.commit((ended,), meta if pointed else None, events=((EventKind.ENDED, ended),))
         faults.point("manager.after_store")
         if pointed:
             self._announce(Change(self.scope, ended, None))
@@ -123,7 +128,7 @@ class ScopeRecord:
             seen = moment if owner is not None and owner.alive(self._clock) else None
             tracking = tracking.with_activity(boot, seen)
             meta[self._keys.tracking] = tracking.encode()
-        self._store.commit((moved,), meta)
+        self._store.commit((moved,), meta, events=((EventKind.ACTIVITY, moved),))
         log.debug("heartbeat recorded for session %s", moved.id)
         self._announce(Change(self.scope, active, ActiveSession(self.scope, moved, tracking)))
         return moved
@@ -131,7 +136,8 @@ class ScopeRecord:
     def rewrite(self, before: Session, after: Session) -> None:
         """One batch: ``after`` replaces ``before``'s record (what it was, its
         memories: never its times or status); announced when it is active."""
-        self._store.commit((after,), replacing=(before,))
+        kinds = occurrence_kinds(before, after)
+        self._store.commit((after,), replacing=(before,), events=tuple((kind, after) for kind in kinds))
         if after.is_active and self.active() == after:
             self._announce(Change(self.scope, before, ActiveSession(self.scope, after, self.tracking(after))))
 

@@ -26,6 +26,7 @@ __all__ = [
     "SessionStatus",
     "format_time",
     "from_micros",
+    "parse_time",
     "to_micros",
     "utc_now",
 ]
@@ -300,11 +301,11 @@ class Session(Value):
             reason = data.get("end_reason")
             return cls(
                 id=data["id"],
-                started_at=_parse_time(data["started_at"]),
-                ended_at=None if ended is None else _parse_time(ended),
+                started_at=parse_time(data["started_at"]),
+                ended_at=None if ended is None else parse_time(ended),
                 status=SessionStatus(data["status"]),
                 memory_count=data["memory_count"],
-                last_activity_at=_parse_time(data["last_activity_at"]),
+                last_activity_at=parse_time(data["last_activity_at"]),
                 end_reason=None if reason is None else EndReason(reason),
                 owner_pid=data.get("owner_pid"),
                 idle_timeout=data.get("idle_timeout"),
@@ -328,7 +329,7 @@ def _activity_from(spans: object, gap: object) -> Activity | None:
     for span in spans:
         if not isinstance(span, list) or len(span) != 2:
             raise ValueError("an activity span is [start, end]")
-        pairs.append((to_micros(_parse_time(span[0])), to_micros(_parse_time(span[1]))))
+        pairs.append((to_micros(parse_time(span[0])), to_micros(parse_time(span[1]))))
     return Activity(gap, tuple(pairs))
 
 
@@ -336,7 +337,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _parse_time(text: object) -> datetime:
+def parse_time(text: object) -> datetime:
     if not isinstance(text, str):
         raise ValueError(f"time {text!r} is not a string")
     return datetime.fromisoformat(text).astimezone(UTC)

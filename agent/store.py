@@ -16,8 +16,9 @@ found at its open (``META_INDEX_FLOOR``): the default scope is listed from
 the index down to that key, and from ``sessions`` below it. Nothing is
 rewritten; nothing is asked of the user.
 
-Every acknowledged change is one synced write batch. Opening and locking the
-store is ``agent.database``'s.
+Every acknowledged change is one synced write batch, with its events
+(``agent.event_log``, the ``events`` family) in the same batch. Opening and
+locking the store is ``agent.database``'s.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,8 +34,20 @@ from pathlib import Path
 from rocksdict import Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from agent import faults
-from agent.database import CF_META, CF_SCOPES, CF_SESSIONS, close_db, merge_small_files, open_db, release_lock
+from agent.clock import Clock, default_clock
+from agent.database import (
+    CF_EVENTS,
+    CF_META,
+    CF_SCOPES,
+    CF_SESSIONS,
+    close_db,
+    merge_small_files,
+    open_db,
+    release_lock,
+)
 from agent.errors import OutcomeUnknownError, StorageError
+from agent.event_log import EventLog
+from agent.events import EventKind
 from agent.record import Summary, decode_record, encode_record, ended_span, summarize_record
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session
@@ -49,10 +63,14 @@ log = logging.getLogger(__name__)
 class SessionStore:
     """The one owner of an open ``Rdict``: typed reads, synced batches, scans."""
 
-    def __init__(self, db: Rdict, *, read_only: bool = False) -> None:
+    def __init__(self, db: Rdict, *, read_only: bool = False, clock: Clock | None = None) -> None:
         self._read_only = read_only  # opened by open_db_read_only: no lock of ours to drop
         self._path = Path(db.path())
         self._db: Rdict | None = None
+        # One commit at a time gets the next event numbers (the daemon commits
+        # from its loop and, for imports, from a thread).
+        self._commit_lock = threading.Lock()
+        self.events = EventLog((clock or default_clock()).now)
         self._attach(db)
         self._sync = WriteOptions()
         self._sync.sync = True
@@ -122,11 +140,18 @@ class SessionStore:
             self._index_handle = db.get_column_family_handle(CF_SCOPES)
         except Exception as exc:
             raise StorageError(f"the store has no usable column families: {exc}") from None
+        try:
+            self.events.attach(db.get_column_family(CF_EVENTS), db.get_column_family_handle(CF_EVENTS))
+        except Exception:
+            if not self._read_only:
+                raise StorageError("the store has no events column family") from None
+            self.events.attach(None, None)  # read only, written before the log existed: none yet
         self._db = db
 
     def _detach(self) -> Rdict | None:
         """Drop every handle (RocksDB keeps its LOCK while any is alive)."""
         db, self._db = self._db, None
+        self.events.detach()
         for name in ("_sessions", "_meta", "_index", "_sessions_handle", "_meta_handle", "_index_handle"):
             self.__dict__.pop(name, None)
         return db
@@ -186,12 +211,24 @@ class SessionStore:
         meta: Mapping[bytes, bytes | None] | None = None,
         *,
         replacing: tuple[Session, ...] = (),
+        events: tuple[tuple[EventKind, Session], ...] = (),
     ) -> None:
-        """Write sessions (with their index entries) and meta keys (``None``
-        deletes) in one synced batch; ``replacing``: what those sessions'
-        records held before, when their project may have changed (its old
-        index entry goes). If the write fails, what it did is found out
-        before anything is said (``_after_failed_write``)."""
+        """Write sessions (with their index entries), meta keys (``None``
+        deletes) and the ``events`` of the change in one synced batch;
+        ``replacing``: what those sessions' records held before, when their
+        project may have changed (its old index entry goes). If the write
+        fails, what it did is found out before anything is said
+        (``_after_failed_write``)."""
+        with self._commit_lock:
+            self._commit(sessions, meta, replacing, events)
+
+    def _commit(
+        self,
+        sessions: tuple[Session, ...],
+        meta: Mapping[bytes, bytes | None] | None,
+        replacing: tuple[Session, ...],
+        occurrences: tuple[tuple[EventKind, Session], ...],
+    ) -> None:
         self._ensure_open()
         batch = WriteBatch(raw_mode=True)
         projects = {s.id: s.details.project for s in sessions}
@@ -222,11 +259,14 @@ class SessionStore:
                 batch.delete(key, self._meta_handle)
             else:
                 batch.put(key, value, self._meta_handle)
+        events = self.events.stage(batch, occurrences)
         try:
             faults.point("store.commit")
             self._ensure_open().write(batch, self._sync)
         except Exception as exc:
+            # Returns only if the batch is on disk (the reopening read the log's end anew).
             self._after_failed_write(sessions, meta, exc)
+        self.events.committed(events)
         self._floor_unsaved = False
         if self._longest is not None:
             self._longest = max(longest, self._longest)

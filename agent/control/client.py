@@ -22,6 +22,7 @@ from agent.errors import DaemonError, DaemonNotAnsweringError, SessionIOError
 
 TYPE_CHECKING = False  # typing costs the CLI's fast path milliseconds
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
     from socket import socket
     from typing import Any
@@ -99,6 +100,23 @@ class DaemonClient:
         except (ConnectionError, EOFError):
             raise ConnectionLostError(op) from None
         return decode_reply(line)
+
+    def lines(self) -> Iterator[bytes]:
+        """The lines the daemon sends from now on, as they come, without a
+        deadline (a subscription's stream), until it closes the connection."""
+        self._sock.settimeout(None)
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                yield line
+                continue
+            if len(self._buffer) > MAX_REPLY:
+                raise DaemonError(f"the daemon sent a line longer than {MAX_REPLY} bytes")
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                return
+            self._buffer += chunk
 
     def _read_line(self, deadline: float) -> bytes:
         while True:

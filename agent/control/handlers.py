@@ -31,6 +31,10 @@ def _dump(session: Session | None) -> dict[str, object] | None:
     return session.to_dict() if session is not None else None
 
 
+def _needs_a_stream(_: dict[str, Any]) -> None:
+    raise ProtocolError("subscribe is served only by a daemon's socket, on a connection of its own")
+
+
 class RequestHandler:
     """Callable as ``handler(op, args)``; returns the JSON-ready result."""
 
@@ -55,6 +59,7 @@ class RequestHandler:
             "report": self._report,
             "import": self._import,
             "status": lambda _: self._status(),
+            "subscribe": _needs_a_stream,
         }
 
     def __call__(self, op: str, args: dict[str, Any]) -> Any:

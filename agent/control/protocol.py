@@ -61,6 +61,32 @@ op            args                                       result
               "timewarrior" | "watson"}``                 "already_held": int,
                                                          "left_out": [str]}``
 
+``subscribe``  ``{"since"?: seq | "now", "since_time"?:    ``{"last": seq, "first": seq}``,
+              time, "kinds"?: [str], "scope"?: pattern,  then the stream (below)
+              "project"?: str, "tool"?: str}``
+============  =========================================  ===========================
+
+Subscribing: the reply names the newest event (``last``) and the oldest
+kept (``first``); from then on the connection carries only the daemon's
+lines, one JSON object each, each with its ``seq``: every event after
+``since`` (``"now"``, the default: after ``last``; 0: every event kept;
+``since_time``: from the first recorded at or after that time) that passes
+the filters -- ``kinds`` of ``started``, ``ended``, ``activity``,
+``updated``, ``counted``; ``scope`` a shell pattern (``claude-*``);
+``project``; ``tool`` -- first those stored, then each as it is committed.
+The form of an event, and of the ``gap`` line that stands for events
+trimmed before they could be sent, is ``agent.events``'. A consumer that
+keeps the last ``seq`` it saw and subscribes again with it as ``since``
+misses nothing (events it filtered out are passed over on the daemon's
+side). A subscriber that stops reading is not buffered for: once about
+``agent.event_stream.HIGH_WATER`` bytes wait for it, it is served from the
+store again when it reads. The connection ends when either side closes it
+(the daemon's stop included); a subscriber sends nothing after its request.
+Subscriptions count neither against ``MAX_CONNECTIONS`` nor ``IDLE_TIMEOUT``
+(the daemon serves up to ``agent.event_stream.MAX_SUBSCRIBERS``). A
+``since`` past the newest event is refused: the cursor is from another
+store (restored from a snapshot, or replaced).
+
 ``report`` and ``import`` run off the daemon's event loop (in a thread): a
 long one never delays a command, a file edit or a signal. ``import`` reads
 the file at ``path`` (the client's, made absolute) itself: the socket is
@@ -117,7 +143,7 @@ MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 10.0
 OPS = frozenset(
     {"ping", "start", "end", "abandon", "current", "touch", "get", "list", "status", "update", "count"}
-    | {"report", "import"}
+    | {"report", "import", "subscribe"}
 )
 
 

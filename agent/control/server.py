@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.control.protocol import (
@@ -42,6 +42,8 @@ __all__ = ["ControlServer", "Handler", "bind_unix_socket"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, dict[str, Any]], Any]
+# Serves a ``subscribe`` on its connection until it ends (``agent.event_stream``).
+Streamer = Callable[[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 _PEERCRED = struct.Struct("3i")
 
 
@@ -62,8 +64,11 @@ class ControlServer:
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
         threaded_ops: frozenset[str] = frozenset(),
+        streamer: Streamer | None = None,
     ) -> None:
         self._handler = handler
+        self._streamer = streamer
+        self._streams: set[asyncio.Task[None]] = set()  # connections that became subscriptions
         self._threaded_ops = threaded_ops  # long reads, answered from a thread: the loop goes on
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
@@ -88,6 +93,8 @@ class ControlServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        for stream in self._streams:  # a subscription has no request to finish
+            stream.cancel()
         for connection in self._connections.values():
             # No more input: a request already received is still answered,
             # and a connection waiting for one ends at once.
@@ -132,19 +139,28 @@ class ControlServer:
                     await self._finish(writer, encode_error(too_big))
                     return
                 connection.progress_at = loop.time()
-                writer.write(await self._dispatch(line))
+                try:
+                    op, args = decode_request(line)
+                except SessionError as error:
+                    writer.write(encode_error(error))
+                else:
+                    if op == "subscribe" and self._streamer is not None:
+                        # From now on the daemon writes: not a request connection any more
+                        # (neither counted against the cap nor timed out as idle).
+                        self._connections.pop(task, None)
+                        self._streams.add(task)
+                        await self._streamer(args, reader, writer)
+                        return
+                    writer.write(await self._dispatch(op, args))
                 await asyncio.wait_for(writer.drain(), self._idle_timeout)
         except (TimeoutError, ConnectionError):
             return
         finally:
             self._connections.pop(task, None)
+            self._streams.discard(task)
             writer.transport.abort()
 
-    async def _dispatch(self, line: bytes) -> bytes:
-        try:
-            op, args = decode_request(line)
-        except SessionError as error:
-            return encode_error(error)
+    async def _dispatch(self, op: str, args: dict[str, Any]) -> bytes:
         if op in self._threaded_ops:
             return await asyncio.to_thread(self._answer, op, args)
         return self._answer(op, args)
