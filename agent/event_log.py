@@ -9,7 +9,8 @@ commit, one after another, and the counter moves only once the batch is on
 disk: a failed write leaves no hole.
 
 Retention (``[events]`` in config.toml): the newest ``keep`` events, none
-older than ``max_age``. Every ``TRIM_EVERY`` events the committing batch
+older than ``max_age``. Every ``TRIM_EVERY`` events (fewer for a small
+``keep``) the committing batch
 also deletes what fell out -- one range deletion, found without reading the
 log (by count) or by a binary search over it (by age), never a scan.
 
@@ -109,7 +110,8 @@ class EventLog:
         for event in events:
             batch.put(seq_key(event.seq), event.encode(), self._handle)
         newest = events[-1].seq
-        if newest // TRIM_EVERY != self._last // TRIM_EVERY:
+        every = max(1, min(TRIM_EVERY, self.retention.keep // 8))  # a small log is kept small
+        if newest // every != self._last // every:
             self._stage_trim(batch, newest, now)
         return events
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator
 from datetime import datetime
 
 from agent.control import jsonline
@@ -84,7 +84,7 @@ def follow_events(
     data_dir: str | os.PathLike[str] | None = None,
     runtime_dir: str | os.PathLike[str] | None = None,
     reconnect: bool = True,
-) -> Iterator[Event | Gap]:
+) -> Generator[Event | Gap, None, None]:
     """Every event after ``since`` (a seq, or ``"now"``), live, for ever;
     ``DaemonNotRunningError`` if no daemon runs when it starts."""
     paths = Paths.resolve(data_dir, runtime_dir)
@@ -129,7 +129,7 @@ async def afollow_events(
     data_dir: str | os.PathLike[str] | None = None,
     runtime_dir: str | os.PathLike[str] | None = None,
     reconnect: bool = True,
-) -> AsyncIterator[Event | Gap]:
+) -> AsyncGenerator[Event | Gap, None]:
     """``follow_events`` for asyncio."""
     paths = Paths.resolve(data_dir, runtime_dir)
     args = _subscription(since, since_time, kinds=kinds, scope=scope, project=project, tool=tool)

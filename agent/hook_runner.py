@@ -85,8 +85,9 @@ class HookRunner:
         self._refresh()
 
     def on_events(self, events: tuple[Event, ...]) -> None:
-        """The event feed's listener: wake the hooks."""
-        self._refresh()
+        """The event feed's listener: wake the hooks (a hook the config gained
+        since the last events starts with these)."""
+        self._refresh(start_after=events[0].seq - 1)
         for wake in self._wake.values():
             wake.set()
 
@@ -102,7 +103,7 @@ class HookRunner:
 
     # --- the hooks, as the config names them ---------------------------------------
 
-    def _refresh(self) -> None:
+    def _refresh(self, start_after: int | None = None) -> None:
         if self._stopping:
             return
         try:
@@ -125,14 +126,14 @@ class HookRunner:
             if name in self._tasks:
                 self._tasks.pop(name).cancel()
             self._wake[name] = asyncio.Event()
-            self._tasks[name] = asyncio.create_task(self._follow(hook), name=f"hook {name}")
+            self._tasks[name] = asyncio.create_task(self._follow(hook, start_after), name=f"hook {name}")
         self._hooks = hooks
 
     # --- one hook --------------------------------------------------------------------
 
-    async def _follow(self, hook: Hook) -> None:
+    async def _follow(self, hook: Hook, start_after: int | None) -> None:
         wake = self._wake[hook.name]
-        state = self._state(hook)
+        state = self._state(hook, start_after)
         while True:
             try:
                 batch = list(self._store.events.after(state.cursor, _READ_BATCH))
@@ -165,13 +166,13 @@ class HookRunner:
                     state = state.replace(cursor=event.seq)
             self._save(hook, state)
 
-    def _state(self, hook: Hook) -> HookState:
+    def _state(self, hook: Hook, start_after: int | None) -> HookState:
         stored = HookState.decode(self._store.get_meta(state_key(hook.name)))
         last = self._store.events.last_seq
         if stored is None:  # new: from here on
-            stored = HookState(last)
+            stored = HookState(last if start_after is None else min(start_after, last))
             self._save(hook, stored)
-            log.info("hook %s added: runs for events after %d", hook.name, last)
+            log.info("hook %s added: runs for events after %d", hook.name, stored.cursor)
         elif stored.cursor > last:
             log.warning(
                 "hook %s: its cursor %d is past the log's end %d (the store was restored)",

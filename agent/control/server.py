@@ -45,6 +45,7 @@ Handler = Callable[[str, dict[str, Any]], Any]
 # Serves a ``subscribe`` on its connection until it ends (``agent.event_stream``).
 Streamer = Callable[[dict[str, Any], asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 _PEERCRED = struct.Struct("3i")
+_STREAM_END = 1.0  # seconds for subscriptions to end once their connections are cut
 
 
 class _Connection:
@@ -68,7 +69,8 @@ class ControlServer:
     ) -> None:
         self._handler = handler
         self._streamer = streamer
-        self._streams: set[asyncio.Task[None]] = set()  # connections that became subscriptions
+        # Connections that became subscriptions, and their writers.
+        self._streams: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._threaded_ops = threaded_ops  # long reads, answered from a thread: the loop goes on
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
@@ -93,8 +95,10 @@ class ControlServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for stream in self._streams:  # a subscription has no request to finish
-            stream.cancel()
+        for writer in self._streams.values():  # a subscription has no request to finish: it ends
+            writer.transport.abort()
+        if self._streams:  # each sees its connection gone at once
+            await asyncio.wait(list(self._streams), timeout=_STREAM_END)
         for connection in self._connections.values():
             # No more input: a request already received is still answered,
             # and a connection waiting for one ends at once.
@@ -102,7 +106,7 @@ class ControlServer:
             if isinstance(transport, asyncio.ReadTransport):
                 transport.pause_reading()
             connection.reader.feed_eof()
-        tasks = list(self._connections)
+        tasks = [*self._connections, *self._streams]
         if not tasks:
             return 0
         _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -148,7 +152,7 @@ class ControlServer:
                         # From now on the daemon writes: not a request connection any more
                         # (neither counted against the cap nor timed out as idle).
                         self._connections.pop(task, None)
-                        self._streams.add(task)
+                        self._streams[task] = writer
                         await self._streamer(args, reader, writer)
                         return
                     writer.write(await self._dispatch(op, args))
@@ -157,7 +161,7 @@ class ControlServer:
             return
         finally:
             self._connections.pop(task, None)
-            self._streams.discard(task)
+            self._streams.pop(task, None)
             writer.transport.abort()
 
     async def _dispatch(self, op: str, args: dict[str, Any]) -> bytes:
