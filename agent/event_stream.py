@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from datetime import datetime
 
 from agent.control import jsonline
@@ -26,13 +27,14 @@ from agent.errors import SessionError
 from agent.event_log import EventLog
 from agent.events import Event, EventFilter, Gap
 
-__all__ = ["HIGH_WATER", "MAX_SUBSCRIBERS", "EventStream"]
+__all__ = ["HIGH_WATER", "MAX_SUBSCRIBERS", "RECENT", "EventStream"]
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER = 32 * 1024  # bytes buffered for a subscriber before it is served from the store
+HIGH_WATER = 16 * 1024  # bytes buffered for a subscriber before it is served from the store
 MAX_SUBSCRIBERS = 4096
-_READ_BATCH = 256  # events read from the store at a time
+_READ_BATCH = 64  # events written to a subscriber catching up before the loop turns
+RECENT = 1024  # the newest events kept encoded, for subscribers catching up
 _INPUT_LIMIT = 4096  # what a subscriber may send after subscribing (nothing is expected)
 
 
@@ -52,6 +54,7 @@ class EventStream:
         self._log = events
         self._max = max_subscribers
         self._subscribers: set[_Subscriber] = set()
+        self._recent: OrderedDict[int, tuple[Event, bytes]] = OrderedDict()
         self._stopping = False
 
     @property
@@ -59,8 +62,15 @@ class EventStream:
         return len(self._subscribers)
 
     def deliver(self, events: tuple[Event, ...]) -> None:
-        """A committed batch: written to every live subscriber that wants it."""
-        lines: dict[int, bytes] = {}
+        """A committed batch: written to every live subscriber that wants it,
+        and kept among the recent lines for those catching up."""
+        if not self._subscribers:
+            return
+        lines = [(event, _line(event.to_wire())) for event in events]
+        for event, line in lines:
+            self._recent[event.seq] = (event, line)
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
         for subscriber in self._subscribers:
             if not subscriber.live:
                 continue
@@ -69,13 +79,10 @@ class EventStream:
                 subscriber.live = False  # not reading: it catches up from the store later
                 subscriber.wake.set()
                 continue
-            for event in events:
+            for event, line in lines:
                 if event.seq <= subscriber.cursor:
                     continue
                 if subscriber.filter.matches(event):
-                    line = lines.get(event.seq)
-                    if line is None:
-                        line = lines[event.seq] = _line(event.to_wire())
                     subscriber.writer.write(line)
                 subscriber.cursor = event.seq
 
@@ -144,8 +151,9 @@ class EventStream:
         return since
 
     async def _catch_up(self, subscriber: _Subscriber, watch: asyncio.Task[None]) -> None:
-        """Write from the store until nothing is left, then go live (no
-        await between the last read and going live: nothing slips by)."""
+        """Write what it missed until nothing is left, then go live (no await
+        between the last read and going live: nothing slips by). Each batch
+        yields the loop: a long backlog never holds up a command."""
         writer = subscriber.writer
         while not self._stopping and not watch.done():
             await writer.drain()  # waits while it holds more than HIGH_WATER: only its own task
@@ -153,15 +161,30 @@ class EventStream:
             if subscriber.cursor + 1 < first:
                 writer.write(_line(Gap(subscriber.cursor + 1, first - 1).to_wire()))
                 subscriber.cursor = first - 1
-            batch = list(self._log.after(subscriber.cursor, _READ_BATCH))
+            batch = self._backlog(subscriber.cursor)
             if not batch:
                 subscriber.live = True
                 subscriber.wake.clear()
                 return
-            for event in batch:
+            for event, line in batch:
+                if writer.transport.get_write_buffer_size() > HIGH_WATER:
+                    break  # the rest when it has read this
                 if subscriber.filter.matches(event):
-                    writer.write(_line(event.to_wire()))
+                    writer.write(line or _line(event.to_wire()))
                 subscriber.cursor = event.seq
+            await asyncio.sleep(0)
+
+    def _backlog(self, cursor: int) -> list[tuple[Event, bytes | None]]:
+        """The next events after ``cursor``: from the recent lines (encoded
+        once for every subscriber), else from the store."""
+        if cursor + 1 in self._recent:
+            found: list[tuple[Event, bytes | None]] = []
+            seq = cursor + 1
+            while seq in self._recent and len(found) < _READ_BATCH:
+                found.append(self._recent[seq])
+                seq += 1
+            return found
+        return [(event, None) for event in self._log.after(cursor, _READ_BATCH)]
 
 
 async def _until_eof(reader: asyncio.StreamReader, wake: asyncio.Event) -> None:
