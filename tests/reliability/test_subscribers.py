@@ -105,6 +105,7 @@ def test_a_thousand_subscribers_half_never_reading(
             sub.close()
         report(
             f"subscribers: {SUBSCRIBERS} ({len(idle)} never reading), {EVENTS} events of ~0.8 kB: daemon RSS "
-            f"+{connected:.0f} MiB connected, +{grown:.0f} MiB more flooded (unbounded buffering would be ~{unbounded:.0f} MiB); slowest request "
+            f"+{connected:.0f} MiB connected, +{grown:.0f} MiB more flooded "
+            f"(unbounded buffering would be ~{unbounded:.0f} MiB); slowest request "
             f"{slowest * 1000:.0f} ms"
         )

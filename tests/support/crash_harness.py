@@ -51,7 +51,8 @@ from agent.faults import CRASH_EXIT_CODE, POINTS
 from agent.paths import Paths
 
 from .commands import CLI_TIMEOUT, SESSION_AGENT, SLEEP
-from .daemon_process import DaemonProcess, daemon_env, spawn_daemon, wait_ready
+from .daemon_process import DaemonProcess, daemon_env, spawn_daemon, wait_for, wait_ready
+from .event_witness import EventWitness
 
 Session = dict[str, Any]
 SCOPES = ("default", "nvim-1", "claude-2")  # the scopes a run works in
@@ -164,6 +165,20 @@ class History:
         return problems
 
 
+def _whole_log(paths: Paths) -> list[dict[str, Any]]:
+    """Every event kept, through a subscription from 0 read up to the last."""
+    import json
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(paths.socket))
+        sock.sendall(json.dumps({"v": 1, "op": "subscribe", "args": {"since": 0}}).encode() + b"\n")
+        reader = sock.makefile("rb")
+        last = json.loads(reader.readline())["result"]["last"]
+        return [json.loads(reader.readline()) for _ in range(last)]
+
+
 def all_sessions(client: DaemonClient) -> dict[str, Session]:
     found: dict[str, Session] = {}
     before = None
@@ -195,6 +210,7 @@ class CrashRun:
     rng: random.Random = field(init=False)
     history: History = field(default_factory=History)
     crashes: int = 0
+    events: int = 0  # in the log at the final check
     by_kind: dict[str, int] = field(default_factory=dict)
     owners: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)  # live helpers
     pauses: bool = True  # let idle timeouts expire at times (only a rule's end needs it)
@@ -206,6 +222,7 @@ class CrashRun:
         self.paths = Paths(self.data_dir, self.runtime_dir)
         self.control = self.tmp_path / "faults"
         self.env = daemon_env(self.tmp_path, self.runtime_dir)
+        self.witness = EventWitness(self.data_dir, self.runtime_dir, self.tmp_path)
 
     # --- one cycle: start a daemon, check, crash it --------------------------------
 
@@ -217,6 +234,7 @@ class CrashRun:
         daemon = self.start_daemon()
         try:
             self._verify(daemon)
+            self.witness.follow()
             if kind.startswith("embedded"):
                 assert daemon.stop() == 0
                 crashed = self._crash_embedded(kind)
@@ -225,6 +243,7 @@ class CrashRun:
                 crashed = True
         finally:
             daemon.close()
+            self.witness.stop_following()
         if crashed:
             self.crashes += 1
             family = kind.partition(":")[0]
@@ -285,8 +304,33 @@ class CrashRun:
         daemon = self.start_daemon()
         try:
             self._verify(daemon)
+            self._check_events()
         finally:
             daemon.close()
+            self.witness.stop_following()
+
+    def _check_events(self) -> None:
+        """The witnesses of the event log (``event_witness``), once the hook
+        has caught up and the subscriber has read to the end."""
+        client = self.connected()
+        try:
+
+            def hook_cursor() -> int:
+                status = client.request("status")
+                return int(status["hooks"]["hooks"][0]["cursor"])
+
+            last = int(client.request("status")["events"]["last"])
+            wait_for(lambda: hook_cursor() >= last, timeout=60)
+            self.witness.follow()
+            wait_for(lambda: len(self.witness.seen) >= last, timeout=60)
+            for _ in range(20):  # a rule may end a session meanwhile: read between two equal listings
+                before = all_sessions(client)
+                log = _whole_log(self.paths)
+                if all_sessions(client) == before:
+                    break
+            self.events = self.witness.check(before, log, hook_cursor())
+        finally:
+            client.close()
 
     # --- the pieces ---------------------------------------------------------------
 
