@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cli
 import bench_daemon
+import bench_events
 import bench_hooks
 import bench_reports
 
@@ -37,6 +38,7 @@ QUICK = {
     "repeats": 1,
     "busy": 2.0,
     "peers_history": 2_000,
+    "events": 30,
 }
 FULL = {
     "rounds": 31,
@@ -48,6 +50,7 @@ FULL = {
     "repeats": 3,
     "busy": 10.0,
     "peers_history": 100_000,
+    "events": 300,
 }
 CURVE_STEPS = [10, 20, 30, 40, 50]
 
@@ -83,6 +86,7 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
     results["history"] = [
         bench_daemon.history(int(size[which]), int(size["repeats"])) for which in ("small", "large")
     ]
+    results["events"] = bench_events.measure(int(size["events"]), size["idle"])
     results["throughput"] = bench_daemon.throughput(8, size["busy"])
     watson = None if quick else bench_cli.watson()
     results["reports"] = bench_reports.peers(
@@ -164,6 +168,27 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
             large["bytes_per_session"] <= 200,
         ),
     ]
+    delivery = r["events"]["commit_to_subscriber_ms"]
+    for count, s in delivery.items():
+        rows.append(
+            (
+                f"commit → subscriber p50 ≤ 2 ms, p99 ≤ 10 ms ({count})",
+                f"{s['median']} / {s['p99']} ms",
+                s["median"] <= 2 and s["p99"] <= 10,
+            )
+        )
+    hook = r["events"]["event_to_hook_started_ms"]
+    rows.append(
+        ("event → the hook's process started: p50 ≤ 20 ms", f"{hook['median']} ms", hook["median"] <= 20)
+    )
+    idle = r["events"]["idle_100_subscribers"]
+    rows.append(
+        (
+            "with 100 idle subscribers: idle CPU ≤ 0.5 %, RSS ≤ 60 MB",
+            f"{idle['idle_cpu_pct']} %, {idle['rss_mb']} MB",
+            idle["idle_cpu_pct"] <= 0.5 and idle["rss_mb"] <= 60,
+        )
+    )
     if bench_reports.WATSON in reports:
         theirs = reports[bench_reports.WATSON]["median"]
         rows.append(
@@ -232,6 +257,15 @@ def print_tables(r: dict[str, Any]) -> None:
         print(f"| {name} | {stats['median']} | {stats['p99']} |")
     for peer, why in rep["skipped"].items():
         print(f"| {peer} | skipped: {why} | |")
+    ev = r["events"]
+    print("\n| event delivery | median ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    for count, stats in ev["commit_to_subscriber_ms"].items():
+        print(f"| commit → subscriber, {count} | {stats['median']} | {stats['p99']} |")
+    hook = ev["event_to_hook_started_ms"]
+    print(f"| event → hook process started (bash -c) | {hook['median']} | {hook['p99']} |")
+    idle = ev["idle_100_subscribers"]
+    print(f"idle daemon with 100 subscribers: {idle['idle_cpu_pct']} % of a core; RSS {idle['rss_mb']} MB")
     t = r["throughput"]
     print(
         f"\nthroughput (no longer a goal: see the design): {t['pairs_per_second']:,} start+end pairs/s "
