@@ -123,6 +123,8 @@ class EventStream:
             pass
         finally:
             self._subscribers.discard(subscriber)
+            if not self._subscribers:
+                self._recent.clear()  # kept for subscribers only
             watch.cancel()
             writer.transport.abort()
 

@@ -304,3 +304,53 @@ def test_cli_events_scope_pattern_is_not_the_commands_scope(cli: Cli, env_scope:
     done = cli("events", "--json", env={"SESSION_AGENT_SCOPE": env_scope})
     assert len(done.stdout.splitlines()) == 2
     assert os.environ.get("SESSION_AGENT_SCOPE") is None
+
+
+def _block(page: str, heading: str, language: str) -> str:
+    """The first ``language`` code block after ``heading`` in ``page``."""
+    after = page[page.index(heading) :]
+    start = after.index(f"```{language}\n") + len(f"```{language}\n")
+    return after[start : after.index("```", start)]
+
+
+def test_the_documented_consumers_follow_sessions(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    """The five lines of shell and of Python in docs/events.md, run as written."""
+    page = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    shell = _block(page, "five lines of shell", "sh")
+    python = _block(page, "five of Python", "python")
+    env = clean_env(
+        tmp_path,
+        SESSION_AGENT_DATA_DIR=str(data_dir),
+        SESSION_AGENT_RUNTIME_DIR=str(runtime_dir),
+        PATH=f"{SESSION_AGENT.parent}:{os.environ['PATH']}",
+    )
+    home = Path(env["HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        consumers: list[subprocess.Popen[str]] = [
+            subprocess.Popen(["/bin/bash", "-c", shell], env=env, text=True, start_new_session=True),
+            subprocess.Popen(
+                [str(SESSION_AGENT.with_name("python")), "-c", python],
+                env=env,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            ),
+        ]
+        try:
+            wait_for(lambda: json.loads(cli("status", "--json").stdout)["events"]["subscribers"] == 2)
+            sid = cli("start", "--project", "webshop").stdout.strip()
+            cli("end")
+            log = home / "sessions.log"
+            wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 2)
+            assert log.read_text().splitlines()[1].startswith(f"ended {sid} in default (completed, cli")
+            printed = consumers[1].stdout
+            assert printed is not None
+            assert printed.readline().split() == ["1", "started", sid, "webshop"]
+            assert printed.readline().split() == ["2", "ended", sid, "webshop"]
+        finally:
+            for consumer in consumers:
+                os.killpg(consumer.pid, signal.SIGTERM)
+                consumer.communicate(timeout=30)
