@@ -125,7 +125,8 @@ def test_hooks_that_hang_fail_flood_or_vanish_delay_nothing_else(
         '[[hooks]]\nname = "hang"\nshell = "sleep 600"\ntimeout = "1s"\n'
         '[[hooks]]\nname = "fail"\nshell = "echo first line >&2; echo it broke >&2; exit 3"\n'
         f'[[hooks]]\nname = "flood"\ncommand = ["{_flood(tmp_path)}"]\n'
-        '[[hooks]]\nname = "gone"\ncommand = ["/nonexistent/hook"]\n',
+        '[[hooks]]\nname = "gone"\ncommand = ["/nonexistent/hook"]\n'
+        f'[[hooks]]\nname = "noexec"\ncommand = ["{_not_executable(tmp_path)}"]\n',
     )
     with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
         began = time.monotonic()
@@ -148,6 +149,7 @@ def test_hooks_that_hang_fail_flood_or_vanish_delay_nothing_else(
         assert found["flood"]["failures"] == 0
         assert found["flood"]["runs"] == 6
         assert "cannot run /nonexistent/hook" in found["gone"]["last_failure"]["message"]  # type: ignore[index]
+        assert "Permission denied" in found["noexec"]["last_failure"]["message"]  # type: ignore[index]
         assert found["good"]["failures"] == 0
         log = daemon.log()
         assert "hook fail failed for event" in log
@@ -160,6 +162,13 @@ def _flood(tmp_path: Path) -> Path:
     script = tmp_path / "flood.sh"
     script.write_text("#!/bin/sh\nhead -c 8000000 /dev/zero\nhead -c 3000000 /dev/zero | tr '\\0' x >&2\n")
     script.chmod(0o700)
+    return script
+
+
+def _not_executable(tmp_path: Path) -> Path:
+    script = tmp_path / "noexec.sh"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o600)
     return script
 
 
