@@ -23,7 +23,7 @@ from datetime import datetime
 
 from agent.control import jsonline
 from agent.control.protocol import ProtocolError, encode_error, encode_reply
-from agent.errors import SessionError
+from agent.errors import DaemonError, SessionError
 from agent.event_log import EventLog
 from agent.events import Event, EventFilter, Gap
 
@@ -101,7 +101,10 @@ class EventStream:
             event_filter = EventFilter.from_args(args)
             cursor = self._start(args)
             if len(self._subscribers) >= self._max:
-                raise SessionError(f"the daemon serves at most {self._max} subscribers; try again later", 6)
+                raise DaemonError(
+                    f"the daemon serves at most {self._max} subscribers (its limit); try again once some have left",
+                    6,
+                )
         except SessionError as error:
             writer.write(encode_error(error))
             with contextlib.suppress(ConnectionError):
@@ -121,6 +124,8 @@ class EventStream:
                 subscriber.wake.clear()
         except (ConnectionError, TimeoutError):
             pass
+        except SessionError as exc:  # the log could not be read: the subscriber reconnects later
+            log.warning("ended a subscription: %s", exc)
         finally:
             self._subscribers.discard(subscriber)
             if not self._subscribers:

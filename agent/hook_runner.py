@@ -132,6 +132,18 @@ class HookRunner:
     # --- one hook --------------------------------------------------------------------
 
     async def _follow(self, hook: Hook, start_after: int | None) -> None:
+        """``_run_over_log``, started again after an unexpected error (a bug,
+        a store that failed a read): a hook is never silently given up."""
+        while True:
+            try:
+                await self._run_over_log(hook, start_after)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hook %s: unexpected error; going on in a second", hook.name)
+                await asyncio.sleep(1.0)
+
+    async def _run_over_log(self, hook: Hook, start_after: int | None) -> None:
         wake = self._wake[hook.name]
         state = self._state(hook, start_after)
         while True:

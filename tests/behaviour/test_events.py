@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -354,3 +355,35 @@ def test_the_documented_consumers_follow_sessions(
             for consumer in consumers:
                 os.killpg(consumer.pid, signal.SIGTERM)
                 consumer.communicate(timeout=30)
+
+
+def test_a_full_house_of_subscribers_refuses_the_next(manager: SessionManager) -> None:
+    from agent.event_stream import EventStream
+
+    async def scenario() -> tuple[dict[str, object], dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        stream = EventStream(manager.store.events, max_subscribers=1)
+        ours, theirs = zip(*(socket.socketpair() for _ in range(2)), strict=True)
+        for sock in theirs:
+            sock.setblocking(False)
+        first_reader, first_writer = await asyncio.open_connection(sock=ours[0])
+        served = asyncio.create_task(stream.serve({}, first_reader, first_writer))
+        accepted = json.loads(await loop.sock_recv(theirs[0], 4096))
+        second_reader, second_writer = await asyncio.open_connection(sock=ours[1])
+        await stream.serve({}, second_reader, second_writer)  # answered at once, and done
+        refused = json.loads(await loop.sock_recv(theirs[1], 4096))
+        stream.stop()
+        await served
+        for sock in theirs:
+            sock.close()
+        second_writer.close()
+        return accepted, refused
+
+    accepted, refused = asyncio.run(scenario())
+    assert accepted == {"v": 1, "ok": True, "result": {"last": 0, "first": 1}}
+    assert refused["ok"] is False
+    assert refused["error"] == {
+        "type": "DaemonError",
+        "message": "the daemon serves at most 1 subscribers (its limit); try again once some have left",
+        "exit_code": 6,
+    }
