@@ -102,7 +102,8 @@ class EventStream:
             cursor = self._start(args)
             if len(self._subscribers) >= self._max:
                 raise DaemonError(
-                    f"the daemon serves at most {self._max} subscribers (its limit); try again once some have left",
+                    f"the daemon serves at most {self._max} subscribers (its limit); "
+                    "try again once some have left",
                     6,
                 )
         except SessionError as error:
