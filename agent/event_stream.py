@@ -112,7 +112,9 @@ class EventStream:
                 await writer.drain()
             return
         writer.transport.set_write_buffer_limits(high=HIGH_WATER)
-        writer.write(encode_reply({"last": self._log.last_seq, "first": self._log.first_seq()}))
+        writer.write(
+            encode_reply({"last": self._log.last_seq, "first": self._log.first_seq(), "after": cursor})
+        )
         subscriber = _Subscriber(writer, event_filter, cursor)
         self._subscribers.add(subscriber)
         watch = asyncio.create_task(_until_eof(reader, subscriber.wake))

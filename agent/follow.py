@@ -103,7 +103,8 @@ def follow_events(
             continue
         first = False
         try:
-            client.request("subscribe", **args)  # the reply; then the stream
+            reply = client.request("subscribe", **args)  # then the stream
+            args = _resumed(args, int(reply["after"]))
             pause = _RECONNECT_PAUSE[0]
             for line in client.lines():
                 item = _item(line)
@@ -149,7 +150,8 @@ async def afollow_events(
         first = False
         try:
             writer.write(encode_request("subscribe", **args))
-            decode_reply(await asyncio.wait_for(reader.readuntil(b"\n"), ANSWER_TIMEOUT))
+            reply = decode_reply(await asyncio.wait_for(reader.readuntil(b"\n"), ANSWER_TIMEOUT))
+            args = _resumed(args, int(reply["after"]))
             pause = _RECONNECT_PAUSE[0]
             while line := await reader.readline():
                 item = _item(line)

@@ -55,19 +55,19 @@ op            args                                       result
               str, "first_weekday"?: int}``
 ``status``    --                                         daemon, paths, watcher, current,
                                                          scopes
-============  =========================================  ===========================
-
 ``import``    ``{"path": str, "from": "jsonl" |           ``{"added": int,
               "timewarrior" | "watson"}``                 "already_held": int,
                                                          "left_out": [str]}``
 
-``subscribe``  ``{"since"?: seq | "now", "since_time"?:    ``{"last": seq, "first": seq}``,
-              time, "kinds"?: [str], "scope"?: pattern,  then the stream (below)
-              "project"?: str, "tool"?: str}``
+``subscribe`` ``{"since"?: seq | "now", "since_time"?:    ``{"last": seq, "first": seq,``
+              time, "kinds"?: [str], "scope"?: pattern,  ``"after": seq}``, then the
+              "project"?: str, "tool"?: str}``           stream (below)
 ============  =========================================  ===========================
 
-Subscribing: the reply names the newest event (``last``) and the oldest
-kept (``first``); from then on the connection carries only the daemon's
+Subscribing: the reply names the newest event (``last``), the oldest
+kept (``first``) and the seq the stream starts after (``after``: what
+``since`` resolved to -- a consumer that reconnects before it has seen an
+event subscribes again with it); from then on the connection carries only the daemon's
 lines, one JSON object each, each with its ``seq``: every event after
 ``since`` (``"now"``, the default: after ``last``; 0: every event kept;
 ``since_time``: from the first recorded at or after that time) that passes

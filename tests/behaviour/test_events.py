@@ -133,7 +133,7 @@ def test_subscribers_replay_filter_and_follow_across_restarts(
             Subscription(data_dir, runtime_dir, since=0) as every,
             Subscription(data_dir, runtime_dir, since=0, kinds=["ended"], scope="ed*") as ends,
         ):
-            assert every.reply["result"] == {"last": 2, "first": 1}
+            assert every.reply["result"] == {"last": 2, "first": 1, "after": 0}
             seen += [e["seq"] for e in every.take(2)]
             assert cli("start", "--scope", "edit").returncode == 0
             assert cli("start", "--scope", "other").returncode == 0
@@ -376,10 +376,34 @@ def test_a_full_house_of_subscribers_refuses_the_next(manager: SessionManager) -
         return accepted, refused
 
     accepted, refused = asyncio.run(scenario())
-    assert accepted == {"v": 1, "ok": True, "result": {"last": 0, "first": 1}}
+    assert accepted == {"v": 1, "ok": True, "result": {"last": 0, "first": 1, "after": 0}}
     assert refused["ok"] is False
     assert refused["error"] == {
         "type": "DaemonError",
         "message": "the daemon serves at most 1 subscribers (its limit); try again once some have left",
         "exit_code": 6,
     }
+
+
+def test_following_from_now_misses_nothing_across_a_restart_before_any_event(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, cli: Cli
+) -> None:
+    """ "now" is resolved once, by the first daemon: reconnecting goes on from there."""
+    import threading
+
+    got: list[Event | Gap] = []
+    stream = follow_events("now", data_dir=data_dir, runtime_dir=runtime_dir)
+    reader = threading.Thread(target=lambda: got.append(next(stream)), daemon=True)
+    cli("start")
+    cli("end")
+    with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
+        reader.start()
+        wait_for(lambda: json.loads(cli("status", "--json").stdout)["events"]["subscribers"] == 1)
+        daemon.stop()
+    sid = cli("start").stdout.strip()  # while no daemon runs: the follower is reconnecting
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        reader.join(timeout=30)
+        assert len(got) == 1
+        assert isinstance(got[0], Event)
+        assert (got[0].seq, got[0].session.id) == (3, sid)
+        stream.close()
