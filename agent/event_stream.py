@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from datetime import datetime
 
 from agent.control import jsonline
 from agent.control.protocol import ProtocolError, encode_error, encode_reply
 from agent.errors import DaemonError, SessionError
 from agent.event_log import EventLog
 from agent.events import Event, EventFilter, Gap
+from agent.session import wire_time
 
 __all__ = ["HIGH_WATER", "MAX_SUBSCRIBERS", "RECENT", "EventStream"]
 
@@ -140,15 +140,7 @@ class EventStream:
         """The cursor a request asks to start from."""
         since, since_time = args.get("since", "now"), args.get("since_time")
         if since_time is not None:
-            if not isinstance(since_time, str):
-                raise ProtocolError("since_time must be a time such as 2026-11-30T09:00:00Z")
-            try:
-                moment = datetime.fromisoformat(since_time)
-            except ValueError:
-                raise ProtocolError(f"since_time {since_time[:40]!r} is not an ISO time") from None
-            if moment.tzinfo is None:
-                raise ProtocolError("since_time must name its time zone (such as Z)")
-            return self._log.first_after(moment) - 1
+            return self._log.first_after(wire_time(since_time, "since_time")) - 1
         if since == "now":
             return self._log.last_seq
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:

@@ -26,7 +26,7 @@ from agent.details import ANY, SessionFilter
 from agent.errors import InvalidArgumentError
 from agent.periods import WEEKDAYS, Calendar, zone_by_name
 from agent.record import Summary
-from agent.session import Session, to_micros
+from agent.session import Session, to_micros, wire_time
 from agent.values import Value
 
 __all__ = ["GROUPINGS", "REPORT_VERSION", "ReportQuery", "build"]
@@ -123,8 +123,8 @@ class ReportQuery(Value):
             if not isinstance(zone, str):
                 raise InvalidArgumentError("zone must be a string")
             return cls(
-                _moment(args.get("since"), "since"),
-                _moment(args.get("until"), "until"),
+                wire_time(args.get("since"), "since"),
+                wire_time(args.get("until"), "until"),
                 tuple(by),
                 where=SessionFilter.from_args(args),
                 scope=args.get("scope"),
@@ -139,15 +139,6 @@ class ReportQuery(Value):
         return (self.scope is None or summary.scope == self.scope) and self.where.matches(
             summary.project, summary.tool, summary.tags
         )
-
-
-def _moment(raw: object, name: str) -> datetime:
-    if not isinstance(raw, str):
-        raise InvalidArgumentError(f"{name} must be an ISO 8601 time")
-    moment = datetime.fromisoformat(raw)
-    if moment.tzinfo is None:
-        raise InvalidArgumentError(f"{name} must carry its offset")
-    return moment
 
 
 class _Group:

@@ -29,6 +29,7 @@ __all__ = [
     "parse_time",
     "to_micros",
     "utc_now",
+    "wire_time",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -341,3 +342,20 @@ def parse_time(text: object) -> datetime:
     if not isinstance(text, str):
         raise ValueError(f"time {text!r} is not a string")
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def wire_time(raw: object, name: str) -> datetime:
+    """A time a request gives as ``name``: ISO 8601 with its offset (a naive
+    time would be read in the daemon's zone, not the client's), in UTC.
+    ``InvalidArgumentError`` (exit 2) says what is wrong."""
+    from agent.errors import InvalidArgumentError
+
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise InvalidArgumentError(f"{name} must be an ISO 8601 time such as 2026-11-30T09:00:00Z")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"{name} {raw!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise InvalidArgumentError(f"{name} must carry its UTC offset or Z")
+    return moment.astimezone(UTC)

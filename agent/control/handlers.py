@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from agent import __version__
@@ -21,7 +21,7 @@ from agent.details import GIVEN_FIELDS, Details, DetailsChange, SessionFilter
 from agent.errors import StorageError
 from agent.manager import SessionManager
 from agent.scope import parse_scope
-from agent.session import Session, SessionStatus
+from agent.session import Session, SessionStatus, wire_time
 from agent.session_id import parse_session_id
 
 __all__ = ["RequestHandler"]
@@ -157,17 +157,7 @@ def _statuses(raw: object) -> frozenset[SessionStatus] | None:
 
 
 def _since(raw: object) -> datetime | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str) or len(raw) > 64:
-        raise ProtocolError("since must be an ISO 8601 time")
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ProtocolError(f"since {raw!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise ProtocolError("since must carry a UTC offset or Z")
-    return moment.astimezone(UTC)
+    return None if raw is None else wire_time(raw, "since")
 
 
 def _count(args: dict[str, Any]) -> int:

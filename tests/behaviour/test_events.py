@@ -165,7 +165,7 @@ def test_subscribe_bad_requests_get_clear_errors(tmp_path: Path, data_dir: Path,
             ({"since": 99}, "past the log's newest event"),
             ({"kinds": ["nope"]}, "unknown event kind nope"),
             ({"scope": 5}, "scope must be"),
-            ({"since_time": "yesterday"}, "not an ISO time"),
+            ({"since_time": "yesterday"}, "not an ISO 8601 time"),
         ):
             with Subscription(data_dir, runtime_dir, **args) as bad:
                 assert bad.reply["ok"] is False
