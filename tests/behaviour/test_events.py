@@ -317,6 +317,9 @@ def test_the_documented_consumers_follow_sessions(
     page = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
     shell = _block(page, "five lines of shell", "sh")
     python = _block(page, "five of Python", "python")
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert shell in readme
+    assert python in readme  # the README shows the same five lines
     env = clean_env(
         tmp_path,
         SESSION_AGENT_DATA_DIR=str(data_dir),
