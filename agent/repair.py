@@ -33,6 +33,7 @@ from rocksdict import Rdict
 from agent.current_file import CurrentFile, FileKind
 from agent.database import CF_SESSIONS, column_families, holds_a_store, open_db, options, store_lock
 from agent.errors import DaemonRunningError, SessionError, StorageError, StoreDamagedError
+from agent.events import EventKind
 from agent.file_edits import EditKind, parse_edit
 from agent.instance import InstanceLock
 from agent.layout import scope_dir
@@ -200,7 +201,10 @@ def _merge_salvage(damaged: Path, restored: SessionStore, report: RepairReport) 
             meta = _pointers(salvaged_db, restored, merged)
         finally:
             salvaged_db.close()
-    restored.commit(tuple(merged), meta)
+    # Announced as events, so the log agrees with the sessions and its
+    # followers learn of what the snapshot did not hold.
+    salvaged = tuple((EventKind.STARTED if s.is_active else EventKind.ENDED, s) for s in merged)
+    restored.commit(tuple(merged), meta, events=salvaged)
 
 
 def _salvaged(db: Rdict, report: RepairReport) -> Iterator[Session]:

@@ -224,6 +224,12 @@ def test_repair_restores_the_snapshot_and_salvages_the_rest(cli: Cli, data_dir: 
     assert all(listed[sid]["status"] == "completed" for sid in every)
     assert listed[active]["status"] == "active"
     assert cli("current").stdout.strip() == active
+    # The log agrees with what came back: each session's newest event carries it as it is.
+    newest = {}
+    for line in cli("events", "--json").stdout.splitlines():
+        event = json.loads(line)
+        newest[event["session"]["id"]] = event["session"]
+    assert newest == listed
     assert cli("doctor").returncode == 0
     again = cli("repair")
     assert "nothing to repair" in again.stdout
