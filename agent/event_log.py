@@ -57,6 +57,7 @@ class EventLog:
         self._family: Rdict | None = None
         self._handle: ColumnFamily | None = None
         self._last = 0
+        self._lowest_written: bytes | None = None  # the first key this process wrote
         self._listeners: list[EventsListener] = []
         self._listeners_lock = threading.Lock()
         self.retention = Retention()
@@ -70,6 +71,12 @@ class EventLog:
 
     def detach(self) -> None:
         self._family = self._handle = None
+
+    def small_files(self) -> tuple[Rdict, bytes | None] | None:
+        """The family and the first key written here, for the store's close
+        to merge the small files it left (``agent.database.merge_small_files``):
+        keys only grow, so RocksDB would never merge them itself."""
+        return None if self._family is None else (self._family, self._lowest_written)
 
     @property
     def last_seq(self) -> int:
@@ -109,6 +116,8 @@ class EventLog:
         )
         for event in events:
             batch.put(seq_key(event.seq), event.encode(), self._handle)
+        if self._lowest_written is None:
+            self._lowest_written = seq_key(events[0].seq)
         newest = events[-1].seq
         every = max(1, min(TRIM_EVERY, self.retention.keep // 8))  # a small log is kept small
         if newest // every != self._last // every:

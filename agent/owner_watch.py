@@ -86,8 +86,9 @@ class OwnerWatch:
     def _gone(self) -> bool:
         assert self.identity is not None
         if self._fd is not None:
-            readable, _, _ = select.select([self._fd], [], [], 0)
-            if readable:
+            poller = select.poll()  # not select(): a daemon with many subscribers has fds past 1,024
+            poller.register(self._fd, select.POLLIN)
+            if poller.poll(0):
                 return True
         return not self.identity.alive(self._clock)
 

@@ -500,9 +500,13 @@ class SessionStore:
     def _merge_small_files(self) -> None:
         """See ``agent.database.merge_small_files``: the families, each with
         the smallest key written here (where the small files are)."""
-        merge_small_files(
-            ((self._meta, None), (self._sessions, self._lowest_written), (self._index, self._lowest_indexed))
-        )
+        families = [
+            (self._meta, None),
+            (self._sessions, self._lowest_written),
+            (self._index, self._lowest_indexed),
+        ]
+        events = self.events.small_files()
+        merge_small_files((*families, *((events,) if events else ())))
 
 
 def _wall_micros(session: Session) -> int:

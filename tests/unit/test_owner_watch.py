@@ -72,3 +72,30 @@ def test_an_owner_gone_before_the_watch_begins_is_reported(owner: subprocess.Pop
         assert watch.identity is None
 
     asyncio.run(scenario())
+
+
+def test_a_pidfd_numbered_past_1024_is_read(
+    monkeypatch: pytest.MonkeyPatch, owner: subprocess.Popen[bytes]
+) -> None:
+    """A daemon with many subscribers holds file descriptors past 1,024,
+    where select() refuses to look (found by the crash run)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the hard open-file limit ({hard}) is below 2,048")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    original_open = os.pidfd_open
+
+    def numbered_high(pid: int, flags: int = 0) -> int:
+        fd = original_open(pid, flags)
+        moved = os.dup2(fd, 1600)
+        os.close(fd)
+        return moved
+
+    monkeypatch.setattr(os, "pidfd_open", numbered_high)
+    try:
+        killed, seen = asyncio.run(_watch_until_exit(owner, kill_after=0.1))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert killed <= seen

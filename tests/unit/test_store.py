@@ -12,6 +12,7 @@ import pytest
 
 from agent import StorageError, StoreDamagedError, StoreLockedError, close_db, open_db
 from agent.database import CF_META, CF_SESSIONS, MAX_SMALL_FILES
+from agent.events import EventKind
 from agent.session import EndReason, Session, SessionStatus
 from agent.session_id import session_id_floor
 from agent.store import SessionStore
@@ -161,15 +162,16 @@ def test_many_short_openings_do_not_pile_up_files(tmp_path: Path) -> None:
     for _ in range(120):
         store = SessionStore(open_db(tmp_path / "db"))
         session = Session.begin()
-        store.commit((session,), {b"active": session.id.encode()})
+        store.commit((session,), {b"active": session.id.encode()}, events=((EventKind.STARTED, session),))
         ids.append(session.id)
         store.close()
     files = list((tmp_path / "db").glob("*.sst"))
-    assert len(files) <= 2 * (MAX_SMALL_FILES + 1), len(files)
+    assert len(files) <= 4 * (MAX_SMALL_FILES + 1), len(files)  # sessions, meta, index, events
     store = SessionStore(open_db(tmp_path / "db"))
     try:
         assert [s.id for s in store.newest_first()] == ids[::-1]  # nothing lost in the merging
         assert store.get_meta(b"active") == ids[-1].encode()
+        assert [e.session.id for e in store.events.after(0)] == ids
     finally:
         store.close()
 
