@@ -72,7 +72,9 @@ def test_full_crash_run(
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(run.history.reasons.items()))
     report(
         f"crash run: {run.crashes} crashes ({kinds}), {run.history.acknowledged} operations acknowledged, "
-        f"{len(run.history.acked_starts)} sessions started ({reasons}), 0 invariant violations, "
+        f"{len(run.history.acked_starts)} sessions started ({reasons}), {run.events} events (each run by "
+        "a hook at least once and in order, none missed by a subscriber resuming after each crash, the log "
+        "agreeing with the store), 0 invariant violations, "
         f"{time.monotonic() - began:.0f} s, seed {seed}"
     )
 
