@@ -38,7 +38,8 @@ QUICK = {
     "repeats": 1,
     "busy": 2.0,
     "peers_history": 2_000,
-    "events": 30,
+    "events": 20,
+    "idle_subscribers": 1.0,
 }
 FULL = {
     "rounds": 31,
@@ -51,6 +52,7 @@ FULL = {
     "busy": 10.0,
     "peers_history": 100_000,
     "events": 300,
+    "idle_subscribers": 60.0,
 }
 CURVE_STEPS = [10, 20, 30, 40, 50]
 
@@ -86,7 +88,7 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
     results["history"] = [
         bench_daemon.history(int(size[which]), int(size["repeats"])) for which in ("small", "large")
     ]
-    results["events"] = bench_events.measure(int(size["events"]), size["idle"])
+    results["events"] = bench_events.measure(int(size["events"]), size["idle_subscribers"])
     results["throughput"] = bench_daemon.throughput(8, size["busy"])
     watson = None if quick else bench_cli.watson()
     results["reports"] = bench_reports.peers(

@@ -24,7 +24,7 @@ from ..support.events import Subscription
 pytestmark = pytest.mark.reliability
 
 SUBSCRIBERS = 1000
-EVENTS = 1000
+EVENTS = 500
 TITLE = "t" * 240  # each event carries the session: ~0.8 kB a line
 
 
