@@ -28,18 +28,18 @@ import bench_events
 import bench_hooks
 import bench_reports
 
-QUICK = {
-    "rounds": 5,
-    "hooks": 5,
-    "edits": 10,
-    "idle": 3.0,
+QUICK = {  # a smoke test (the suite runs it): every figure, none worth quoting
+    "rounds": 3,
+    "hooks": 3,
+    "edits": 6,
+    "idle": 1.0,
     "small": 1_000,
-    "large": 20_000,
+    "large": 5_000,
     "repeats": 1,
-    "busy": 2.0,
-    "peers_history": 2_000,
-    "events": 20,
-    "idle_subscribers": 1.0,
+    "busy": 0.5,
+    "peers_history": 1_000,
+    "events": 10,
+    "idle_subscribers": 0.5,
 }
 FULL = {
     "rounds": 31,

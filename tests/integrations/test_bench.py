@@ -38,14 +38,20 @@ def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
     assert set(report["hooks"]["ms"]) - heartbeats == hooks
     assert len(heartbeats) == 2  # the id from the environment, and from the JSON
     assert report["hooks"]["skipped"] == {}
-    assert all(figure["median"] > 0 and figure["n"] == 5 for figure in report["hooks"]["ms"].values())
+    assert all(figure["median"] > 0 and figure["n"] == 3 for figure in report["hooks"]["ms"].values())
     assert all(figure["median"] > 0 for figure in report["cli_ms"].values())
     assert report["skipped"] == {"watson": "not run with --quick", "timew": "not run with --quick"}
-    assert report["daemon"]["edit_to_durable_ms"]["n"] == 20
-    assert [h["sessions"] for h in report["history"]] == [1_000, 20_000]
+    assert report["daemon"]["edit_to_durable_ms"]["n"] == 12
+    assert [h["sessions"] for h in report["history"]] == [1_000, 5_000]
     assert report["throughput"]["pairs_per_second"] > 0
     assert all(h["report_7d_ms"]["median"] > 0 and h["export"]["peak_rss_mb"] > 0 for h in report["history"])
-    assert report["reports"]["sessions"] == 2_000
+    assert report["reports"]["sessions"] == 1_000
+    events = report["events"]
+    assert set(events["commit_to_subscriber_ms"]) == {"1 subscriber", "100 subscribers"}
+    assert events["commit_to_subscriber_ms"]["1 subscriber"]["n"] == 11  # the start and 10 updates
+    assert events["commit_to_subscriber_ms"]["100 subscribers"]["n"] == 1_100  # every subscriber timed
+    assert events["event_to_hook_started_ms"]["n"] == 6
+    assert events["idle_100_subscribers"]["subscribers"] == 100
     assert set(report["reports"]["ms"]) >= {"session-agent report --since 2000-01-01 --by project"}
     assert len(report["goals"]) >= 12
     assert all(isinstance(goal["met"], bool) for goal in report["goals"])
