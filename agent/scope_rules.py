@@ -73,10 +73,25 @@ class ScopeRules:
             idle_timeout=rules.idle_timeout,
             idle_grace=rules.idle_grace,
             scope=self._record.scope,
-            details=completed(request.details),
+            details=self._resumed(completed(request.details)),
             activity_gap=rules.activity_gap,
         )
         return session, Tracking.begin(session, self._clock, owner)
+
+    def _resumed(self, details: Details) -> Details:
+        """A host's conversation resumed -- a start naming the same host
+        session (``external_id``) and tool as the scope's latest session --
+        continues it: the new session's ``parent`` is that one (unless a
+        parent was given)."""
+        if details.external_id is None or details.parent is not None:
+            return details
+        latest = self._record.latest()
+        if latest is None or (latest.details.external_id, latest.details.tool) != (
+            details.external_id,
+            details.tool,
+        ):
+            return details
+        return details.replace(parent=latest.id)
 
     def end_if_due(self, active: Session, at: datetime | None = None) -> bool:
         """Abandon ``active`` if a rule (idle, owner) ended it by ``at``

@@ -442,3 +442,24 @@ def test_listing_a_project_reads_no_record_of_another(tmp_path: Path) -> None:
     assert [s.id for s in listed] == [s.id for s in reversed(sessions) if s.details.project == "p"]
     assert errors == []
     store.close()
+
+
+def test_a_host_session_started_again_continues_as_the_child_of_its_last(cli: Cli) -> None:
+    """The same host session (external id and tool) started again in its
+    scope -- a resumed conversation -- is the previous one's child; another
+    host session, another tool, or a parent given are left as they are."""
+
+    def start(*args: str) -> dict[str, Any]:
+        done = cli("start", "--scope", "claude-x", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        cli("end", "--scope", "claude-x")
+        session: dict[str, Any] = json.loads(done.stdout)
+        return session
+
+    first = start("--tool", "claude-code", "--external-id", "abc")
+    resumed = start("--tool", "claude-code", "--external-id", "abc")
+    assert (first["parent"], resumed["parent"]) == (None, first["id"])
+    assert start("--tool", "claude-code", "--external-id", "other")["parent"] is None
+    assert start("--tool", "gemini", "--external-id", "other")["parent"] is None
+    given = start("--tool", "gemini", "--external-id", "other", "--parent", first["id"])
+    assert given["parent"] == first["id"]

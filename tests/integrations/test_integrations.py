@@ -608,3 +608,98 @@ def test_the_real_claude_code_records_what_its_session_was(
             if claude.poll() is None:
                 claude.kill()
                 claude.communicate()
+
+
+def test_a_real_claude_code_killed_ends_its_session_and_its_neighbour_goes_on(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """Two Claude Codes side by side, each bound to its own process by its
+    SessionStart hook (``owner=$PPID``: the hook's parent is the claude
+    process): ``kill -9`` of one -- no SessionEnd -- ends its session
+    (``owner_exited``) at once; the other's stays active."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one"), Reply("two")) as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        claudes = [_run_claude(tmp_path, project, env, api, "-p", "Say hello") for _ in range(2)]
+        try:
+
+            def sessions() -> dict[int, dict[str, Any]]:
+                found = {}
+                for current in scopes.glob("claude-*/current_session"):
+                    sid = _read(current).strip()
+                    if len(sid) == 36:
+                        session = _session(client, sid)
+                        found[session["owner_pid"]] = session
+                return found
+
+            wait_for(lambda: len(sessions()) == 2, 30)
+            by_owner = sessions()
+            assert set(by_owner) == {c.pid for c in claudes}  # each bound to its own claude
+            killed, survivor = claudes
+            killed.kill()
+            killed.communicate()
+            gone = by_owner[killed.pid]["id"]
+            wait_for(lambda: _session(client, gone)["status"] == "abandoned", timeout=10)
+            assert _session(client, gone)["end_reason"] == "owner_exited"
+            assert _session(client, by_owner[survivor.pid]["id"])["status"] == "active"
+            api.release(2)
+            out, err = survivor.communicate(timeout=EDITOR_TIMEOUT)
+            assert survivor.returncode == 0, (out, err)
+            wait_for(lambda: _session(client, by_owner[survivor.pid]["id"])["status"] == "completed", 10)
+        finally:
+            client.close()
+            for claude in claudes:
+                if claude.poll() is None:
+                    claude.kill()
+                    claude.communicate()
+
+
+def test_a_resumed_real_claude_code_conversation_continues_its_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """``claude --resume ID`` fires SessionStart (``source: resume``) with the
+    same session id (found with the real program): a new session in the
+    same scope whose ``parent`` is the conversation's previous one."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one"), Reply("two")) as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        api.release(2)
+        try:
+            first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
+            out, err = first.communicate(timeout=EDITOR_TIMEOUT)
+            assert first.returncode == 0, err
+            conversation = json.loads(out)["session_id"]
+            scope = f"claude-{conversation}"
+            again = _run_claude(
+                tmp_path,
+                project,
+                env,
+                api,
+                "-p",
+                "--resume",
+                conversation,
+                "Again",
+                "--output-format",
+                "json",
+            )
+            _, err = again.communicate(timeout=EDITOR_TIMEOUT)
+            assert again.returncode == 0, err
+
+            def ended_in_scope() -> list[dict[str, Any]]:
+                listed = client.request("list", limit=10, scope=scope)["sessions"]
+                return [s for s in listed if s["status"] == "completed"]
+
+            wait_for(lambda: len(ended_in_scope()) == 2, timeout=10)
+            newer, older = ended_in_scope()
+            assert newer["parent"] == older["id"]
+            assert older["parent"] is None
+            assert newer["external_id"] == older["external_id"] == conversation
+        finally:
+            client.close()
