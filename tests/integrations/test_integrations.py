@@ -349,20 +349,39 @@ def test_the_prompt_hook_starts_no_process(tmp_path: Path, data_dir: Path, cli: 
     assert len(calls) == 1, calls  # the shell's own execve, nothing else
 
 
-def test_the_tmux_snippet_shows_the_session(tmp_path: Path, data_dir: Path, cli: Cli) -> None:
-    text = (INTEGRATIONS / "tmux" / "session-agent.tmux").read_text()
-    command = text[text.index("#(") + 2 : text.rindex(")")]
+def test_the_tmux_snippet_shows_the_session_in_a_real_status_line(
+    tmp_path: Path, data_dir: Path, cli: Cli
+) -> None:
+    """The snippet sourced by a real tmux, whose status line is read off the
+    screen of a terminal it runs in (an outer tmux's pane): tmux expands the
+    command as a format first (``##`` is ``#`` there), which a test running
+    the command through ``sh`` cannot see."""
+    snippet = INTEGRATIONS / "tmux" / "session-agent.tmux"
+    conf = tmp_path / "tmux.conf"
+    conf.write_text(f"set -g status-right ''\nsource-file {snippet}\nset -g status-interval 1\n")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    env.pop("TMUX", None)
+    outer = [_program("tmux"), "-L", f"outer-{os.getpid()}"]
+    inner = f"tmux -L inner-{os.getpid()} -f {conf} new-session"
+    subprocess.run(
+        [*outer, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "8", inner], env=env, check=True
+    )
+    try:
 
-    def status_line() -> str:
-        done = subprocess.run(
-            [_program("sh"), "-c", command], capture_output=True, text=True, env=env, check=False
-        )
-        return done.stdout
+        def screen() -> str:
+            return subprocess.run(
+                [*outer, "capture-pane", "-p"], env=env, capture_output=True, text=True, check=True
+            ).stdout
 
-    assert status_line() == ""
-    sid = start_session(cli)
-    assert status_line() == f"sa:{sid.rsplit('-', 1)[1]}\n"
+        wait_for(lambda: "[0]" in screen(), timeout=30)  # the inner tmux draws its status line
+        assert "sa:" not in screen()
+        sid = start_session(cli)
+        wait_for(lambda: f"sa:{sid.rsplit('-', 1)[1]}" in screen(), timeout=30)
+        cli("end")
+        wait_for(lambda: "sa:" not in screen(), timeout=30)
+    finally:
+        subprocess.run([*outer, "kill-server"], env=env, check=False)
+        subprocess.run([*outer[:1], "-L", f"inner-{os.getpid()}", "kill-server"], env=env, check=False)
 
 
 # --- Claude Code and VS Code -----------------------------------------------------------
