@@ -24,7 +24,7 @@ from pathlib import Path
 from bench_env import Home, daemon, private_home, summary
 
 ROOT = Path(__file__).resolve().parents[2]
-INTEGRATIONS = ROOT / "scripts" / "integrations"
+INTEGRATIONS = ROOT / "agent" / "integrations"
 HOOK_FLOOR = "floor: sh -c 'exit 0'"
 EDITOR_TIMEOUT = 120
 CLAUDE_START = "claude-code SessionStart"

@@ -31,7 +31,7 @@ from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 
 ROOT = Path(__file__).resolve().parents[2]
-INTEGRATIONS = ROOT / "scripts" / "integrations"
+INTEGRATIONS = ROOT / "agent" / "integrations"
 SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
 EDITOR_TIMEOUT = 60
 # The npm packages scripts/test installs (the real AI hosts).
