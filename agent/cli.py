@@ -23,6 +23,7 @@ from agent.cli_events import EVENTS_COMMANDS
 from agent.cli_exchange import EXCHANGE_COMMANDS
 from agent.cli_queries import QUERY_COMMANDS
 from agent.cli_report import REPORT_COMMANDS
+from agent.cli_setup import SETUP_COMMANDS
 from agent.cli_support import (
     COMPLETE_ENV,
     DURATION,
@@ -276,6 +277,7 @@ for command in (
     *EXCHANGE_COMMANDS,
     *EVENTS_COMMANDS,
     *DETAIL_COMMANDS,
+    *SETUP_COMMANDS,
     *ADMIN_COMMANDS,
 ):
     cli.add_command(command)

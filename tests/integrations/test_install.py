@@ -120,7 +120,9 @@ def test_the_wheel_holds_every_module_the_executable_and_the_man_page(wheel: Pat
     assert "agent/control/client.py" in modules  # the subpackage a plain `packages = ["agent"]` loses
     assert modules <= names, sorted(modules - names)
     assert "agent/py.typed" in names
-    shipped = {str(p.relative_to(clone)) for p in (clone / "agent" / "integrations").rglob("*") if p.is_file()}
+    shipped = {
+        str(p.relative_to(clone)) for p in (clone / "agent" / "integrations").rglob("*") if p.is_file()
+    }
     assert "agent/integrations/shell/session-agent.sh" in shipped
     assert shipped <= names, sorted(shipped - names)  # `init` and `integrate` read them from the package
     data = next(n for n in names if n.endswith(".data/scripts/session-agent"))

@@ -26,7 +26,7 @@ import pytest
 from agent.control.client import DaemonClient
 from agent.paths import Paths
 
-from ..support.commands import CLI_TIMEOUT, Cli, clean_env, start_session
+from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start_session
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 
@@ -313,6 +313,58 @@ def test_the_prompt_shows_the_current_session(tmp_path: Path, data_dir: Path, cl
             _shell(shell, SHOW_PROMPT[shell], {**env, "SESSION_AGENT_SCOPE": bad}).stdout
             == f"|{prompt_end}\n"
         )
+
+
+# `session-agent init SHELL`, evaluated (twice: a prompt shows the session once), then the
+# prompt as the shell would draw it.
+INIT = {
+    "bash": [
+        "--norc",
+        "--noprofile",
+        "-c",
+        'PS1=\'$ \'; eval "$($SA init bash)"; eval "$($SA init bash)"; eval "$PROMPT_COMMAND"; '
+        'printf "%s\\n" "${PS1@P}"',
+    ],
+    "zsh": [
+        "-f",
+        "-c",
+        'PROMPT=\'%% \'; eval "$($SA init zsh)"; eval "$($SA init zsh)"; '
+        'for f in $precmd_functions; do $f; done; printf "%s\\n" "${(%%)${(e)PROMPT}}"',
+    ],
+    "fish": [
+        "--no-config",
+        "-c",
+        "function fish_prompt; echo -n '> '; end; $SA init fish | source; $SA init fish | source; "
+        "emit fish_prompt; fish_prompt; echo",
+    ],
+}
+
+
+@pytest.mark.parametrize("shell", sorted(INIT))
+def test_init_puts_the_session_in_the_prompt(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir), SA=str(SESSION_AGENT))
+
+    def prompt() -> str:
+        done = subprocess.run(
+            [_program(shell), *INIT[shell]],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == ""
+        return done.stdout
+
+    own = {"bash": "$ ", "zsh": "% ", "fish": "> "}[shell]
+    assert prompt() == f"{own}\n"
+    sid = start_session(cli)
+    assert prompt() == f"[sa:{sid.rsplit('-', 1)[1]}] {own}\n"
+    cli("end")
+    assert prompt() == f"{own}\n"
+    os.mkfifo(data_dir / "current_session")  # never opened: the prompt must not hang
+    assert prompt() == f"{own}\n"
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
