@@ -612,11 +612,14 @@ def _run_task(task: dict[str, Any], folder: Path, env: dict[str, str]) -> None:
 def _run_claude(
     tmp_path: Path, project: Path, env: dict[str, str], api: FakeAnthropic, *args: str
 ) -> subprocess.Popen[str]:
-    """The real Claude Code CLI, with our hooks as the user's settings, offline:
-    a fake key, the API on loopback, nothing else fetched."""
+    """The real Claude Code CLI, with our hooks put into the user's settings
+    by ``session-agent integrate claude-code``, offline: a fake key, the API
+    on loopback, nothing else fetched."""
     settings = Path(env["HOME"]) / ".claude" / "settings.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(INTEGRATIONS / "claude-code" / "settings.json", settings)
+    if not settings.exists():
+        subprocess.run(
+            [str(SESSION_AGENT), "integrate", "claude-code"], env=env, check=True, capture_output=True
+        )
     return subprocess.Popen(
         [_npm_program("claude"), *args],
         stdin=subprocess.DEVNULL,

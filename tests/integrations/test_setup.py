@@ -1,0 +1,139 @@
+"""``integrate``: our hooks into a host's own settings and out again, the
+user's settings untouched (byte for byte where the format allows); with
+the real Claude Code, its settings made by ``integrate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.commands import Cli
+
+USER_SETTINGS: dict[str, Any] = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(git status)"]},
+    "hooks": {
+        "Stop": [{"hooks": [{"type": "command", "command": "notify-send 'Claude is done'"}]}],
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit-log"}]}],
+    },
+}
+
+
+def _home(tmp_path: Path) -> Path:
+    return tmp_path / "home"  # clean_env's HOME
+
+
+def _ok(cli: Cli, *args: str) -> str:
+    done = cli(*args, data=None)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _backups(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}.session-agent-*.bak"))
+
+
+def test_claude_code_round_trip_keeps_the_users_settings_byte_for_byte(tmp_path: Path, cli: Cli) -> None:
+    settings = _home(tmp_path) / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    original = json.dumps(USER_SETTINGS, indent=2) + "\n"
+    settings.write_text(original)
+    _ok(cli, "integrate", "claude-code")
+    merged = json.loads(settings.read_text())
+    assert merged["model"] == "opus"
+    assert merged["permissions"] == USER_SETTINGS["permissions"]
+    assert merged["hooks"]["PreToolUse"] == USER_SETTINGS["hooks"]["PreToolUse"]
+    assert merged["hooks"]["Stop"][0] == USER_SETTINGS["hooks"]["Stop"][0]  # the user's first, ours after
+    assert len(merged["hooks"]["Stop"]) == 2
+    assert set(merged["hooks"]) >= {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"}
+    assert [p.read_text() for p in _backups(settings)] == [original]
+    _ok(cli, "integrate", "claude-code")  # again: nothing changes, nothing backed up
+    assert json.loads(settings.read_text()) == merged
+    assert len(_backups(settings)) == 1
+    assert "claude-code  set up" in _ok(cli, "integrate", "--list")
+    _ok(cli, "integrate", "claude-code", "--remove")
+    assert settings.read_text() == original
+    assert "nothing of ours" in _ok(cli, "integrate", "claude-code", "--remove")
+
+
+def test_claude_code_in_a_project_and_in_a_compact_file(tmp_path: Path, cli: Cli) -> None:
+    project = tmp_path / "webshop"
+    project.mkdir()
+    _ok(cli, "integrate", "claude-code", "--project", str(project))
+    made = project / ".claude" / "settings.json"
+    assert "SessionStart" in json.loads(made.read_text())["hooks"]
+    assert "claude-code  set up" in _ok(cli, "integrate", "--list", "--project", str(project))
+    _ok(cli, "integrate", "claude-code", "--project", str(project), "--remove")
+    assert not made.exists()  # it held only ours
+    compact = _home(tmp_path) / ".claude" / "settings.json"
+    compact.parent.mkdir(parents=True)
+    compact.write_text(json.dumps(USER_SETTINGS))
+    _ok(cli, "integrate", "claude-code")
+    _ok(cli, "integrate", "claude-code", "--remove")
+    assert json.loads(compact.read_text()) == USER_SETTINGS  # the same settings, written with indents
+
+
+@pytest.mark.parametrize(("host", "where"), [("tmux", ".tmux.conf"), ("emacs", ".emacs.d/init.el")])
+def test_a_block_in_a_text_file_goes_and_comes_back_byte_for_byte(
+    tmp_path: Path, cli: Cli, host: str, where: str
+) -> None:
+    path = _home(tmp_path) / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    original = "# mine\nset -g mouse on\n" if host == "tmux" else ";; mine\n(setq inhibit-startup-screen t)\n"
+    path.write_text(original)
+    _ok(cli, "integrate", host)
+    text = path.read_text()
+    assert text.startswith(original)
+    assert "session-agent" in text[len(original) :]
+    _ok(cli, "integrate", host)
+    assert path.read_text() == text  # once
+    _ok(cli, "integrate", host, "--remove")
+    assert path.read_text() == original
+
+
+@pytest.mark.parametrize(
+    ("host", "where"),
+    [("nvim", ".config/nvim/plugin/session-agent.lua"), ("vim", ".vim/plugin/session-agent.vim")],
+)
+def test_an_editors_plugin_file(tmp_path: Path, cli: Cli, host: str, where: str) -> None:
+    path = _home(tmp_path) / where
+    _ok(cli, "integrate", host)
+    assert "session-agent" in path.read_text()
+    assert f"{host:<12} set up" in _ok(cli, "integrate", "--list")
+    _ok(cli, "integrate", host, "--remove")
+    assert not path.exists()
+
+
+def test_a_symlinked_settings_file_is_written_through(tmp_path: Path, cli: Cli) -> None:
+    dotfiles = tmp_path / "dotfiles" / "tmux.conf"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text("set -g mouse on\n")
+    link = _home(tmp_path) / ".tmux.conf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(dotfiles)
+    _ok(cli, "integrate", "tmux")
+    assert link.is_symlink()
+    assert "session-agent" in dotfiles.read_text()
+
+
+def test_bad_input_is_named_and_nothing_is_touched(tmp_path: Path, cli: Cli) -> None:
+    settings = _home(tmp_path) / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"model": "opus",')
+    done = cli("integrate", "claude-code", data=None)
+    assert done.returncode == 2
+    assert "is not valid JSON" in done.stderr
+    assert settings.read_text() == '{"model": "opus",'
+    assert not _backups(settings)
+    for args, words in (
+        (("integrate", "atom"), "unknown host 'atom'"),
+        (("integrate", "nvim", "--project", str(tmp_path)), "has no per-project settings"),
+        (("integrate",), "name a HOST"),
+        (("integrate", "nvim", "--list"), "--list takes no HOST"),
+    ):
+        done = cli(*args, data=None)
+        assert done.returncode == 2, args
+        assert words in done.stderr, (args, done.stderr)
