@@ -159,7 +159,7 @@ def test_many_short_openings_do_not_pile_up_files(tmp_path: Path) -> None:
     """Each close flushes a small file; RocksDB would never merge them (the
     keys do not overlap), and every open would read them all."""
     ids = []
-    for _ in range(120):
+    for _ in range(4 * MAX_SMALL_FILES):  # past the limit several times over
         store = SessionStore(open_db(tmp_path / "db"))
         session = Session.begin()
         store.commit((session,), {b"active": session.id.encode()}, events=((EventKind.STARTED, session),))
