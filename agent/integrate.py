@@ -10,7 +10,7 @@ nothing, and running it after an upgrade replaces ours with the new ones.
 
 Three ways of being set up:
 
-* ``_JsonHooks`` (Claude Code): our hook groups appended to each event's
+* ``_JsonHooks`` (Claude Code, Gemini CLI): our hook groups appended to each event's
   list in the file's ``hooks`` object; the rest of the JSON kept as it is
   (key order included; the text is written again with two-space indents);
 * ``_Block`` (tmux, Emacs): our lines between two marker lines at the end
@@ -279,8 +279,8 @@ def _home_path(template: str) -> Path:
 
 
 def _integration(name: str, path: Path) -> Integration:
-    if name == "claude-code":
-        return _JsonHooks(path, INTEGRATIONS / "claude-code" / "settings.json")
+    if name in ("claude-code", "gemini-cli"):
+        return _JsonHooks(path, INTEGRATIONS / name / "settings.json")
     if name == "tmux":
         return _Block(path, (INTEGRATIONS / "tmux" / "session-agent.tmux").read_text(encoding="utf-8"), "#")
     if name == "emacs":
@@ -300,6 +300,12 @@ HOSTS = {
             "Claude Code: its hooks in settings.json",
             "~/.claude/settings.json",
             ".claude/settings.json",
+        ),
+        Host(
+            "gemini-cli",
+            "Gemini CLI: its hooks in settings.json",
+            "~/.gemini/settings.json",
+            ".gemini/settings.json",
         ),
         Host("nvim", "Neovim: a plugin file", "$CONFIG/nvim/plugin/session-agent.lua", None),
         Host("vim", "Vim: a plugin file", "~/.vim/plugin/session-agent.vim", None),

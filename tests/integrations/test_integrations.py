@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from agent.paths import Paths
 from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start_session
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
+from ..support.fake_gemini import FakeGemini, fake_gemini
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "agent" / "integrations"
@@ -777,3 +779,126 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
             assert newer["external_id"] == older["external_id"] == conversation
         finally:
             client.close()
+
+
+# --- Gemini CLI ---------------------------------------------------------------------
+
+
+def _run_gemini(project: Path, env: dict[str, str], api: FakeGemini, prompt: str) -> subprocess.Popen[str]:
+    """The real Gemini CLI on settings ``integrate gemini-cli`` made (over the
+    user's own, which choose the API key), offline against ``api``, in a
+    process group of its own (it relaunches itself as a child process)."""
+    settings = Path(env["HOME"]) / ".gemini" / "settings.json"
+    if not settings.exists():
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(json.dumps({"security": {"auth": {"selectedType": "gemini-api-key"}}}))
+        subprocess.run(
+            [str(SESSION_AGENT), "integrate", "gemini-cli"], env=env, check=True, capture_output=True
+        )
+    return subprocess.Popen(
+        [_npm_program("gemini"), "-p", prompt],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=project,
+        start_new_session=True,
+        env={
+            **env,
+            "GEMINI_API_KEY": "not-a-key",
+            "GOOGLE_GEMINI_BASE_URL": api.url,
+            "GEMINI_CLI_TRUST_WORKSPACE": "true",
+        },
+    )
+
+
+def _gemini_sessions(client: DaemonClient, scopes: Path) -> dict[str, dict[str, Any]]:
+    """The active sessions of the Gemini CLI scopes, by scope."""
+    found = {}
+    for current in scopes.glob("gemini-*/current_session"):
+        sid = _read(current).strip()
+        if len(sid) == 36:
+            found[current.parent.name] = _session(client, sid)
+    return found
+
+
+def test_the_real_gemini_cli_records_its_session(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
+    """Gemini CLI itself, one prompt: SessionStart starts a session in the
+    scope of its session id (tool, external id, cwd, bound to the process
+    that runs its hooks), BeforeAgent/AfterAgent are heartbeats, SessionEnd
+    ends it."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    _git_repository(project, branch="main")
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini("Hello there.") as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        gemini = _run_gemini(project, env, api, "Say hello")
+        try:
+            wait_for(lambda: len(_gemini_sessions(client, data_dir / "scopes")) == 1, 60)
+            [(scope, session)] = _gemini_sessions(client, data_dir / "scopes").items()
+            assert scope == f"gemini-{session['external_id']}"
+            assert (session["tool"], session["cwd"], session["project"]) == (
+                "gemini-cli",
+                str(project),
+                "webshop",
+            )
+            assert session["owner_pid"] is not None
+            api.release()
+            out, err = gemini.communicate(timeout=EDITOR_TIMEOUT)
+            assert gemini.returncode == 0, err
+            assert "Hello there." in out
+            wait_for(lambda: _session(client, session["id"])["status"] == "completed", timeout=10)
+            assert _session(client, session["id"])["end_reason"] == "file"
+        finally:
+            client.close()
+            if gemini.poll() is None:
+                os.killpg(gemini.pid, signal.SIGKILL)
+                gemini.communicate()
+
+
+def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """Two Gemini CLIs side by side, the model "thinking": ``kill -9`` of one
+    (its process group, as a closed terminal takes it) ends its session
+    (``owner_exited``) at once -- no SessionEnd ran; the other goes on and
+    ends by its SessionEnd."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini() as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        geminis = [_run_gemini(project, env, api, "Say hello") for _ in range(2)]
+        try:
+            wait_for(lambda: len(_gemini_sessions(client, data_dir / "scopes")) == 2, 60)
+            sessions = list(_gemini_sessions(client, data_dir / "scopes").values())
+            killed, survivor = geminis
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.communicate()
+            owners_gone = [s for s in sessions if not _alive(s["owner_pid"])]
+            assert len(owners_gone) == 1
+            gone, alive = owners_gone[0], next(s for s in sessions if s is not owners_gone[0])
+            wait_for(lambda: _session(client, gone["id"])["status"] == "abandoned", timeout=10)
+            assert _session(client, gone["id"])["end_reason"] == "owner_exited"
+            assert _session(client, alive["id"])["status"] == "active"
+            api.release(2)  # the killed one's request may still hold its place in the queue
+            _, err = survivor.communicate(timeout=EDITOR_TIMEOUT)
+            assert survivor.returncode == 0, err
+            wait_for(lambda: _session(client, alive["id"])["status"] == "completed", timeout=10)
+        finally:
+            client.close()
+            for gemini in geminis:
+                if gemini.poll() is None:
+                    os.killpg(gemini.pid, signal.SIGKILL)
+                    gemini.communicate()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

@@ -137,3 +137,20 @@ def test_bad_input_is_named_and_nothing_is_touched(tmp_path: Path, cli: Cli) -> 
         done = cli(*args, data=None)
         assert done.returncode == 2, args
         assert words in done.stderr, (args, done.stderr)
+
+
+def test_the_gemini_hooks_survive_gemini_cli_expanding_variables() -> None:
+    """Gemini CLI expands ``$VAR`` and ``${VAR...}`` of its environment in
+    settings strings before a hook runs (found with the real program: a
+    nested ``${A:-${B}}`` came out as a broken path). Our Gemini hooks read
+    the environment with ``printenv`` and use no braces."""
+    from agent.integrate import INTEGRATIONS
+
+    hooks = json.loads((INTEGRATIONS / "gemini-cli" / "settings.json").read_text())["hooks"]
+    commands = [hook["command"] for groups in hooks.values() for group in groups for hook in group["hooks"]]
+    assert len(commands) == 6
+    for command in commands:
+        assert "${" not in command
+        assert "$SESSION_AGENT" not in command
+        assert "$GEMINI" not in command
+        assert "$XDG" not in command

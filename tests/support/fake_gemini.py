@@ -1,0 +1,93 @@
+"""``FakeGemini``: a stand-in for Google's Gemini API on loopback, so that the
+real Gemini CLI runs a conversation offline (``GEMINI_API_KEY`` fake,
+``GOOGLE_GEMINI_BASE_URL`` pointing here) and fires its hooks as it would
+for a user.
+
+Every ``generateContent`` (the CLI's own routing and checks) is answered at
+once; each ``streamGenerateContent`` (the model's turn) waits for the test's
+go-ahead (``release``), then answers with one text: a test can hold the
+model "thinking" -- to kill the CLI meanwhile -- without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HOLD_TIMEOUT = 60.0
+
+
+@dataclass
+class FakeGemini:
+    text: str = "Hello from the fake."
+    url: str = ""
+    turns: int = 0
+    gate: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+
+    def release(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.gate.release()
+
+
+def _answer(text: str) -> dict[str, Any]:
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+    }
+
+
+@contextmanager
+def fake_gemini(text: str = "Hello from the fake.") -> Iterator[FakeGemini]:
+    api = FakeGemini(text)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if ":streamGenerateContent" in self.path:
+                if not api.gate.acquire(timeout=HOLD_TIMEOUT):
+                    self._send(503, "application/json", b"{}")
+                    return
+                api.turns += 1
+                self._send(
+                    200, "text/event-stream", b"data: " + json.dumps(_answer(api.text)).encode() + b"\n\n"
+                )
+                return
+            # The CLI's own requests (choosing a model): a plain, quick answer.
+            choice = json.dumps({"reasoning": "a greeting", "complexity_score": 1, "model_choice": "flash"})
+            self._send(200, "application/json", json.dumps(_answer(choice)).encode())
+
+        def do_GET(self) -> None:
+            self._send(404, "application/json", b"{}")
+
+        def _send(self, status: int, kind: str, body: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the CLI was killed while it waited
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        api.release(100)  # let any held request go before the server stops
+        server.shutdown()
+        server.server_close()
