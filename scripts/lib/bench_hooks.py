@@ -31,9 +31,12 @@ CLAUDE_START = "claude-code SessionStart"
 CLAUDE_HEARTBEAT = "claude-code heartbeat (UserPromptSubmit, PostToolUse, Stop)"
 CLAUDE_OLD_HEARTBEAT = "claude-code heartbeat, id read from the JSON (no CLAUDE_CODE_SESSION_ID)"
 CLAUDE_END = "claude-code SessionEnd"
+GEMINI_START = "gemini-cli SessionStart"
+GEMINI_HEARTBEAT = "gemini-cli heartbeat (BeforeAgent, AfterTool, AfterAgent)"
+GEMINI_END = "gemini-cli SessionEnd"
 # The hooks the design's goal is about: those of the editors and of today's Claude Code.
 GOAL_ROWS = (
-    CLAUDE_START, CLAUDE_HEARTBEAT, CLAUDE_END,
+    CLAUDE_START, CLAUDE_HEARTBEAT, CLAUDE_END, GEMINI_START, GEMINI_HEARTBEAT, GEMINI_END,
     *(f"{editor} {kind}" for editor in ("nvim", "vim", "emacs") for kind in ("start", "heartbeat")),
 )  # fmt: skip
 # Each editor script times `start` and `heartbeat` SAMPLES times, waiting
@@ -150,12 +153,12 @@ def _editor(editor: str, home: Home, samples: int, work: Path) -> dict[str, list
     return found
 
 
-def _claude_hooks() -> dict[str, str]:
-    settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
+def _host_hooks(host: str) -> dict[str, str]:
+    settings = json.loads((INTEGRATIONS / host / "settings.json").read_text())
     return {event: groups[0]["hooks"][0]["command"] for event, groups in settings["hooks"].items()}
 
 
-SH = shutil.which("sh") or "/bin/sh"  # what Claude Code runs its hooks with
+SH = shutil.which("sh") or "/bin/sh"  # what Claude Code and Gemini CLI run their hooks with
 
 
 def _run_hook(command: str, payload: bytes, env: dict[str, str], cwd: Path) -> float:
@@ -164,12 +167,12 @@ def _run_hook(command: str, payload: bytes, env: dict[str, str], cwd: Path) -> f
     return time.perf_counter() - began
 
 
-def _claude_code(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
-    """Each round is a Claude Code session of its own (a new scope, as for a
-    user): its start, a heartbeat (the id from the environment, as Claude
-    Code 2.1 gives it), a heartbeat of an older Claude Code (the id read
-    from the event's JSON), its end; and the floor."""
-    hooks = _claude_hooks()
+def _ai_hosts(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
+    """Each round is a session of its own of each host (a new scope, as for
+    a user): its start, a heartbeat (the id from the environment, as Claude
+    Code 2.1 and Gemini CLI give it; and for Claude Code, as an older one,
+    read from the event's JSON), its end; and the floor."""
+    claude, gemini = _host_hooks("claude-code"), _host_hooks("gemini-cli")
     runs: dict[str, list[float]] = {}
     for n in range(samples + 1):  # the first round warms the page cache
         session = f"0b6c6f3e-1d2a-4c55-9f0e-{n:012x}"
@@ -185,11 +188,15 @@ def _claude_code(home: Home, samples: int, work: Path) -> dict[str, list[float]]
             }
         ).encode()
         env = {**home.env, "CLAUDE_CODE_SESSION_ID": session}
+        genv = {**home.env, "GEMINI_SESSION_ID": session}
         steps = [
-            (CLAUDE_START, hooks["SessionStart"], env),
-            (CLAUDE_HEARTBEAT, hooks["PostToolUse"], env),
-            (CLAUDE_OLD_HEARTBEAT, hooks["PostToolUse"], home.env),
-            (CLAUDE_END, hooks["SessionEnd"], env),
+            (CLAUDE_START, claude["SessionStart"], env),
+            (CLAUDE_HEARTBEAT, claude["PostToolUse"], env),
+            (CLAUDE_OLD_HEARTBEAT, claude["PostToolUse"], home.env),
+            (CLAUDE_END, claude["SessionEnd"], env),
+            (GEMINI_START, gemini["SessionStart"], genv),
+            (GEMINI_HEARTBEAT, gemini["BeforeAgent"], genv),
+            (GEMINI_END, gemini["SessionEnd"], genv),
             (HOOK_FLOOR, "exit 0", env),
         ]
         for name, command, where in steps:
@@ -205,7 +212,7 @@ def measure(samples: int) -> dict[str, object]:
     skipped: dict[str, str] = {}
     with private_home("hooks") as home, daemon(home):
         work = Path(tempfile.mkdtemp(prefix="project-", dir=home.root))
-        figures.update({name: summary(values) for name, values in _claude_code(home, samples, work).items()})
+        figures.update({name: summary(values) for name, values in _ai_hosts(home, samples, work).items()})
         for editor in ("nvim", "vim", "emacs"):
             found = _editor(editor, home, samples, work)
             if isinstance(found, str):

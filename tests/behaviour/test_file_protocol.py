@@ -72,6 +72,15 @@ def current(data_dir: Path) -> Path:
     return data_dir / "current_session"
 
 
+def _put(current: Path, content: bytes) -> None:
+    """Replace the file in one step (written beside it, renamed over it): an
+    in-place write is an empty file first -- an end -- for a reader that
+    comes between its truncation and its write, as a loaded machine allows."""
+    beside = current.with_name(".edit-test")
+    beside.write_bytes(content)
+    beside.rename(current)
+
+
 def _status_of(cli: Cli, sid: str) -> str:
     done = cli("show", sid, "--json")
     assert done.returncode == 0, done.stderr
@@ -136,7 +145,7 @@ def test_start_while_active_keeps_the_session_and_restores_its_id(
     applier: Applier, cli: Cli, current: Path
 ) -> None:
     sid = start_session(cli)
-    current.write_text("START")
+    _put(current, b"START")
     applier.applied(lambda: current.read_text() == f"{sid}\n", logged="is already active")
     assert _active_ids(cli) == [sid]
 
@@ -157,7 +166,7 @@ def test_anything_else_is_rejected_said_and_the_file_restored(
     applier: Applier, cli: Cli, current: Path, content: bytes, reason: str, active: bool
 ) -> None:
     sid = start_session(cli) if active else None
-    current.write_bytes(content)
+    _put(current, content)
     if sid:
         applier.applied(lambda: current.read_text(errors="replace") == f"{sid}\n", saying=reason)
         assert _status_of(cli, sid) == "active"
