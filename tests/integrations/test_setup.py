@@ -139,18 +139,34 @@ def test_bad_input_is_named_and_nothing_is_touched(tmp_path: Path, cli: Cli) -> 
         assert words in done.stderr, (args, done.stderr)
 
 
+def _gemini_resolves(value: str, env: dict[str, str]) -> str:
+    """What Gemini CLI makes of a settings string before it runs it
+    (``resolveEnvVarsInString`` of @google/gemini-cli 0.61.0, as it is)."""
+    import re
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or ""
+        if not name:
+            return match.group(0)
+        if name in env:
+            return env[name]
+        return match.group(3) if match.group(3) is not None else match.group(0)
+
+    return re.sub(r"\$(?:(\w+)|{([^}]+?)(?::-([^}]*))?})", one, value)
+
+
 def test_the_gemini_hooks_survive_gemini_cli_expanding_variables() -> None:
-    """Gemini CLI expands ``$VAR`` and ``${VAR...}`` of its environment in
-    settings strings before a hook runs (found with the real program: a
-    nested ``${A:-${B}}`` came out as a broken path). Our Gemini hooks read
-    the environment with ``printenv`` and use no braces."""
+    """Gemini CLI expands ``$VAR`` and ``${VAR}``/``${VAR:-default}`` of its
+    environment in settings strings before a hook runs (found with the real
+    program: a nested ``${A:-${B}}`` came out as a broken path). Our Gemini
+    hooks come through that unchanged, whatever is set."""
     from agent.integrate import INTEGRATIONS
 
     hooks = json.loads((INTEGRATIONS / "gemini-cli" / "settings.json").read_text())["hooks"]
     commands = [hook["command"] for groups in hooks.values() for group in groups for hook in group["hooks"]]
     assert len(commands) == 6
+    names = ("SESSION_AGENT_DATA_DIR", "XDG_DATA_HOME", "HOME", "PWD", "GEMINI_SESSION_ID", "PPID")
+    env = {name: f"/set/{name}" for name in names}
     for command in commands:
-        assert "${" not in command
-        assert "$SESSION_AGENT" not in command
-        assert "$GEMINI" not in command
-        assert "$XDG" not in command
+        assert _gemini_resolves(command, env) == command
+        assert _gemini_resolves(command, {}) == command
