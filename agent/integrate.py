@@ -16,7 +16,8 @@ Three ways of being set up:
 * ``_Block`` (tmux, Emacs): our lines between two marker lines at the end
   of a text file; ``--remove`` deletes those lines, leaving the file as it
   was byte for byte (a file that did not end in a newline gets one);
-* ``_OwnFile`` (Neovim, Vim): a file of ours where the host loads plugins.
+* ``_OwnFile`` (Neovim, Vim): a file of ours where the host loads plugins;
+* ``_JsonTasks`` (VS Code): our tasks in a folder's ``tasks.json``.
 
 A file that is changed is first copied beside itself
 (``<name>.session-agent-<time>.bak``), and written whole or not at all (a
@@ -180,6 +181,57 @@ def _strip(hooks: dict[str, object]) -> bool:
     return found
 
 
+class _JsonTasks(Integration):
+    """Tasks in a VS Code ``tasks.json`` (ours: labelled ``session-agent: ...``)."""
+
+    def __init__(self, path: Path, ours: Path) -> None:
+        super().__init__(path)
+        self._ours: list[dict[str, object]] = json.loads(ours.read_text(encoding="utf-8"))["tasks"]
+
+    def _tasks(self) -> dict[str, object]:
+        text = self._read()
+        if text is None or not text.strip():
+            return {}
+        try:
+            tasks = json.loads(text)
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                f"{self.path} is not plain JSON ({exc}; comments are not read here): "
+                "add the tasks of agent/integrations/vscode/tasks.json by hand"
+            ) from None
+        if not isinstance(tasks, dict) or not isinstance(tasks.get("tasks", []), list):
+            raise InvalidArgumentError(f"{self.path} is not a tasks file with a tasks list")
+        return tasks
+
+    @staticmethod
+    def _mine(task: object) -> bool:
+        return isinstance(task, dict) and str(task.get("label", "")).startswith("session-agent:")
+
+    def present(self) -> bool:
+        listed = self._tasks().get("tasks", [])
+        return isinstance(listed, list) and any(self._mine(task) for task in listed)
+
+    def install(self) -> None:
+        tasks = self._tasks()
+        tasks.setdefault("version", "2.0.0")
+        listed = tasks.setdefault("tasks", [])
+        assert isinstance(listed, list)
+        tasks["tasks"] = [task for task in listed if not self._mine(task)] + self._ours
+        self._write(json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+
+    def remove(self) -> bool:
+        tasks = self._tasks()
+        listed = tasks.get("tasks", [])
+        assert isinstance(listed, list)
+        kept = [task for task in listed if not self._mine(task)]
+        if len(kept) == len(listed):
+            return False
+        tasks["tasks"] = kept
+        only_ours = not kept and set(tasks) <= {"version", "tasks"}
+        self._write(None if only_ours else json.dumps(tasks, indent=2, ensure_ascii=False) + "\n")
+        return True
+
+
 class _Block(Integration):
     """Our lines between two markers at the end of a text file."""
 
@@ -281,6 +333,8 @@ def _home_path(template: str) -> Path:
 def _integration(name: str, path: Path) -> Integration:
     if name in ("claude-code", "gemini-cli"):
         return _JsonHooks(path, INTEGRATIONS / name / "settings.json")
+    if name == "vscode":
+        return _JsonTasks(path, INTEGRATIONS / "vscode" / "tasks.json")
     if name == "tmux":
         return _Block(path, (INTEGRATIONS / "tmux" / "session-agent.tmux").read_text(encoding="utf-8"), "#")
     if name == "emacs":
@@ -307,6 +361,7 @@ HOSTS = {
             "~/.gemini/settings.json",
             ".gemini/settings.json",
         ),
+        Host("vscode", "VS Code: tasks that start and end a folder's session", None, ".vscode/tasks.json"),
         Host("nvim", "Neovim: a plugin file", "$CONFIG/nvim/plugin/session-agent.lua", None),
         Host("vim", "Vim: a plugin file", "~/.vim/plugin/session-agent.vim", None),
         Host("emacs", "Emacs: a block in init.el", "~/.emacs.d/init.el", None),

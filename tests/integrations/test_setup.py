@@ -170,3 +170,28 @@ def test_the_gemini_hooks_survive_gemini_cli_expanding_variables() -> None:
     for command in commands:
         assert _gemini_resolves(command, env) == command
         assert _gemini_resolves(command, {}) == command
+
+
+def test_vscode_tasks_in_a_folder_round_trip(tmp_path: Path, cli: Cli) -> None:
+    folder = tmp_path / "webshop"
+    tasks = folder / ".vscode" / "tasks.json"
+    tasks.parent.mkdir(parents=True)
+    mine = {"version": "2.0.0", "tasks": [{"label": "build", "type": "shell", "command": "make"}]}
+    original = json.dumps(mine, indent=2) + "\n"
+    tasks.write_text(original)
+    _ok(cli, "integrate", "vscode", "--project", str(folder))
+    merged = json.loads(tasks.read_text())
+    assert [t["label"] for t in merged["tasks"]] == ["build", "session-agent: start", "session-agent: end"]
+    assert merged["tasks"][1]["runOptions"] == {"runOn": "folderOpen"}
+    _ok(cli, "integrate", "vscode", "--project", str(folder))
+    assert json.loads(tasks.read_text()) == merged  # once
+    assert "vscode       set up" in _ok(cli, "integrate", "--list", "--project", str(folder))
+    _ok(cli, "integrate", "vscode", "--project", str(folder), "--remove")
+    assert tasks.read_text() == original
+    done = cli("integrate", "vscode", data=None)
+    assert done.returncode == 2
+    assert "is set up per project" in done.stderr
+    tasks.write_text('{"version": "2.0.0", // mine\n "tasks": []}')
+    done = cli("integrate", "vscode", "--project", str(folder), data=None)
+    assert done.returncode == 2
+    assert "comments are not read here" in done.stderr
