@@ -77,6 +77,20 @@ class Integration:
         except OSError as exc:
             raise SessionIOError(f"cannot read {self.path}: {exc.strerror}") from None
 
+    def _json_object(self, key: str, kind: type, advice: str) -> dict[str, object]:
+        """The file as a JSON object whose ``key`` (if there) is a ``kind``;
+        ``{}`` for a missing or empty file."""
+        text = self._read()
+        if text is None or not text.strip():
+            return {}
+        try:
+            found = json.loads(text)
+        except ValueError as exc:
+            raise InvalidArgumentError(f"{self.path} is not plain JSON ({exc}); {advice}") from None
+        if not isinstance(found, dict) or not isinstance(found.get(key, kind()), kind):
+            raise InvalidArgumentError(f"{self.path} is not a JSON object with a {key} {kind.__name__}")
+        return found
+
     def _write(self, text: str | None) -> None:
         """``text`` as the file's whole content (``None``: remove the file),
         after a backup of what was there; nothing when nothing changes."""
@@ -116,18 +130,7 @@ class _JsonHooks(Integration):
         self._ours: dict[str, list[object]] = json.loads(ours.read_text(encoding="utf-8"))["hooks"]
 
     def _settings(self) -> dict[str, object]:
-        text = self._read()
-        if text is None or not text.strip():
-            return {}
-        try:
-            settings = json.loads(text)
-        except ValueError as exc:
-            raise InvalidArgumentError(
-                f"{self.path} is not valid JSON ({exc}); fix it by hand first"
-            ) from None
-        if not isinstance(settings, dict) or not isinstance(settings.get("hooks", {}), dict):
-            raise InvalidArgumentError(f"{self.path} is not a settings object with a hooks object")
-        return settings
+        return self._json_object("hooks", dict, "fix it by hand first")
 
     def present(self) -> bool:
         hooks = self._settings().get("hooks", {})
@@ -189,19 +192,11 @@ class _JsonTasks(Integration):
         self._ours: list[dict[str, object]] = json.loads(ours.read_text(encoding="utf-8"))["tasks"]
 
     def _tasks(self) -> dict[str, object]:
-        text = self._read()
-        if text is None or not text.strip():
-            return {}
-        try:
-            tasks = json.loads(text)
-        except ValueError as exc:
-            raise InvalidArgumentError(
-                f"{self.path} is not plain JSON ({exc}; comments are not read here): "
-                "add the tasks of agent/integrations/vscode/tasks.json by hand"
-            ) from None
-        if not isinstance(tasks, dict) or not isinstance(tasks.get("tasks", []), list):
-            raise InvalidArgumentError(f"{self.path} is not a tasks file with a tasks list")
-        return tasks
+        return self._json_object(
+            "tasks",
+            list,
+            "comments are not read here: add the tasks of agent/integrations/vscode/tasks.json by hand",
+        )
 
     @staticmethod
     def _mine(task: object) -> bool:

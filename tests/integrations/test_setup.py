@@ -125,7 +125,7 @@ def test_bad_input_is_named_and_nothing_is_touched(tmp_path: Path, cli: Cli) -> 
     settings.write_text('{"model": "opus",')
     done = cli("integrate", "claude-code", data=None)
     assert done.returncode == 2
-    assert "is not valid JSON" in done.stderr
+    assert "is not plain JSON" in done.stderr
     assert settings.read_text() == '{"model": "opus",'
     assert not _backups(settings)
     for args, words in (
