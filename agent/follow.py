@@ -38,6 +38,7 @@ from agent.paths import Paths
 __all__ = ["afollow_events", "follow_events", "read_events"]
 
 _RECONNECT_PAUSE = (0.05, 2.0)  # seconds: the first pause before connecting again, the longest
+_REFUSED = 2  # the exit code of a request the daemon refuses as it is: asking again gets the same
 
 
 def read_events(
@@ -86,7 +87,8 @@ def follow_events(
     reconnect: bool = True,
 ) -> Generator[Event | Gap, None, None]:
     """Every event after ``since`` (a seq, or ``"now"``), live, for ever;
-    ``DaemonNotRunningError`` if no daemon runs when it starts."""
+    ``DaemonNotRunningError`` if no daemon runs when it starts, ``DaemonError``
+    if the daemon refuses the subscription as it is (a ``since`` past its log)."""
     paths = Paths.resolve(data_dir, runtime_dir)
     args = _subscription(since, since_time, kinds=kinds, scope=scope, project=project, tool=tool)
     pause = _RECONNECT_PAUSE[0]
@@ -110,13 +112,18 @@ def follow_events(
                 item = _item(line)
                 args = _resumed(args, item.seq)
                 yield item
-        except (DaemonError, OSError):
+        except DaemonError as exc:
+            if not reconnect or exc.exit_code == _REFUSED:
+                raise
+        except OSError:
             if not reconnect:
                 raise
         finally:
             client.close()
         if not reconnect:
             return
+        time.sleep(pause)  # a daemon that stops, or cannot take us yet, is not asked again at once
+        pause = min(pause * 2, _RECONNECT_PAUSE[1])
 
 
 async def afollow_events(
@@ -157,13 +164,18 @@ async def afollow_events(
                 item = _item(line)
                 args = _resumed(args, item.seq)
                 yield item
-        except (DaemonError, OSError, asyncio.IncompleteReadError, TimeoutError):
+        except DaemonError as exc:
+            if not reconnect or exc.exit_code == _REFUSED:
+                raise
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
             if not reconnect:
                 raise
         finally:
             writer.close()
         if not reconnect:
             return
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _RECONNECT_PAUSE[1])
 
 
 def _filter(

@@ -410,3 +410,21 @@ def test_following_from_now_misses_nothing_across_a_restart_before_any_event(
         assert isinstance(got[0], Event)
         assert (got[0].seq, got[0].session.id) == (3, sid)
         stream.close()
+
+
+def test_a_subscription_the_daemon_refuses_is_raised_not_retried(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    from agent.errors import DaemonError
+
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        with pytest.raises(DaemonError, match="past the log's newest event"):
+            next(follow_events(since=99, data_dir=data_dir, runtime_dir=runtime_dir))
+
+        async def first() -> object:
+            async for item in afollow_events(since=99, data_dir=data_dir, runtime_dir=runtime_dir):
+                return item
+            return None
+
+        with pytest.raises(DaemonError, match="past the log's newest event"):
+            asyncio.run(asyncio.wait_for(first(), 30))
