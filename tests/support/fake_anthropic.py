@@ -18,8 +18,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback import serving
 
 HOLD_TIMEOUT = 60.0
 
@@ -126,14 +128,8 @@ def _handler(api: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
 def fake_anthropic(*replies: Reply) -> Iterator[FakeAnthropic]:
     """Serve the API on an ephemeral loopback port for the block."""
     api = FakeAnthropic(list(replies))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield api
-    finally:
-        api.release(100)  # nothing left waiting on a test that has gone
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(_handler(api)) as api.url:
+        try:
+            yield api
+        finally:
+            api.release(100)  # nothing left waiting on a test that has gone

@@ -16,8 +16,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback import serving
 
 HOLD_TIMEOUT = 60.0
 
@@ -81,13 +83,8 @@ def fake_gemini(text: str = "Hello from the fake.") -> Iterator[FakeGemini]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the CLI was killed while it waited
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield api
-    finally:
-        api.release(100)  # let any held request go before the server stops
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as api.url:
+        try:
+            yield api
+        finally:
+            api.release(100)  # let any held request go before the server stops
