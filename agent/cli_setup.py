@@ -85,6 +85,8 @@ def integrate(host: str | None, project: Path | None, remove: bool, listing: boo
     else:
         integration.install()
         click.echo(f"{host}: set up in {integration.path}")
+        if HOSTS[host].note:
+            click.echo(f"  {HOSTS[host].note}")
     if integration.backup is not None:
         click.echo(f"  (what it held before: {integration.backup})")
 

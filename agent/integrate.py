@@ -10,13 +10,15 @@ nothing, and running it after an upgrade replaces ours with the new ones.
 
 Three ways of being set up:
 
-* ``_JsonHooks`` (Claude Code, Gemini CLI): our hook groups appended to each event's
-  list in the file's ``hooks`` object; the rest of the JSON kept as it is
-  (key order included; the text is written again with two-space indents);
-* ``_Block`` (tmux, Emacs): our lines between two marker lines at the end
-  of a text file; ``--remove`` deletes those lines, leaving the file as it
-  was byte for byte (a file that did not end in a newline gets one);
-* ``_OwnFile`` (Neovim, Vim): a file of ours where the host loads plugins;
+* ``_JsonHooks`` (Claude Code, Gemini CLI, Codex CLI, Cursor): our entries
+  appended to each event's list in the file's ``hooks`` object; the rest of
+  the JSON kept as it is (key order included; the text is written again
+  with two-space indents);
+* ``_Block`` (tmux, Emacs, Kakoune): our lines between two marker lines at
+  the end of a text file; ``--remove`` deletes those lines, leaving the file
+  as it was byte for byte (a file that did not end in a newline gets one);
+* ``_OwnFile`` (Neovim, Vim, GitHub Copilot CLI): a file of ours where the
+  host loads plugins or hook files;
 * ``_JsonTasks`` (VS Code): our tasks in a folder's ``tasks.json``.
 
 A file that is changed is first copied beside itself
@@ -123,11 +125,15 @@ class Integration:
 
 
 class _JsonHooks(Integration):
-    """Hook groups in a JSON settings file's ``hooks`` object (Claude Code)."""
+    """Entries in a JSON settings file's ``hooks`` object: matcher groups
+    (Claude Code, Gemini CLI, Codex CLI) or plain commands (Cursor). Where
+    ours name a ``version`` (Cursor's), a file without one gets it."""
 
     def __init__(self, path: Path, ours: Path) -> None:
         super().__init__(path)
-        self._ours: dict[str, list[object]] = json.loads(ours.read_text(encoding="utf-8"))["hooks"]
+        shipped = json.loads(ours.read_text(encoding="utf-8"))
+        self._ours: dict[str, list[object]] = shipped["hooks"]
+        self._version: object = shipped.get("version")
 
     def _settings(self) -> dict[str, object]:
         return self._json_object("hooks", dict, "fix it by hand first")
@@ -139,6 +145,8 @@ class _JsonHooks(Integration):
 
     def install(self) -> None:
         settings = self._settings()
+        if self._version is not None and "version" not in settings:
+            settings = {"version": self._version, **settings}
         hooks = settings.setdefault("hooks", {})
         assert isinstance(hooks, dict)
         _strip(hooks)
@@ -157,14 +165,20 @@ class _JsonHooks(Integration):
             return False
         if not hooks:
             del settings["hooks"]
+            if settings.keys() <= {"version"}:
+                settings = {}  # what install made of nothing
         self._write(json.dumps(settings, indent=2, ensure_ascii=False) + "\n" if settings else None)
         return True
 
 
-def _ours(group: object) -> bool:
-    return isinstance(group, dict) and any(
-        isinstance(hook, dict) and _MARKER in str(hook.get("command", "")) for hook in group.get("hooks", [])
-    )
+def _ours(entry: object) -> bool:
+    """A command of ours, or a matcher group holding one."""
+    if not isinstance(entry, dict):
+        return False
+    if _MARKER in str(entry.get("command", "")):
+        return True
+    inner = entry.get("hooks", [])
+    return isinstance(inner, list) and any(_ours(hook) for hook in inner)
 
 
 def _strip(hooks: dict[str, object]) -> bool:
@@ -291,9 +305,12 @@ class Host:
     """A host ``integrate`` knows: where its settings are, user-wide and per
     project (``None`` where it has none), and how ours go in."""
 
-    def __init__(self, name: str, what: str, user: str | None, project: str | None) -> None:
+    def __init__(
+        self, name: str, what: str, user: str | None, project: str | None, note: str | None = None
+    ) -> None:
         self.name = name
         self.what = what
+        self.note = note  # what the user still has to do once ours are in
         self._user = user
         self._project = project
 
@@ -320,14 +337,31 @@ class Host:
         return found
 
 
+# The folders a host's user settings are in: the variable that moves them, and
+# where they are without it.
+_HOMES = {
+    "$CONFIG": ("XDG_CONFIG_HOME", "~/.config"),
+    "$CODEX_HOME": ("CODEX_HOME", "~/.codex"),
+    "$COPILOT_HOME": ("COPILOT_HOME", "~/.copilot"),
+}
+
+
 def _home_path(template: str) -> Path:
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(template.replace("$CONFIG", config).replace("~", str(Path.home()), 1))
+    for name, (variable, default) in _HOMES.items():
+        if template.startswith(name):
+            template = (os.environ.get(variable) or default) + template[len(name) :]
+    return Path(template.replace("~", str(Path.home()), 1))
 
 
 def _integration(name: str, path: Path) -> Integration:
     if name in ("claude-code", "gemini-cli"):
         return _JsonHooks(path, INTEGRATIONS / name / "settings.json")
+    if name in ("codex", "cursor"):
+        return _JsonHooks(path, INTEGRATIONS / name / "hooks.json")
+    if name == "copilot-cli":
+        return _OwnFile(path, INTEGRATIONS / "copilot-cli" / "session-agent.json")
+    if name == "kakoune":
+        return _Block(path, (INTEGRATIONS / "kakoune" / "session-agent.kak").read_text(encoding="utf-8"), "#")
     if name == "vscode":
         return _JsonTasks(path, INTEGRATIONS / "vscode" / "tasks.json")
     if name == "tmux":
@@ -356,10 +390,25 @@ HOSTS = {
             "~/.gemini/settings.json",
             ".gemini/settings.json",
         ),
+        Host(
+            "codex",
+            "Codex CLI: its hooks in hooks.json",
+            "$CODEX_HOME/hooks.json",
+            ".codex/hooks.json",
+            note="Codex runs a new hook once you trust it: open /hooks in Codex and trust session-agent's",
+        ),
+        Host(
+            "copilot-cli",
+            "GitHub Copilot CLI: a hooks file of ours",
+            "$COPILOT_HOME/hooks/session-agent.json",
+            ".github/hooks/session-agent.json",
+        ),
+        Host("cursor", "Cursor: its hooks in hooks.json", "~/.cursor/hooks.json", ".cursor/hooks.json"),
         Host("vscode", "VS Code: tasks that start and end a folder's session", None, ".vscode/tasks.json"),
         Host("nvim", "Neovim: a plugin file", "$CONFIG/nvim/plugin/session-agent.lua", None),
         Host("vim", "Vim: a plugin file", "~/.vim/plugin/session-agent.vim", None),
         Host("emacs", "Emacs: a block in init.el", "~/.emacs.d/init.el", None),
+        Host("kakoune", "Kakoune: a block in kakrc", "$CONFIG/kak/kakrc", None),
         Host("tmux", "tmux: a block in tmux.conf (the status line)", "~/.tmux.conf", None),
     )
 }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -31,43 +30,27 @@ from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 from ..support.fake_gemini import FakeGemini, fake_gemini
+from ..support.hosts import alive, git_repository, npm_program, program, read_or_empty
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "agent" / "integrations"
 SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
 EDITOR_TIMEOUT = 60
-# The npm packages scripts/test installs (the real AI hosts).
-NPM_TOOLS = Path(os.environ.get("SESSION_AGENT_TEST_NPM_TOOLS", ROOT / ".venv" / "npm-tools"))
-
-
-def _program(*names: str) -> str:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise AssertionError(f"{names[0]} is missing: scripts/test installs it (Debian packages)")
-
-
-def _npm_program(name: str) -> str:
-    path = NPM_TOOLS / "node_modules" / ".bin" / name
-    if not path.exists():
-        raise AssertionError(f"{name} is missing from {NPM_TOOLS}: scripts/test installs it (npm)")
-    return str(path)
 
 
 EDITORS: dict[str, Callable[[], list[str]]] = {
     "nvim": lambda: [
-        _program("nvim"), "--headless", "-u", "NONE", "-i", "NONE", "-n",
+        program("nvim"), "--headless", "-u", "NONE", "-i", "NONE", "-n",
         "-c", f"luafile {INTEGRATIONS / 'nvim/session-agent.lua'}",
         "-c", f"luafile {SCENARIOS / 'scenario.lua'}",
     ],
     "vim": lambda: [
-        _program("vim.nox", "vim"), "-Nu", "NONE", "-i", "NONE", "-n", "-es",
+        program("vim.nox", "vim"), "-Nu", "NONE", "-i", "NONE", "-n", "-es",
         "-S", str(INTEGRATIONS / "vim/session-agent.vim"),
         "-S", str(SCENARIOS / "scenario.vim"),
     ],
     "emacs": lambda: [
-        _program("emacs-nox", "emacs"), "--batch", "-Q",
+        program("emacs-nox", "emacs"), "--batch", "-Q",
         "-l", str(INTEGRATIONS / "emacs/session-agent.el"),
         "-l", str(SCENARIOS / "scenario.el"),
     ],
@@ -92,7 +75,7 @@ def _scope_file(data_dir: Path, scope: str) -> Path:
 
 def _names_a_session(path: Path) -> Callable[[], bool]:
     """For ``wait_for``: the daemon has written an id into ``path``."""
-    return lambda: len(_read(path)) == 37
+    return lambda: len(read_or_empty(path)) == 37
 
 
 def _finished(proc: subprocess.Popen[str]) -> str:
@@ -117,7 +100,7 @@ def _editing(
     the editor's `start`: (client, editor, session id, scenario dir)."""
     scenario = tmp_path / folder
     scenario.mkdir()
-    _git_repository(scenario, branch="feature-x")
+    git_repository(scenario, branch="feature-x")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
@@ -125,8 +108,8 @@ def _editing(
         proc = _run_editor(editor, env, scenario)
         current = _scope_file(data_dir, f"{editor}-{proc.pid}")  # each editor run its own scope
         try:
-            wait_for(lambda: len(_read(current)) == 37, timeout=20)  # the daemon applied `start`
-            yield client, proc, _read(current).strip(), scenario
+            wait_for(lambda: len(read_or_empty(current)) == 37, timeout=20)  # the daemon applied `start`
+            yield client, proc, read_or_empty(current).strip(), scenario
         finally:
             client.close()
             if proc.poll() is None:
@@ -202,7 +185,7 @@ def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir
     proc = _run_editor(editor, env, scenario)
     _finished(proc)
     assert time.monotonic() - began < 20
-    assert _read(_scope_file(data_dir, f"{editor}-{proc.pid}")) == "end\n"
+    assert read_or_empty(_scope_file(data_dir, f"{editor}-{proc.pid}")) == "end\n"
 
 
 def test_editors_side_by_side_keep_their_own_sessions(
@@ -221,7 +204,7 @@ def test_editors_side_by_side_keep_their_own_sessions(
         try:
             for scope in procs:
                 wait_for(_names_a_session(_scope_file(data_dir, scope)), timeout=20)
-            ids = {scope: _read(_scope_file(data_dir, scope)).strip() for scope in procs}
+            ids = {scope: read_or_empty(_scope_file(data_dir, scope)).strip() for scope in procs}
             assert len(set(ids.values())) == 3
             active = json.loads(cli("list", "--all-scopes", "--status", "active", "--json").stdout)
             assert {s["scope"]: s["id"] for s in active} == ids
@@ -250,18 +233,6 @@ def test_an_editor_writes_nothing_when_the_agent_was_never_run(tmp_path: Path, e
     assert not (tmp_path / "home" / ".local" / "share" / "session-agent").exists()
 
 
-def _git_repository(where: Path, branch: str) -> None:
-    git = _program("git")
-    subprocess.run([git, "init", "-q", "-b", branch, str(where)], check=True, timeout=CLI_TIMEOUT)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return ""
-
-
 # --- shells ---------------------------------------------------------------------------
 
 SHELL_SNIPPET = INTEGRATIONS / "shell" / "session-agent.sh"
@@ -280,7 +251,7 @@ SHOW_PROMPT = {
 
 def _shell(shell: str, script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [_program(shell), *SHELLS[shell], script],
+        [program(shell), *SHELLS[shell], script],
         capture_output=True,
         text=True,
         env={**env, "SNIPPET": str(SHELL_SNIPPET)},
@@ -294,7 +265,7 @@ def _shell(shell: str, script: str, env: dict[str, str]) -> subprocess.Completed
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_the_prompt_shows_the_current_session(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
-    _program(shell)
+    program(shell)
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     prompt_end = "$ " if shell == "bash" else "% "
     assert _shell(shell, SHOW_PROMPT[shell], env).stdout == f"|{prompt_end}\n"
@@ -348,7 +319,7 @@ def test_init_puts_the_session_in_the_prompt(tmp_path: Path, data_dir: Path, cli
 
     def prompt() -> str:
         done = subprocess.run(
-            [_program(shell), *INIT[shell]],
+            [program(shell), *INIT[shell]],
             capture_output=True,
             text=True,
             env=env,
@@ -372,7 +343,7 @@ def test_init_puts_the_session_in_the_prompt(tmp_path: Path, data_dir: Path, cli
 @pytest.mark.parametrize("shell", sorted(SHELLS))
 def test_the_prompt_hook_starts_no_process(tmp_path: Path, data_dir: Path, cli: Cli, shell: str) -> None:
     """Traced: a hundred prompts, not one fork, clone or exec after start-up."""
-    strace = _program("strace")
+    strace = program("strace")
     start_session(cli)
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir), SNIPPET=str(SHELL_SNIPPET))
     hook = "__session_agent_prompt"
@@ -387,7 +358,7 @@ def test_the_prompt_hook_starts_no_process(tmp_path: Path, data_dir: Path, cli: 
             "trace=fork,vfork,clone,clone3,execve",
             "-o",
             str(trace),
-            _program(shell),
+            program(shell),
             *SHELLS[shell],
             loop,
         ],
@@ -415,7 +386,7 @@ def test_the_tmux_snippet_shows_the_session_in_a_real_status_line(
     conf.write_text(f"set -g status-right ''\nsource-file {snippet}\nset -g status-interval 1\n")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     env.pop("TMUX", None)
-    outer = [_program("tmux"), "-L", f"outer-{os.getpid()}"]
+    outer = [program("tmux"), "-L", f"outer-{os.getpid()}"]
     inner = f"tmux -L inner-{os.getpid()} -f {conf} new-session"
     subprocess.run(
         [*outer, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "8", inner], env=env, check=True
@@ -470,7 +441,7 @@ def _run_hook(
         **more,
     }
     done = subprocess.run(
-        [_program("sh"), "-c", command],
+        [program("sh"), "-c", command],
         input=json.dumps(payload),
         capture_output=True,
         text=True,
@@ -514,7 +485,7 @@ def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
                 current = _scope_file(data_dir, f"claude-{claude}")
                 _fire("SessionStart", env, claude, project)
                 wait_for(_names_a_session(current))
-                ids[claude] = _read(current).strip()
+                ids[claude] = read_or_empty(current).strip()
                 session = _session(client, ids[claude])
                 assert session["scope"] == f"claude-{claude}"
                 assert (session["tool"], session["external_id"]) == ("claude-code", claude)
@@ -555,7 +526,7 @@ def test_the_claude_code_hooks_take_the_events_own_session_id(
     for event in (*HEARTBEATS, "SessionEnd"):
         _fire(event, env, "mine", tmp_path, id_in_env=id_in_env, tool_input=nested, tool_response=nested)
     assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
-    assert _read(_scope_file(data_dir, "claude-mine")) == "end\n"
+    assert read_or_empty(_scope_file(data_dir, "claude-mine")) == "end\n"
 
 
 def test_the_claude_code_hooks_refuse_an_id_that_is_no_scope_name(tmp_path: Path, data_dir: Path) -> None:
@@ -623,7 +594,7 @@ def _run_claude(
             [str(SESSION_AGENT), "integrate", "claude-code"], env=env, check=True, capture_output=True
         )
     return subprocess.Popen(
-        [_npm_program("claude"), *args],
+        [npm_program("claude"), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -650,7 +621,7 @@ def test_the_real_claude_code_records_what_its_session_was(
     covers that.)"""
     project = tmp_path / "webshop"
     project.mkdir()
-    _git_repository(project, branch="checkout-flow")
+    git_repository(project, branch="checkout-flow")
     tool_call = Reply(tool="Bash", tool_input={"command": "echo hello", "description": "Say hello"})
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
@@ -662,7 +633,7 @@ def test_the_real_claude_code_records_what_its_session_was(
             wait_for(lambda: any(_names_a_session(p)() for p in scopes.glob("claude-*/current_session")), 30)
             [current] = scopes.glob("claude-*/current_session")
             claude_session = current.parent.name.removeprefix("claude-")
-            sid = _read(current).strip()
+            sid = read_or_empty(current).strip()
             session = _session(client, sid)
             assert (session["tool"], session["external_id"]) == ("claude-code", claude_session)
             assert (session["cwd"], session["project"]) == (str(project), "webshop")
@@ -706,7 +677,7 @@ def test_a_real_claude_code_killed_ends_its_session_and_its_neighbour_goes_on(
             def sessions() -> dict[int, dict[str, Any]]:
                 found = {}
                 for current in scopes.glob("claude-*/current_session"):
-                    sid = _read(current).strip()
+                    sid = read_or_empty(current).strip()
                     if len(sid) == 36:
                         session = _session(client, sid)
                         found[session["owner_pid"]] = session
@@ -796,7 +767,7 @@ def _run_gemini(project: Path, env: dict[str, str], api: FakeGemini, prompt: str
             [str(SESSION_AGENT), "integrate", "gemini-cli"], env=env, check=True, capture_output=True
         )
     return subprocess.Popen(
-        [_npm_program("gemini"), "-p", prompt],
+        [npm_program("gemini"), "-p", prompt],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -816,7 +787,7 @@ def _gemini_sessions(client: DaemonClient, scopes: Path) -> dict[str, dict[str, 
     """The active sessions of the Gemini CLI scopes, by scope."""
     found = {}
     for current in scopes.glob("gemini-*/current_session"):
-        sid = _read(current).strip()
+        sid = read_or_empty(current).strip()
         if len(sid) == 36:
             found[current.parent.name] = _session(client, sid)
     return found
@@ -829,7 +800,7 @@ def test_the_real_gemini_cli_records_its_session(tmp_path: Path, data_dir: Path,
     ends it."""
     project = tmp_path / "webshop"
     project.mkdir()
-    _git_repository(project, branch="main")
+    git_repository(project, branch="main")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini("Hello there.") as api:
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
@@ -878,7 +849,7 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
             killed, survivor = geminis
             os.killpg(killed.pid, signal.SIGKILL)
             killed.communicate()
-            owners_gone = [s for s in sessions if not _alive(s["owner_pid"])]
+            owners_gone = [s for s in sessions if not alive(s["owner_pid"])]
             assert len(owners_gone) == 1
             gone, alive = owners_gone[0], next(s for s in sessions if s is not owners_gone[0])
             wait_for(lambda: _session(client, gone["id"])["status"] == "abandoned", timeout=10)
@@ -894,11 +865,3 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
                 if gemini.poll() is None:
                     os.killpg(gemini.pid, signal.SIGKILL)
                     gemini.communicate()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"

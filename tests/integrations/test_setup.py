@@ -36,27 +36,87 @@ def _backups(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f"{path.name}.session-agent-*.bak"))
 
 
-def test_claude_code_round_trip_keeps_the_users_settings_byte_for_byte(tmp_path: Path, cli: Cli) -> None:
-    settings = _home(tmp_path) / ".claude" / "settings.json"
+# The hosts whose settings are JSON with a ``hooks`` object: where the user's
+# are, settings of a user's in the host's own form, and the events ours use.
+JSON_HOSTS: dict[str, tuple[str, dict[str, Any], set[str]]] = {
+    "claude-code": (
+        ".claude/settings.json",
+        USER_SETTINGS,
+        {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"},
+    ),
+    "gemini-cli": (
+        ".gemini/settings.json",
+        {"security": {"auth": {"selectedType": "gemini-api-key"}}, "hooks": USER_SETTINGS["hooks"]},
+        {"SessionStart", "BeforeAgent", "AfterTool", "AfterAgent", "SessionEnd"},
+    ),
+    "codex": (
+        ".codex/hooks.json",
+        {"hooks": USER_SETTINGS["hooks"]},
+        {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"},
+    ),
+    "cursor": (
+        ".cursor/hooks.json",
+        {
+            "version": 1,
+            "hooks": {"stop": [{"command": "./audit.sh"}], "beforeShellExecution": [{"command": "x"}]},
+        },
+        {
+            "sessionStart",
+            "beforeSubmitPrompt",
+            "afterFileEdit",
+            "afterShellExecution",
+            "afterAgentResponse",
+            "stop",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("host", sorted(JSON_HOSTS))
+def test_json_hooks_round_trip_keeps_the_users_settings_byte_for_byte(
+    tmp_path: Path, cli: Cli, host: str
+) -> None:
+    where, users, events = JSON_HOSTS[host]
+    settings = _home(tmp_path) / where
     settings.parent.mkdir(parents=True)
-    original = json.dumps(USER_SETTINGS, indent=2) + "\n"
+    original = json.dumps(users, indent=2) + "\n"
     settings.write_text(original)
-    _ok(cli, "integrate", "claude-code")
+    _ok(cli, "integrate", host)
     merged = json.loads(settings.read_text())
-    assert merged["model"] == "opus"
-    assert merged["permissions"] == USER_SETTINGS["permissions"]
-    assert merged["hooks"]["PreToolUse"] == USER_SETTINGS["hooks"]["PreToolUse"]
-    assert merged["hooks"]["Stop"][0] == USER_SETTINGS["hooks"]["Stop"][0]  # the user's first, ours after
-    assert len(merged["hooks"]["Stop"]) == 2
-    assert set(merged["hooks"]) >= {"SessionStart", "UserPromptSubmit", "PostToolUse", "Stop", "SessionEnd"}
+    for key, value in users.items():
+        if key != "hooks":
+            assert merged[key] == value
+    for event, entries in users["hooks"].items():
+        assert merged["hooks"][event][: len(entries)] == entries  # the user's first, ours after
+    assert set(merged["hooks"]) >= events
+    shared = events & set(users["hooks"])  # where the user's and ours share a list
+    assert all(len(merged["hooks"][e]) == len(users["hooks"][e]) + 1 for e in shared)
     assert [p.read_text() for p in _backups(settings)] == [original]
-    _ok(cli, "integrate", "claude-code")  # again: nothing changes, nothing backed up
+    _ok(cli, "integrate", host)  # again: nothing changes, nothing backed up
     assert json.loads(settings.read_text()) == merged
     assert len(_backups(settings)) == 1
-    assert "claude-code  set up" in _ok(cli, "integrate", "--list")
-    _ok(cli, "integrate", "claude-code", "--remove")
+    assert f"{host:<12} set up" in _ok(cli, "integrate", "--list")
+    _ok(cli, "integrate", host, "--remove")
     assert settings.read_text() == original
-    assert "nothing of ours" in _ok(cli, "integrate", "claude-code", "--remove")
+    assert "nothing of ours" in _ok(cli, "integrate", host, "--remove")
+
+
+def test_the_hosts_own_home_variables_are_followed(tmp_path: Path, cli: Cli) -> None:
+    """``CODEX_HOME`` and ``COPILOT_HOME`` move those hosts' settings."""
+    homes = {"CODEX_HOME": str(tmp_path / "codex"), "COPILOT_HOME": str(tmp_path / "copilot")}
+    for host in ("codex", "copilot-cli"):
+        done = cli("integrate", host, env=homes, data=None)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "codex" / "hooks.json").exists()
+    assert (tmp_path / "copilot" / "hooks" / "session-agent.json").exists()
+    assert not (_home(tmp_path) / ".codex").exists()
+    assert not (_home(tmp_path) / ".copilot").exists()
+    listed = cli("integrate", "--list", env=homes, data=None).stdout
+    assert f"codex        set up  {tmp_path / 'codex' / 'hooks.json'}" in listed
+
+
+def test_codex_says_its_hooks_need_trusting(cli: Cli) -> None:
+    assert "/hooks" in _ok(cli, "integrate", "codex")
 
 
 def test_claude_code_in_a_project_and_in_a_compact_file(tmp_path: Path, cli: Cli) -> None:
@@ -76,13 +136,20 @@ def test_claude_code_in_a_project_and_in_a_compact_file(tmp_path: Path, cli: Cli
     assert json.loads(compact.read_text()) == USER_SETTINGS  # the same settings, written with indents
 
 
-@pytest.mark.parametrize(("host", "where"), [("tmux", ".tmux.conf"), ("emacs", ".emacs.d/init.el")])
+@pytest.mark.parametrize(
+    ("host", "where"),
+    [("tmux", ".tmux.conf"), ("emacs", ".emacs.d/init.el"), ("kakoune", ".config/kak/kakrc")],
+)
 def test_a_block_in_a_text_file_goes_and_comes_back_byte_for_byte(
     tmp_path: Path, cli: Cli, host: str, where: str
 ) -> None:
     path = _home(tmp_path) / where
     path.parent.mkdir(parents=True, exist_ok=True)
-    original = "# mine\nset -g mouse on\n" if host == "tmux" else ";; mine\n(setq inhibit-startup-screen t)\n"
+    original = {
+        "tmux": "# mine\nset -g mouse on\n",
+        "emacs": ";; mine\n(setq inhibit-startup-screen t)\n",
+        "kakoune": "# mine\ncolorscheme gruvbox\n",
+    }[host]
     path.write_text(original)
     _ok(cli, "integrate", host)
     text = path.read_text()
@@ -96,7 +163,11 @@ def test_a_block_in_a_text_file_goes_and_comes_back_byte_for_byte(
 
 @pytest.mark.parametrize(
     ("host", "where"),
-    [("nvim", ".config/nvim/plugin/session-agent.lua"), ("vim", ".vim/plugin/session-agent.vim")],
+    [
+        ("nvim", ".config/nvim/plugin/session-agent.lua"),
+        ("vim", ".vim/plugin/session-agent.vim"),
+        ("copilot-cli", ".copilot/hooks/session-agent.json"),
+    ],
 )
 def test_an_editors_plugin_file(tmp_path: Path, cli: Cli, host: str, where: str) -> None:
     path = _home(tmp_path) / where

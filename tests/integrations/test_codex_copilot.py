@@ -1,0 +1,258 @@
+"""The real Codex CLI (``@openai/codex``) and GitHub Copilot CLI
+(``@github/copilot``) with the hooks ``session-agent integrate`` puts in
+place, offline against a stand-in Responses API on loopback
+(``tests/support/fake_openai.py``).
+
+Found with the real programs (and what the hooks rely on): both give the
+hook's shell the host's own native process as its parent (``owner=$PPID``),
+and put the session id first in the event's JSON on stdin (Codex:
+``session_id``, Copilot: ``sessionId``); neither puts it in the hook's
+environment. Offline, ``codex exec`` fires SessionStart, UserPromptSubmit,
+Stop and SessionEnd; ``copilot -p`` fires sessionStart,
+userPromptSubmitted, agentStop and sessionEnd. Codex runs only hooks the
+user has trusted (its ``/hooks``); the tests pass
+``--dangerously-bypass-hook-trust`` in place of that review.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.control.client import DaemonClient
+from agent.paths import Paths
+
+from ..support.commands import SESSION_AGENT, clean_env
+from ..support.daemon_process import run_daemon, wait_for
+from ..support.fake_openai import FakeOpenAI, fake_openai
+from ..support.hosts import NPM_TOOLS, alive, git_repository, npm_program, read_or_empty
+
+HOST_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class AiHost:
+    name: str  # as `integrate` knows it
+    tool: str  # what its sessions record
+    prefix: str  # its scopes: <prefix>-<its session id>
+    prepare: Callable[[dict[str, str], FakeOpenAI], dict[str, str]]  # its settings; its environment
+    command: Callable[[str, str | None], list[str]]  # prompt, the session to resume
+
+
+def _codex_env(env: dict[str, str], api: FakeOpenAI) -> dict[str, str]:
+    home = Path(env["HOME"]) / ".codex"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        'model = "gpt-5"\nmodel_provider = "fake"\n[model_providers.fake]\nname = "fake"\n'
+        f'base_url = "{api.url}"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n'
+    )
+    return {**env, "OPENAI_API_KEY": "sk-test-not-a-key"}
+
+
+def _codex(prompt: str, resume: str | None) -> list[str]:
+    again = ["resume", resume] if resume else []
+    return [
+        npm_program("codex"),
+        "exec",
+        *again,
+        "--skip-git-repo-check",
+        "--dangerously-bypass-hook-trust",
+        prompt,
+    ]
+
+
+def _copilot_env(env: dict[str, str], api: FakeOpenAI) -> dict[str, str]:
+    return {
+        **env,
+        "COPILOT_OFFLINE": "true",
+        "COPILOT_PROVIDER_BASE_URL": api.url,
+        "COPILOT_PROVIDER_WIRE_API": "responses",
+        "COPILOT_PROVIDER_API_KEY": "sk-test-not-a-key",
+        "COPILOT_MODEL": "gpt-5",
+        "COPILOT_ALLOW_ALL": "true",
+        "COPILOT_AUTO_UPDATE": "false",
+        # Its native program, unpacked once by scripts/test (235 MB a home otherwise).
+        "XDG_CACHE_HOME": str(NPM_TOOLS / "cache"),
+    }
+
+
+def _copilot(prompt: str, resume: str | None) -> list[str]:
+    again = [f"--resume={resume}"] if resume else []
+    return [npm_program("copilot"), *again, "-p", prompt]
+
+
+HOSTS = {
+    "codex": AiHost("codex", "codex", "codex", _codex_env, _codex),
+    "copilot-cli": AiHost("copilot-cli", "copilot-cli", "copilot", _copilot_env, _copilot),
+}
+
+
+def _run(
+    host: AiHost, project: Path, env: dict[str, str], api: FakeOpenAI, prompt: str, resume: str | None = None
+) -> subprocess.Popen[str]:
+    """The host, on the settings ``integrate`` made, in a process group of its
+    own (an npm launcher and the native program under it)."""
+    subprocess.run([str(SESSION_AGENT), "integrate", host.name], env=env, check=True, capture_output=True)
+    return subprocess.Popen(
+        host.command(prompt, resume),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=project,
+        start_new_session=True,
+        env=host.prepare(env, api),
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
+def _sessions(client: DaemonClient, scopes: Path, host: AiHost) -> dict[str, dict[str, Any]]:
+    """The active sessions of the host's scopes, by scope."""
+    found = {}
+    for current in scopes.glob(f"{host.prefix}-*/current_session"):
+        sid = read_or_empty(current).strip()
+        if len(sid) == 36:
+            found[current.parent.name] = client.request("get", id=sid)
+    return found
+
+
+def _get(client: DaemonClient, sid: str) -> dict[str, Any]:
+    found: dict[str, Any] = client.request("get", id=sid)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_the_real_host_records_its_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, name: str
+) -> None:
+    """One prompt: the start hook starts a session in the scope of the
+    host's session id (tool, external id, cwd, bound to the host's process);
+    the end of the model's turn is a heartbeat (the time spent waiting on the
+    model counts as active); the session end hook ends it."""
+    host = HOSTS[name]
+    project = tmp_path / "webshop"
+    project.mkdir()
+    git_repository(project, branch="checkout-flow")
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai("Hello there.") as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        proc = _run(host, project, env, api, "Say hello")
+        try:
+            wait_for(lambda: len(_sessions(client, scopes, host)) == 1, HOST_TIMEOUT)
+            [(scope, session)] = _sessions(client, scopes, host).items()
+            assert scope == f"{host.prefix}-{session['external_id']}"
+            assert (session["tool"], session["cwd"], session["project"]) == (
+                host.tool,
+                str(project),
+                "webshop",
+            )
+            assert session["git"]["branch"] == "checkout-flow"
+            assert session["owner_pid"] is not None
+            assert session["owner_pid"] != proc.pid
+            started = datetime.fromisoformat(session["started_at"])
+            # The model "thinks" past the heartbeat's one-second limit.
+            wait_for(lambda: datetime.now(started.tzinfo) > started + timedelta(seconds=1.1), timeout=5)
+            api.release()
+            out, err = proc.communicate(timeout=HOST_TIMEOUT)
+            assert proc.returncode == 0, err
+            assert "Hello there." in out
+            wait_for(lambda: _get(client, session["id"])["status"] == "completed", timeout=10)
+            ended = _get(client, session["id"])
+            assert ended["end_reason"] == "file"
+            assert ended["active_seconds"] > 1
+        finally:
+            client.close()
+            _stop(proc)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_a_real_host_killed_ends_its_session_and_its_neighbour_goes_on(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, name: str
+) -> None:
+    """Two side by side, the model "thinking": ``kill -9`` of one (its process
+    group, as a closed terminal takes it) ends its session (``owner_exited``)
+    at once -- no end hook ran; the other goes on and ends by its own."""
+    host = HOSTS[name]
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai() as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        procs = [_run(host, project, env, api, "Say hello") for _ in range(2)]
+        try:
+            wait_for(lambda: len(_sessions(client, scopes, host)) == 2, HOST_TIMEOUT)
+            sessions = list(_sessions(client, scopes, host).values())
+            killed, survivor = procs
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.communicate()
+            gone = [s for s in sessions if not alive(s["owner_pid"])]
+            assert len(gone) == 1
+            left = next(s for s in sessions if s is not gone[0])
+            wait_for(lambda: _get(client, gone[0]["id"])["status"] == "abandoned", timeout=10)
+            assert _get(client, gone[0]["id"])["end_reason"] == "owner_exited"
+            assert _get(client, left["id"])["status"] == "active"
+            api.release(2)  # the killed one's request may still hold its place
+            _, err = survivor.communicate(timeout=HOST_TIMEOUT)
+            assert survivor.returncode == 0, err
+            wait_for(lambda: _get(client, left["id"])["status"] == "completed", timeout=10)
+        finally:
+            client.close()
+            for proc in procs:
+                _stop(proc)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_a_resumed_real_conversation_continues_its_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, name: str
+) -> None:
+    """Resuming a conversation (``codex exec resume ID``, ``copilot
+    --resume=ID``) starts again with the same session id: a new session in
+    the same scope whose ``parent`` is the conversation's previous one."""
+    host = HOSTS[name]
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai() as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        api.release(2)
+        try:
+            first = _run(host, project, env, api, "Say hello")
+            _, err = first.communicate(timeout=HOST_TIMEOUT)
+            assert first.returncode == 0, err
+            [scope_dir] = scopes.glob(f"{host.prefix}-*")
+            conversation = scope_dir.name.removeprefix(f"{host.prefix}-")
+            again = _run(host, project, env, api, "Again", resume=conversation)
+            _, err = again.communicate(timeout=HOST_TIMEOUT)
+            assert again.returncode == 0, err
+
+            def ended() -> list[dict[str, Any]]:
+                listed = client.request("list", limit=10, scope=scope_dir.name)["sessions"]
+                return [s for s in listed if s["status"] == "completed"]
+
+            wait_for(lambda: len(ended()) == 2, timeout=10)
+            newer, older = ended()
+            assert newer["parent"] == older["id"]
+            assert older["parent"] is None
+            assert newer["external_id"] == older["external_id"] == conversation
+            assert [p.name for p in scopes.iterdir()] == [scope_dir.name]
+        finally:
+            client.close()
