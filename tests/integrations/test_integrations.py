@@ -851,14 +851,14 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
             killed.communicate()
             owners_gone = [s for s in sessions if not alive(s["owner_pid"])]
             assert len(owners_gone) == 1
-            gone, alive = owners_gone[0], next(s for s in sessions if s is not owners_gone[0])
+            gone, left = owners_gone[0], next(s for s in sessions if s is not owners_gone[0])
             wait_for(lambda: _session(client, gone["id"])["status"] == "abandoned", timeout=10)
             assert _session(client, gone["id"])["end_reason"] == "owner_exited"
-            assert _session(client, alive["id"])["status"] == "active"
+            assert _session(client, left["id"])["status"] == "active"
             api.release(2)  # the killed one's request may still hold its place in the queue
             _, err = survivor.communicate(timeout=EDITOR_TIMEOUT)
             assert survivor.returncode == 0, err
-            wait_for(lambda: _session(client, alive["id"])["status"] == "completed", timeout=10)
+            wait_for(lambda: _session(client, left["id"])["status"] == "completed", timeout=10)
         finally:
             client.close()
             for gemini in geminis:
