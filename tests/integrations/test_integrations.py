@@ -755,7 +755,9 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
 # --- Gemini CLI ---------------------------------------------------------------------
 
 
-def _run_gemini(project: Path, env: dict[str, str], api: FakeGemini, prompt: str) -> subprocess.Popen[str]:
+def _run_gemini(
+    project: Path, env: dict[str, str], api: FakeGemini, prompt: str, *more: str
+) -> subprocess.Popen[str]:
     """The real Gemini CLI on settings ``integrate gemini-cli`` made (over the
     user's own, which choose the API key), offline against ``api``, in a
     process group of its own (it relaunches itself as a child process)."""
@@ -767,7 +769,7 @@ def _run_gemini(project: Path, env: dict[str, str], api: FakeGemini, prompt: str
             [str(SESSION_AGENT), "integrate", "gemini-cli"], env=env, check=True, capture_output=True
         )
     return subprocess.Popen(
-        [npm_program("gemini"), "-p", prompt],
+        [npm_program("gemini"), "-p", prompt, *more],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -865,3 +867,37 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
                 if gemini.poll() is None:
                     os.killpg(gemini.pid, signal.SIGKILL)
                     gemini.communicate()
+
+
+def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """``gemini --resume latest`` fires SessionStart (``source: resume``) with
+    the conversation's session id: a new session in the same scope whose
+    ``parent`` is the conversation's previous one."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini() as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        api.release(2)
+        try:
+            for more in ((), ("--resume", "latest")):
+                gemini = _run_gemini(project, env, api, "Say hello", *more)
+                _, err = gemini.communicate(timeout=EDITOR_TIMEOUT)
+                assert gemini.returncode == 0, err
+            [scope] = [p.name for p in scopes.iterdir()]
+
+            def ended() -> list[dict[str, Any]]:
+                listed = client.request("list", limit=10, scope=scope)["sessions"]
+                return [s for s in listed if s["status"] == "completed"]
+
+            wait_for(lambda: len(ended()) == 2, timeout=10)
+            newer, older = ended()
+            assert newer["parent"] == older["id"]
+            assert older["parent"] is None
+            assert newer["external_id"] == older["external_id"] == scope.removeprefix("gemini-")
+        finally:
+            client.close()
