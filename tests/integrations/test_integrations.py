@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -412,10 +413,15 @@ def test_the_tmux_snippet_shows_the_session_in_a_real_status_line(
 # --- Claude Code and VS Code -----------------------------------------------------------
 
 
-def _hook_commands(event: str) -> list[tuple[str, int]]:
+def _hook_commands(event: str, source: str = "startup") -> list[tuple[str, int]]:
+    """The commands Claude Code runs for ``event``: a SessionStart group's
+    matcher chooses by the event's ``source`` (a tool event's matches all)."""
     settings = json.loads((INTEGRATIONS / "claude-code" / "settings.json").read_text())
     return [
-        (hook["command"], hook["timeout"]) for group in settings["hooks"][event] for hook in group["hooks"]
+        (hook["command"], hook["timeout"])
+        for group in settings["hooks"][event]
+        if event != "SessionStart" or re.fullmatch(group["matcher"], source)
+        for hook in group["hooks"]
     ]
 
 
@@ -461,7 +467,7 @@ def _fire(
     the environment (``CLAUDE_CODE_SESSION_ID``); older ones only in the JSON."""
     if id_in_env:
         env = {**env, "CLAUDE_CODE_SESSION_ID": session_id}
-    for command, timeout in _hook_commands(event):
+    for command, timeout in _hook_commands(event, str(more.get("source", "startup"))):
         _run_hook(command, timeout, env, event, session_id, cwd, **more)
 
 
@@ -527,6 +533,48 @@ def test_the_claude_code_hooks_take_the_events_own_session_id(
         _fire(event, env, "mine", tmp_path, id_in_env=id_in_env, tool_input=nested, tool_response=nested)
     assert sorted(p.name for p in (data_dir / "scopes").iterdir()) == ["claude-mine"]
     assert read_or_empty(_scope_file(data_dir, "claude-mine")) == "end\n"
+
+
+def test_a_claude_code_clear_continues_the_session_and_a_compact_does_not_split_it(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """``/clear`` (found with the real program, below): SessionEnd with
+    ``reason: clear``, then SessionStart with ``source: clear`` and a new
+    session id, from the same claude process. The session goes on: the new
+    id becomes an alias of the old scope, so its heartbeats and its end land
+    there; no scope is made for it. A compaction (SessionStart ``source:
+    compact``, the same id) runs none of our hooks. A ``clear`` start with no
+    cleared session before it starts one of its own."""
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    old, new = "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f", "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        try:
+            _fire("SessionStart", env, old, tmp_path)
+            wait_for(_names_a_session(_scope_file(data_dir, f"claude-{old}")))
+            sid = read_or_empty(_scope_file(data_dir, f"claude-{old}")).strip()
+            assert _hook_commands("SessionStart", "compact") == []
+            _fire("SessionEnd", env, old, tmp_path, reason="clear")
+            _fire("SessionStart", env, new, tmp_path, source="clear")
+            assert sorted(p.name for p in scopes.iterdir() if p.is_dir()) == [f"claude-{old}"]
+            assert _session(client, sid)["status"] == "active"
+            counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
+                seconds=1.1
+            )
+            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
+            before = _session(client, sid)["last_activity_at"]
+            _fire("UserPromptSubmit", env, new, tmp_path)
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
+            _fire("SessionEnd", env, new, tmp_path, reason="prompt_input_exit")
+            wait_for(lambda: _session(client, sid)["status"] == "completed")
+            assert _session(client, sid)["external_id"] == old
+            fresh = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"  # no cleared session before it
+            _fire("SessionStart", env, fresh, tmp_path, source="clear")
+            wait_for(_names_a_session(_scope_file(data_dir, f"claude-{fresh}")))
+        finally:
+            client.close()
 
 
 def test_the_claude_code_hooks_refuse_an_id_that_is_no_scope_name(tmp_path: Path, data_dir: Path) -> None:
@@ -748,6 +796,53 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
             assert newer["parent"] == older["id"]
             assert older["parent"] is None
             assert newer["external_id"] == older["external_id"] == conversation
+        finally:
+            client.close()
+
+
+def test_a_real_claude_code_clear_goes_on_in_the_same_session(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path
+) -> None:
+    """The real ``/clear``: a resumed conversation cleared (a new session id
+    from there on) and ended stays one session in the conversation's scope."""
+    project = tmp_path / "webshop"
+    project.mkdir()
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
+    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one")) as api:
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        api.release()
+        try:
+            first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
+            out, err = first.communicate(timeout=EDITOR_TIMEOUT)
+            assert first.returncode == 0, err
+            conversation = json.loads(out)["session_id"]
+            cleared = _run_claude(
+                tmp_path,
+                project,
+                env,
+                api,
+                "-p",
+                "--resume",
+                conversation,
+                "/clear",
+                "--output-format",
+                "json",
+            )
+            out, err = cleared.communicate(timeout=EDITOR_TIMEOUT)
+            assert cleared.returncode == 0, err
+            assert json.loads(out)["session_id"] != conversation  # the clear's new id
+            scope = f"claude-{conversation}"
+
+            def ended() -> list[dict[str, Any]]:
+                listed = client.request("list", limit=10, scope=scope)["sessions"]
+                return [s for s in listed if s["status"] == "completed"]
+
+            wait_for(lambda: len(ended()) == 2, timeout=10)  # the first run's, and the cleared one's
+            assert [p.name for p in scopes.iterdir() if p.is_dir()] == [scope]
+            assert (scopes / f".claude-{json.loads(out)['session_id']}").read_text() == f"{scope}\n"
+            assert not list(scopes.glob(".claude-pid-*"))
         finally:
             client.close()
 
