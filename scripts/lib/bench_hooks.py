@@ -1,9 +1,11 @@
 """The integrations' hooks, timed as their hosts run them, with a real daemon
 applying what they write:
 
-* Claude Code: each hook's shell line as Claude Code runs it (``sh -c``,
-  the event's JSON on stdin), against ``sh -c 'exit 0'`` fed the same
-  JSON (the floor: what any command hook costs Claude Code);
+* the AI hosts (Claude Code, Gemini CLI, Codex CLI, GitHub Copilot CLI,
+  Cursor): each hook's shell line as the host runs it (``sh -c``, the
+  event's JSON on stdin, the host's session id as its own field, first),
+  against ``sh -c 'exit 0'`` fed the same JSON (the floor: what any
+  command hook costs the host);
 * Neovim, Vim and Emacs: the shipped file's own start (temp file, fsync,
   rename) and heartbeat, fired through its autocommands (Emacs: its
   functions) and timed inside the editor with the editor's clock: that is
@@ -34,9 +36,30 @@ CLAUDE_END = "claude-code SessionEnd"
 GEMINI_START = "gemini-cli SessionStart"
 GEMINI_HEARTBEAT = "gemini-cli heartbeat (BeforeAgent, AfterTool, AfterAgent)"
 GEMINI_END = "gemini-cli SessionEnd"
-# The hooks the design's goal is about: those of the editors and of today's Claude Code.
+# The hosts whose hooks read the id from the event's JSON only: (host, file,
+# the id's field, (the rows' names and the events timed: start, heartbeat, end)).
+JSON_ID_HOSTS = (
+    ("codex", "codex/hooks.json", "session_id", (
+        ("codex SessionStart", "SessionStart"),
+        ("codex heartbeat (UserPromptSubmit, PostToolUse, Stop)", "Stop"),
+        ("codex SessionEnd", "SessionEnd"),
+    )),
+    ("copilot-cli", "copilot-cli/session-agent.json", "sessionId", (
+        ("copilot-cli sessionStart", "sessionStart"),
+        ("copilot-cli heartbeat (userPromptSubmitted, postToolUse, agentStop)", "agentStop"),
+        ("copilot-cli sessionEnd", "sessionEnd"),
+    )),
+    ("cursor", "cursor/hooks.json", "conversation_id", (
+        ("cursor sessionStart", "sessionStart"),
+        ("cursor beforeSubmitPrompt (a heartbeat while a session runs)", "beforeSubmitPrompt"),
+        ("cursor heartbeat (afterFileEdit, afterShellExecution, afterAgentResponse, stop)", "stop"),
+        ("cursor sessionEnd", "sessionEnd"),
+    )),
+)  # fmt: skip
+# The hooks the design's goal is about: those of the editors and of today's AI hosts.
 GOAL_ROWS = (
     CLAUDE_START, CLAUDE_HEARTBEAT, CLAUDE_END, GEMINI_START, GEMINI_HEARTBEAT, GEMINI_END,
+    *(row for _, _, _, rows in JSON_ID_HOSTS for row, _ in rows),
     *(f"{editor} {kind}" for editor in ("nvim", "vim", "emacs") for kind in ("start", "heartbeat")),
 )  # fmt: skip
 # Each editor script times `start` and `heartbeat` SAMPLES times, waiting
@@ -153,12 +176,18 @@ def _editor(editor: str, home: Home, samples: int, work: Path) -> dict[str, list
     return found
 
 
-def _host_hooks(host: str) -> dict[str, str]:
-    settings = json.loads((INTEGRATIONS / host / "settings.json").read_text())
-    return {event: groups[0]["hooks"][0]["command"] for event, groups in settings["hooks"].items()}
+def _host_hooks(shipped: str) -> dict[str, str]:
+    """Each event's first command: in a matcher group, or a plain entry
+    (``command``, or Copilot's ``bash``)."""
+    hooks = json.loads((INTEGRATIONS / shipped).read_text())["hooks"]
+    found = {}
+    for event, entries in hooks.items():
+        entry = entries[0]["hooks"][0] if "hooks" in entries[0] else entries[0]
+        found[event] = entry.get("command") or entry["bash"]
+    return found
 
 
-SH = shutil.which("sh") or "/bin/sh"  # what Claude Code and Gemini CLI run their hooks with
+SH = shutil.which("sh") or "/bin/sh"  # what the AI hosts run their hooks with (or bash: no slower)
 
 
 def _run_hook(command: str, payload: bytes, env: dict[str, str], cwd: Path) -> float:
@@ -172,7 +201,8 @@ def _ai_hosts(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
     a user): its start, a heartbeat (the id from the environment, as Claude
     Code 2.1 and Gemini CLI give it; and for Claude Code, as an older one,
     read from the event's JSON), its end; and the floor."""
-    claude, gemini = _host_hooks("claude-code"), _host_hooks("gemini-cli")
+    claude, gemini = _host_hooks("claude-code/settings.json"), _host_hooks("gemini-cli/settings.json")
+    others = {host: _host_hooks(shipped) for host, shipped, _, _ in JSON_ID_HOSTS}
     runs: dict[str, list[float]] = {}
     for n in range(samples + 1):  # the first round warms the page cache
         session = f"0b6c6f3e-1d2a-4c55-9f0e-{n:012x}"
@@ -203,6 +233,15 @@ def _ai_hosts(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
             took = _run_hook(command, payload, where, work)
             if n:
                 runs.setdefault(name, []).append(took)
+        for host, _, field, rows in JSON_ID_HOSTS:
+            # The host's id first and compact JSON, as Codex and Copilot write it (Cursor's
+            # order is not known: its hooks look for the id wherever it is).
+            event = {field: session, "workspace_roots": [str(work)], **json.loads(payload)}
+            own = json.dumps(event, separators=(",", ":")).encode()
+            for name, event in rows:
+                took = _run_hook(others[host][event], own, home.env, work)
+                if n:
+                    runs.setdefault(name, []).append(took)
     return runs
 
 

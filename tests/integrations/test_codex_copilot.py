@@ -16,6 +16,7 @@ user has trusted (its ``/hooks``); the tests pass
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,9 +34,10 @@ from agent.paths import Paths
 from ..support.commands import SESSION_AGENT, clean_env
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_openai import FakeOpenAI, fake_openai
-from ..support.hosts import NPM_TOOLS, alive, git_repository, npm_program, read_or_empty
+from ..support.hosts import NPM_TOOLS, alive, git_repository, npm_program, program, read_or_empty
 
 HOST_TIMEOUT = 60
+INTEGRATIONS = Path(__file__).resolve().parents[2] / "agent" / "integrations"
 
 
 @dataclass(frozen=True)
@@ -256,3 +258,75 @@ def test_a_resumed_real_conversation_continues_its_session(
             assert [p.name for p in scopes.iterdir()] == [scope_dir.name]
         finally:
             client.close()
+
+
+# The shipped hook files, read as the hosts read them: (file, the id's field,
+# start, heartbeats, end).
+SHIPPED = {
+    "codex": (
+        "codex/hooks.json",
+        "session_id",
+        "SessionStart",
+        ("UserPromptSubmit", "PostToolUse", "Stop"),
+        "SessionEnd",
+    ),
+    "copilot-cli": (
+        "copilot-cli/session-agent.json",
+        "sessionId",
+        "sessionStart",
+        ("userPromptSubmitted", "postToolUse", "agentStop"),
+        "sessionEnd",
+    ),
+}
+
+
+def _fire(name: str, event: str, env: dict[str, str], body: str) -> None:
+    shipped, *_ = SHIPPED[name]
+    hooks = json.loads((INTEGRATIONS / shipped).read_text())["hooks"][event]
+    for entry in hooks:
+        for hook in entry.get("hooks", [entry]):
+            done = subprocess.run(
+                [program("dash", "sh"), "-c", hook.get("command") or hook["bash"]],
+                input=body,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=10,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == "", done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize("compact", [True, False], ids=["compact", "spaced"])
+def test_the_hooks_take_the_events_own_id_however_the_json_is_written(
+    tmp_path: Path, data_dir: Path, name: str, compact: bool
+) -> None:
+    """The hosts write compact JSON with their id first (the start and end
+    hooks read that with the shell alone); JSON written otherwise, or an id
+    field nested in a tool's input, still finds the event's own."""
+    _, field, start, heartbeats, end = SHIPPED[name]
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    separators = (",", ":") if compact else (", ", ": ")
+    for event in (start, *heartbeats, end):
+        body = {field: "mine", "cwd": str(tmp_path), "tool_input": {field: "someone-else"}}
+        _fire(name, event, env, json.dumps(body, separators=separators) + "\n")
+        current = data_dir / "scopes" / f"{HOSTS[name].prefix}-mine" / "current_session"
+        assert read_or_empty(current).startswith("start\n" if event != end else "end\n")
+    assert [p.name for p in (data_dir / "scopes").iterdir()] == [f"{HOSTS[name].prefix}-mine"]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_hooks_refuse_bad_ids_and_are_harmless_without_the_agent(
+    tmp_path: Path, data_dir: Path, name: str
+) -> None:
+    _, field, start, heartbeats, end = SHIPPED[name]
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    for bad in ("../../escape", "a b", "x" * 57, ""):
+        _fire(name, start, env, json.dumps({field: bad}, separators=(",", ":")))
+    assert not (data_dir / "scopes").exists()
+    bare = clean_env(tmp_path)  # no data dir at all
+    for event in (start, *heartbeats, end):
+        _fire(name, event, bare, json.dumps({field: "abc"}))
+    assert not list(tmp_path.rglob("current_session"))
