@@ -236,8 +236,8 @@ def _ai_hosts(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
         for host, _, field, rows in JSON_ID_HOSTS:
             # The host's id first and compact JSON, as Codex and Copilot write it (Cursor's
             # order is not known: its hooks look for the id wherever it is).
-            event = {field: session, "workspace_roots": [str(work)], **json.loads(payload)}
-            own = json.dumps(event, separators=(",", ":")).encode()
+            fields = {field: session, "workspace_roots": [str(work)], **json.loads(payload)}
+            own = json.dumps(fields, separators=(",", ":")).encode()
             for name, event in rows:
                 took = _run_hook(others[host][event], own, home.env, work)
                 if n:
