@@ -235,27 +235,35 @@ def test_a_resumed_real_conversation_continues_its_session(
     with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai() as api:
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
-        api.release(2)
         try:
+            # Each run's model turn waits until the daemon has applied its start: a
+            # start and an end written at once net to nothing (the file protocol).
             first = _run(host, project, env, api, "Say hello")
+            wait_for(lambda: len(_sessions(client, scopes, host)) == 1, HOST_TIMEOUT)
+            [(scope, older)] = _sessions(client, scopes, host).items()
+            api.release()
             _, err = first.communicate(timeout=HOST_TIMEOUT)
             assert first.returncode == 0, err
-            [scope_dir] = scopes.glob(f"{host.prefix}-*")
-            conversation = scope_dir.name.removeprefix(f"{host.prefix}-")
+            conversation = scope.removeprefix(f"{host.prefix}-")
             again = _run(host, project, env, api, "Again", resume=conversation)
+            wait_for(
+                lambda: _sessions(client, scopes, host).get(scope, older)["id"] != older["id"], HOST_TIMEOUT
+            )
+            api.release()
             _, err = again.communicate(timeout=HOST_TIMEOUT)
             assert again.returncode == 0, err
 
             def ended() -> list[dict[str, Any]]:
-                listed = client.request("list", limit=10, scope=scope_dir.name)["sessions"]
+                listed = client.request("list", limit=10, scope=scope)["sessions"]
                 return [s for s in listed if s["status"] == "completed"]
 
             wait_for(lambda: len(ended()) == 2, timeout=10)
-            newer, older = ended()
+            newer, first_session = ended()
+            assert first_session["id"] == older["id"]
             assert newer["parent"] == older["id"]
             assert older["parent"] is None
             assert newer["external_id"] == older["external_id"] == conversation
-            assert [p.name for p in scopes.iterdir()] == [scope_dir.name]
+            assert [p.name for p in scopes.iterdir()] == [scope]
         finally:
             client.close()
 

@@ -804,11 +804,27 @@ def test_a_real_claude_code_clear_goes_on_in_the_same_session(
     tmp_path: Path, data_dir: Path, runtime_dir: Path
 ) -> None:
     """The real ``/clear``: a resumed conversation cleared (a new session id
-    from there on) and ended stays one session in the conversation's scope."""
+    from there on) and ended stays one session in the conversation's scope.
+    ``/clear`` asks nothing of the model, so the run starts and ends within
+    milliseconds -- a start and an end written at once net to nothing (the
+    file protocol) -- so a SessionStart hook of the test's own holds Claude
+    Code until the daemon has applied the start, as a user's slower hooks
+    or the model would."""
     project = tmp_path / "webshop"
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
+    subprocess.run([str(SESSION_AGENT), "integrate", "claude-code"], env=env, check=True, capture_output=True)
+    settings_file = Path(env["HOME"]) / ".claude" / "settings.json"
+    settings = json.loads(settings_file.read_text())
+    applied = (
+        f'f="{scopes}/claude-$CLAUDE_CODE_SESSION_ID/current_session"; n=0; while [ $n -lt 2000 ]; do '
+        'IFS= read -r l <"$f"; case $l in ????????-????-????-????-????????????) exit 0 ;; esac; '
+        "sleep 0.01; n=$((n+1)); done"
+    )
+    barrier = {"matcher": "startup|resume", "hooks": [{"type": "command", "command": applied, "timeout": 30}]}
+    settings["hooks"]["SessionStart"].append(barrier)
+    settings_file.write_text(json.dumps(settings))
     with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one")) as api:
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
