@@ -762,12 +762,21 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
     project = tmp_path / "webshop"
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    scopes = data_dir / "scopes"
     with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one"), Reply("two")) as api:
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
-        api.release(2)
+
+        def current() -> str:
+            """The id the conversation's scope names (each model turn waits for
+            it: a start and an end written at once net to nothing)."""
+            return "".join(read_or_empty(p).strip() for p in scopes.glob("claude-*/current_session"))
+
         try:
             first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
+            wait_for(lambda: len(current()) == 36, 30)
+            older_id = current()
+            api.release()
             out, err = first.communicate(timeout=EDITOR_TIMEOUT)
             assert first.returncode == 0, err
             conversation = json.loads(out)["session_id"]
@@ -784,6 +793,8 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
                 "--output-format",
                 "json",
             )
+            wait_for(lambda: len(current()) == 36 and current() != older_id, 30)
+            api.release()
             _, err = again.communicate(timeout=EDITOR_TIMEOUT)
             assert again.returncode == 0, err
 
@@ -793,6 +804,7 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
 
             wait_for(lambda: len(ended_in_scope()) == 2, timeout=10)
             newer, older = ended_in_scope()
+            assert older["id"] == older_id
             assert newer["parent"] == older["id"]
             assert older["parent"] is None
             assert newer["external_id"] == older["external_id"] == conversation
@@ -993,10 +1005,19 @@ def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
     with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini() as api:
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
-        api.release(2)
         try:
+            seen: list[str] = []
+
+            def active() -> list[str]:
+                return [s["id"] for s in _gemini_sessions(client, scopes).values()]
+
             for more in ((), ("--resume", "latest")):
                 gemini = _run_gemini(project, env, api, "Say hello", *more)
+                # The model's turn waits until the daemon applied the start (a start
+                # and an end written at once net to nothing).
+                wait_for(lambda last=seen[-1:]: active() not in ([], last), 60)  # type: ignore[misc]
+                seen += active()
+                api.release()
                 _, err = gemini.communicate(timeout=EDITOR_TIMEOUT)
                 assert gemini.returncode == 0, err
             [scope] = [p.name for p in scopes.iterdir()]
@@ -1007,6 +1028,7 @@ def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
 
             wait_for(lambda: len(ended()) == 2, timeout=10)
             newer, older = ended()
+            assert [older["id"], newer["id"]] == seen
             assert newer["parent"] == older["id"]
             assert older["parent"] is None
             assert newer["external_id"] == older["external_id"] == scope.removeprefix("gemini-")
