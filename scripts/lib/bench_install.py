@@ -1,10 +1,14 @@
 """The program as users install it: the wheel built from this tree, in a
 virtualenv of its own (``.bench/wheel-venv``), rebuilt on every run so it
 is the code being measured, not an editable checkout (whose import hook
-alone costs every command ~12 ms at start-up)."""
+alone costs every command ~12 ms at start-up).
+
+``SESSION_AGENT_BENCH_INSTALLED`` names one installed already (the test
+suite's own install of this tree's wheel, for its smoke run of the bench)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -31,6 +35,9 @@ def _tracked_files() -> list[str]:
 
 def installed_program() -> Path:
     """``session-agent`` from a fresh install of the wheel of this tree."""
+    given = os.environ.get("SESSION_AGENT_BENCH_INSTALLED")
+    if given:
+        return Path(given)
     with tempfile.TemporaryDirectory(prefix="sa-wheel-") as scratch:
         clone, dist = Path(scratch, "clone"), Path(scratch, "dist")
         for name in _tracked_files():

@@ -7,17 +7,20 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from ..support.commands import clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path) -> None:
+@pytest.mark.xdist_group("install")  # beside the tests that install the wheel: it uses theirs
+def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path, venv: Path) -> None:
     done = subprocess.run(
         [str(ROOT / "scripts" / "bench"), "--quick", "--json"],
         capture_output=True,
         text=True,
-        env=clean_env(tmp_path),
+        env=clean_env(tmp_path, SESSION_AGENT_BENCH_INSTALLED=str(venv / "bin" / "session-agent")),
         timeout=300,
         check=False,
     )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -21,85 +19,13 @@ import pytest
 
 from ..support.commands import clean_env
 from ..support.daemon_process import run_daemon
+from ..support.wheel import run_ok, run_program
 
 pytestmark = pytest.mark.xdist_group("install")  # one worker builds the wheel once
 
 REPO = Path(__file__).resolve().parents[2]
 CONSTRAINTS = REPO / "constraints.txt"
-PIP_TIMEOUT = 600
 RUN_TIMEOUT = 60
-
-
-def _run(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=PIP_TIMEOUT, check=False
-    )
-    assert "Traceback" not in done.stderr, done.stderr
-    return done
-
-
-def _ok(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
-    done = _run(argv, env, cwd)
-    assert done.returncode == 0, f"{argv}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-def _source_files() -> list[str]:
-    """What a clone holds: the files git tracks and the new ones it does not
-    ignore (a stale build/ or egg-info must not hide a packaging mistake)."""
-    git = shutil.which("git")
-    assert git is not None
-    listed = subprocess.run(
-        [git, "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    )
-    return [name for name in listed.stdout.decode().split("\0") if name and (REPO / name).is_file()]
-
-
-@pytest.fixture(scope="session")
-def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the tree as a fresh clone has it."""
-    target = tmp_path_factory.mktemp("clone")
-    for name in _source_files():
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target / name)
-    return target
-
-
-@pytest.fixture(scope="session")
-def wheel(clone: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    _ok(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(clone)],
-        dict(os.environ),
-    )
-    (built,) = out.glob("session_agent-*.whl")
-    return built
-
-
-@pytest.fixture(scope="session")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new virtualenv with the wheel and its dependencies, nothing else."""
-    root = tmp_path_factory.mktemp("venv")
-    _ok([sys.executable, "-m", "venv", "--without-pip", str(root)], dict(os.environ))
-    _ok(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(root / "bin/python"),
-            "install",
-            "--quiet",
-            "--constraint",
-            str(CONSTRAINTS),
-            str(wheel),
-        ],
-        dict(os.environ),
-    )
-    return root
 
 
 @pytest.fixture
@@ -133,28 +59,28 @@ def test_the_wheel_holds_every_module_the_executable_and_the_man_page(wheel: Pat
 def _scenario(executable: Path, python: Path, env: dict[str, str], tmp_path: Path, runtime_dir: Path) -> None:
     """start/current/end/list/status embedded, then through the daemon."""
     data_dir = Path(env["SESSION_AGENT_DATA_DIR"])
-    version = _ok([str(executable), "--version"], env)
+    version = run_ok([str(executable), "--version"], env)
     assert version.startswith("session-agent, version ")
-    assert _ok([str(python), "-m", "agent", "--version"], env) == version
+    assert run_ok([str(python), "-m", "agent", "--version"], env) == version
 
-    first = _ok([str(executable), "start"], env).strip()
-    assert _ok([str(executable), "current"], env).strip() == first
-    _ok([str(executable), "end"], env)
-    listing = _ok([str(executable), "list"], env)
+    first = run_ok([str(executable), "start"], env).strip()
+    assert run_ok([str(executable), "current"], env).strip() == first
+    run_ok([str(executable), "end"], env)
+    listing = run_ok([str(executable), "list"], env)
     assert first in listing
     assert "completed" in listing
-    status = _run([str(executable), "status"], env)
+    status = run_program([str(executable), "status"], env)
     assert status.returncode == 7  # no daemon yet
     assert "not running" in status.stdout
 
     with run_daemon(
         tmp_path, data_dir, runtime_dir, env={"PATH": env["PATH"]}, executable=executable
     ) as daemon:
-        second = _ok([str(executable), "start"], env).strip()
-        assert _ok([str(executable), "current"], env).strip() == second
-        assert f"running (pid {daemon.pid}" in _ok([str(executable), "status"], env)
-        _ok([str(executable), "stop"], env)
-        assert second in _ok([str(executable), "list", "--status", "completed"], env)
+        second = run_ok([str(executable), "start"], env).strip()
+        assert run_ok([str(executable), "current"], env).strip() == second
+        assert f"running (pid {daemon.pid}" in run_ok([str(executable), "status"], env)
+        run_ok([str(executable), "stop"], env)
+        assert second in run_ok([str(executable), "list", "--status", "completed"], env)
         assert f"control socket: started session {second}" in daemon.log()
 
 
@@ -178,7 +104,9 @@ def test_the_hot_commands_through_the_daemon_import_only_the_fast_path(
     heavy |= {"rich", "zoneinfo", "csv"}  # the report's and the export's libraries
     with run_daemon(tmp_path, data_dir, runtime_dir, env={"PATH": user_env["PATH"]}, executable=executable):
         for command in (["start"], ["current"], ["current", "--json"], ["touch"], ["end"]):
-            done = _run([str(venv / "bin/python"), "-X", "importtime", str(executable), *command], user_env)
+            done = run_program(
+                [str(venv / "bin/python"), "-X", "importtime", str(executable), *command], user_env
+            )
             assert done.returncode in (0, 1), done.stderr
             imported = {
                 line.split("|")[-1].strip()
@@ -195,7 +123,7 @@ def user_install(wheel: Path, tmp_path: Path, user_env: dict[str, str]) -> Path:
     ``tmp_path``, by the interpreter the virtualenv was made from."""
     base_python = Path(getattr(sys, "_base_executable", sys.executable))
     env = dict(user_env, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    _ok(
+    run_ok(
         [
             sys.executable,
             "-m",
@@ -225,7 +153,7 @@ def test_the_user_layout_matches_the_units_in_the_repository(
     assert Path(program) == user_install / "bin/session-agent"
     python = Path(Path(program).read_text().splitlines()[0].removeprefix("#!"))
     _scenario(Path(program), python, user_env, tmp_path, runtime_dir)
-    man = _run(
+    man = run_program(
         ["man", "-w", "session-agent"], dict(user_env, PATH=f"{user_install / 'bin'}:{user_env['PATH']}")
     )
     assert man.stdout.strip() == str(user_install / "share/man/man1/session-agent.1")
@@ -253,12 +181,14 @@ def test_the_readme_install_section_works_as_written(
     path = f"{home / '.local/bin'}:{Path(sys.executable).parent}:{user_env['PATH']}"
     env = dict(user_env, PATH=path, PIP_CONSTRAINT=str(CONSTRAINTS), XDG_CONFIG_HOME=str(home / ".config"))
     for command in commands:
-        done = _run(["bash", "-c", command], env, cwd=clone)
+        done = run_program(["bash", "-c", command], env, cwd=clone)
         assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     assert os.access(home / ".local/bin/session-agent", os.X_OK)
     unit = home / ".config/systemd/user/session-agent.service"
     assert unit.is_file()
-    assert _ok(["session-agent", "start"], env).strip() == _ok(["session-agent", "current"], env).strip()
+    assert (
+        run_ok(["session-agent", "start"], env).strip() == run_ok(["session-agent", "current"], env).strip()
+    )
 
 
 def _words(text: str) -> str:
@@ -272,20 +202,20 @@ def test_the_man_page_says_what_help_says(venv: Path, user_env: dict[str, str]) 
     # of every command's --help (description, examples, options) is there.
     page = venv / "share/man/man1/session-agent.1"
     env = dict(user_env, LC_ALL="C", MANWIDTH="1000", MANPAGER="cat", PAGER="cat")
-    shown = _words(_ok(["man", "-l", str(page)], env))
+    shown = _words(run_ok(["man", "-l", str(page)], env))
     assert shown.startswith("SESSION-AGENT(1)")
     program = str(venv / "bin/session-agent")
     commands: list[list[str]] = [[]]  # the group itself, then each command, subcommands included
-    listing = _ok([program, "--help"], env).split("Commands:")[1]
+    listing = run_ok([program, "--help"], env).split("Commands:")[1]
     for name in (line.split()[0] for line in listing.splitlines() if line.strip()):
         commands.append([name])
         if name == "service":
-            sub = _ok([program, name, "--help"], env).split("Commands:")[1]
+            sub = run_ok([program, name, "--help"], env).split("Commands:")[1]
             commands += [[name, line.split()[0]] for line in sub.splitlines() if line.strip()]
     assert ["stop"] in commands
     assert ["service", "install"] in commands
     for command in commands:
-        text = _ok([program, *command, "--help"], env)
+        text = run_ok([program, *command, "--help"], env)
         blocks = text.split("\n\n")[1:]  # the usage line is man's SYNOPSIS or the command's heading
         for block in blocks:
             if block.startswith("Commands:"):
