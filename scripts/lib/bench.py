@@ -128,7 +128,7 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
             described <= 1.6,
         ),
         (
-            "the editors' and Claude Code's hooks: median ≤ 5 ms each",
+            "the editors' and AI hosts' hooks: median ≤ 5 ms each",
             f"{hooks[worst_hook]} ms ({worst_hook})" if worst_hook else "not measured",
             worst_hook is not None and hooks[worst_hook] <= 5,
         ),
