@@ -16,6 +16,7 @@ user has trusted (its ``/hooks``); the tests pass
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -34,7 +35,15 @@ from agent.paths import Paths
 from ..support.commands import SESSION_AGENT, clean_env
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_openai import FakeOpenAI, fake_openai
-from ..support.hosts import NPM_TOOLS, alive, git_repository, npm_program, program, read_or_empty
+from ..support.hosts import (
+    NPM_TOOLS,
+    alive,
+    completed_in_scope,
+    git_repository,
+    npm_program,
+    program,
+    read_or_empty,
+)
 
 HOST_TIMEOUT = 60
 INTEGRATIONS = Path(__file__).resolve().parents[2] / "agent" / "integrations"
@@ -253,9 +262,7 @@ def test_a_resumed_real_conversation_continues_its_session(
             _, err = again.communicate(timeout=HOST_TIMEOUT)
             assert again.returncode == 0, err
 
-            def ended() -> list[dict[str, Any]]:
-                listed = client.request("list", limit=10, scope=scope)["sessions"]
-                return [s for s in listed if s["status"] == "completed"]
+            ended = functools.partial(completed_in_scope, client, scope)
 
             wait_for(lambda: len(ended()) == 2, timeout=10)
             newer, first_session = ended()

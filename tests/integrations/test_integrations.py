@@ -11,6 +11,7 @@ on a guess: the session was started, got a heartbeat, and was completed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start
 from ..support.daemon_process import run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 from ..support.fake_gemini import FakeGemini, fake_gemini
-from ..support.hosts import alive, git_repository, npm_program, program, read_or_empty
+from ..support.hosts import alive, completed_in_scope, git_repository, npm_program, program, read_or_empty
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "agent" / "integrations"
@@ -798,12 +799,10 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
             _, err = again.communicate(timeout=EDITOR_TIMEOUT)
             assert again.returncode == 0, err
 
-            def ended_in_scope() -> list[dict[str, Any]]:
-                listed = client.request("list", limit=10, scope=scope)["sessions"]
-                return [s for s in listed if s["status"] == "completed"]
+            ended = functools.partial(completed_in_scope, client, scope)
 
-            wait_for(lambda: len(ended_in_scope()) == 2, timeout=10)
-            newer, older = ended_in_scope()
+            wait_for(lambda: len(ended()) == 2, timeout=10)
+            newer, older = ended()
             assert older["id"] == older_id
             assert newer["parent"] == older["id"]
             assert older["parent"] is None
@@ -863,9 +862,7 @@ def test_a_real_claude_code_clear_goes_on_in_the_same_session(
             assert json.loads(out)["session_id"] != conversation  # the clear's new id
             scope = f"claude-{conversation}"
 
-            def ended() -> list[dict[str, Any]]:
-                listed = client.request("list", limit=10, scope=scope)["sessions"]
-                return [s for s in listed if s["status"] == "completed"]
+            ended = functools.partial(completed_in_scope, client, scope)
 
             wait_for(lambda: len(ended()) == 2, timeout=10)  # the first run's, and the cleared one's
             assert [p.name for p in scopes.iterdir() if p.is_dir()] == [scope]
@@ -1022,9 +1019,7 @@ def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
                 assert gemini.returncode == 0, err
             [scope] = [p.name for p in scopes.iterdir()]
 
-            def ended() -> list[dict[str, Any]]:
-                listed = client.request("list", limit=10, scope=scope)["sessions"]
-                return [s for s in listed if s["status"] == "completed"]
+            ended = functools.partial(completed_in_scope, client, scope)
 
             wait_for(lambda: len(ended()) == 2, timeout=10)
             newer, older = ended()

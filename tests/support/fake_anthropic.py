@@ -18,10 +18,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .loopback import serving
+from .loopback import Handler, serving
 
 HOLD_TIMEOUT = 60.0
 
@@ -92,36 +91,24 @@ def _events(reply: Reply, model: str) -> bytes:
     return b"".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode() for kind, data in events)
 
 
-def _handler(api: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def _handler(api: FakeAnthropic) -> type[Handler]:
+    class Answer(Handler):
         def do_GET(self) -> None:
-            self._send(404, "application/json", b"{}")
+            self.send(404, "application/json", b"{}")
 
         def do_HEAD(self) -> None:
-            self._send(200, "application/json", b"")
+            self.send(200, "application/json", b"")
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
             if not self.path.startswith("/v1/messages") or "count_tokens" in self.path:
-                self._send(200, "application/json", b'{"input_tokens": 1}')
+                self.send(200, "application/json", b'{"input_tokens": 1}')
                 return
             model = str(request.get("model", "claude"))
-            self._send(200, "text/event-stream", _events(api.next_reply(), model))
+            self.send(200, "text/event-stream", _events(api.next_reply(), model))
 
-    return Handler
+    return Answer
 
 
 @contextmanager

@@ -16,10 +16,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .loopback import serving
+from .loopback import Handler, serving
 
 HOLD_TIMEOUT = 60.0
 
@@ -49,41 +48,26 @@ def _answer(text: str) -> dict[str, Any]:
 def fake_gemini(text: str = "Hello from the fake.") -> Iterator[FakeGemini]:
     api = FakeGemini(text)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_: object) -> None:
-            pass
-
+    class Answer(Handler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if ":streamGenerateContent" in self.path:
                 if not api.gate.acquire(timeout=HOLD_TIMEOUT):
-                    self._send(503, "application/json", b"{}")
+                    self.send(503, "application/json", b"{}")
                     return
                 api.turns += 1
-                self._send(
+                self.send(
                     200, "text/event-stream", b"data: " + json.dumps(_answer(api.text)).encode() + b"\n\n"
                 )
                 return
             # The CLI's own requests (choosing a model): a plain, quick answer.
             choice = json.dumps({"reasoning": "a greeting", "complexity_score": 1, "model_choice": "flash"})
-            self._send(200, "application/json", json.dumps(_answer(choice)).encode())
+            self.send(200, "application/json", json.dumps(_answer(choice)).encode())
 
         def do_GET(self) -> None:
-            self._send(404, "application/json", b"{}")
+            self.send(404, "application/json", b"{}")
 
-        def _send(self, status: int, kind: str, body: bytes) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the CLI was killed while it waited
-
-    with serving(Handler) as api.url:
+    with serving(Answer) as api.url:
         try:
             yield api
         finally:

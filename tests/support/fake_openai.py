@@ -15,10 +15,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .loopback import serving
+from .loopback import Handler, serving
 
 HOLD_TIMEOUT = 60.0
 
@@ -62,37 +61,22 @@ def _stream(text: str, turn: int) -> bytes:
 def fake_openai(text: str = "Hello from the fake.") -> Iterator[FakeOpenAI]:
     api = FakeOpenAI(text)
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_: object) -> None:
-            pass
-
+    class Answer(Handler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if not self.path.endswith("/responses"):
-                self._send(404, "application/json", b"{}")
+                self.send(404, "application/json", b"{}")
                 return
             if not api.gate.acquire(timeout=HOLD_TIMEOUT):
-                self._send(503, "application/json", b"{}")
+                self.send(503, "application/json", b"{}")
                 return
             api.turns += 1
-            self._send(200, "text/event-stream", _stream(api.text, api.turns))
+            self.send(200, "text/event-stream", _stream(api.text, api.turns))
 
         def do_GET(self) -> None:  # model lists: none to offer
-            self._send(200, "application/json", b'{"object": "list", "data": [], "models": []}')
+            self.send(200, "application/json", b'{"object": "list", "data": [], "models": []}')
 
-        def _send(self, status: int, kind: str, body: bytes) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the host was killed while it waited
-
-    with serving(Handler) as base:
+    with serving(Answer) as base:
         api.url = base + "/v1"
         try:
             yield api

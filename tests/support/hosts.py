@@ -8,10 +8,21 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from agent.control.client import DaemonClient
 
 from .commands import CLI_TIMEOUT
 
-__all__ = ["NPM_TOOLS", "alive", "git_repository", "npm_program", "program", "read_or_empty"]
+__all__ = [
+    "NPM_TOOLS",
+    "alive",
+    "completed_in_scope",
+    "git_repository",
+    "npm_program",
+    "program",
+    "read_or_empty",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 # The npm packages scripts/test installs (the real AI hosts).
@@ -53,3 +64,9 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+def completed_in_scope(client: DaemonClient, scope: str) -> list[dict[str, Any]]:
+    """The scope's completed sessions, newest first (a host's conversation)."""
+    listed = client.request("list", limit=10, scope=scope)["sessions"]
+    return [s for s in listed if s["status"] == "completed"]
