@@ -9,7 +9,10 @@ applying what they write:
 * Neovim, Vim and Emacs: the shipped file's own start (temp file, fsync,
   rename) and heartbeat, fired through its autocommands (Emacs: its
   functions) and timed inside the editor with the editor's clock: that is
-  the time an editor event waits.
+  the time an editor event waits;
+* Kakoune: each of its shell blocks (``%sh{...}`` in the shipped file) as
+  Kakoune runs one, ``sh -c`` with the command's arguments: Kakoune waits
+  for that shell, and it is all the hook does.
 
 Each figure is the median and p99 of ``samples`` runs, in ms.
 """
@@ -17,6 +20,7 @@ Each figure is the median and p99 of ``samples`` runs, in ms.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,11 +60,17 @@ JSON_ID_HOSTS = (
         ("cursor sessionEnd", "sessionEnd"),
     )),
 )  # fmt: skip
+KAKOUNE_ROWS = (
+    "kakoune start (KakBegin)",
+    "kakoune heartbeat (FocusIn, BufWritePost)",
+    "kakoune end (KakEnd)",
+)
 # The hooks the design's goal is about: those of the editors and of today's AI hosts.
 GOAL_ROWS = (
     CLAUDE_START, CLAUDE_HEARTBEAT, CLAUDE_END, GEMINI_START, GEMINI_HEARTBEAT, GEMINI_END,
     *(row for _, _, _, rows in JSON_ID_HOSTS for row, _ in rows),
     *(f"{editor} {kind}" for editor in ("nvim", "vim", "emacs") for kind in ("start", "heartbeat")),
+    *KAKOUNE_ROWS,
 )  # fmt: skip
 # Each editor script times `start` and `heartbeat` SAMPLES times, waiting
 # for the daemon to apply the first start before the heartbeats, and
@@ -128,6 +138,33 @@ EMACS = """
         (push (format "%s %f" (car step) (* 1000 (- (float-time) began))) lines))))
   (with-temp-file (getenv "BENCH_OUT") (insert (mapconcat #'identity (nreverse lines) "\\n"))))
 """
+
+
+def _kakoune_blocks() -> dict[str, str]:
+    """The shell blocks of the shipped Kakoune file, by the command they are in."""
+    text = (INTEGRATIONS / "kakoune" / "session-agent.kak").read_text()
+    found = re.findall(r"define-command -hidden (\S+)[^\n]*%sh\{\n(.*?)\n\} \}", text, flags=re.S)
+    return dict(found)
+
+
+def _kakoune(home: Home, samples: int, work: Path) -> dict[str, list[float]]:
+    """A start, a heartbeat (always due: the option says none was sent) and an
+    end, each round; the scope is the bench's own (``kak-<its pid>``)."""
+    blocks = _kakoune_blocks()
+    write, beat = blocks["session-agent-write"], blocks["session-agent-beat"]
+    env = {**home.env, "kak_opt_session_agent_beat": "0"}
+    runs: dict[str, list[float]] = {}
+    for n in range(samples + 1):  # the first round warms the page cache
+        for name, script, args in zip(
+            KAKOUNE_ROWS, (write, beat, write), (["start"], [], ["end"]), strict=True
+        ):
+            began = time.perf_counter()
+            subprocess.run(
+                [SH, "-c", script, "kak", *args], env=env, cwd=work, check=True, capture_output=True
+            )
+            if n:
+                runs.setdefault(name, []).append(time.perf_counter() - began)
+    return runs
 
 
 def _program(*names: str) -> str | None:
@@ -252,6 +289,7 @@ def measure(samples: int) -> dict[str, object]:
     with private_home("hooks") as home, daemon(home):
         work = Path(tempfile.mkdtemp(prefix="project-", dir=home.root))
         figures.update({name: summary(values) for name, values in _ai_hosts(home, samples, work).items()})
+        figures.update({name: summary(values) for name, values in _kakoune(home, samples, work).items()})
         for editor in ("nvim", "vim", "emacs"):
             found = _editor(editor, home, samples, work)
             if isinstance(found, str):

@@ -40,7 +40,8 @@ def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path, venv: Pat
     hooks |= {"gemini-cli SessionStart", "gemini-cli SessionEnd", "codex SessionStart", "codex SessionEnd"}
     hooks |= {"copilot-cli sessionStart", "copilot-cli sessionEnd", "cursor sessionStart"}
     hooks |= {"cursor sessionEnd"}
-    editors = ("nvim", "vim", "emacs")
+    hooks |= {"kakoune start (KakBegin)", "kakoune heartbeat (FocusIn, BufWritePost)", "kakoune end (KakEnd)"}
+    editors = ("nvim", "vim", "emacs", "kakoune")
     heartbeats = {n for n in report["hooks"]["ms"] if " heartbeat" in n and n.split()[0] not in editors}
     assert set(report["hooks"]["ms"]) - heartbeats == hooks
     # Claude Code's (the id from the environment, and from the JSON); Gemini's, Codex's, Copilot's,
