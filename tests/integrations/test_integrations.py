@@ -1029,3 +1029,57 @@ def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
             assert newer["external_id"] == older["external_id"] == scope.removeprefix("gemini-")
         finally:
             client.close()
+
+
+def _fire_gemini(event: str, env: dict[str, str], session_id: str, cwd: Path, **more: object) -> None:
+    """Run ``event``'s Gemini CLI hooks as it does (``sh -c``, the id in
+    ``GEMINI_SESSION_ID``, the event's JSON on stdin; a SessionStart group's
+    matcher chooses by ``source``)."""
+    settings = json.loads((INTEGRATIONS / "gemini-cli" / "settings.json").read_text())
+    source = str(more.get("source", "startup"))
+    payload = json.dumps({"session_id": session_id, "hook_event_name": event, "cwd": str(cwd), **more})
+    for group in settings["hooks"][event]:
+        if event == "SessionStart" and not re.fullmatch(group["matcher"], source):
+            continue
+        for hook in group["hooks"]:
+            done = subprocess.run(
+                [program("sh"), "-c", hook["command"]],
+                input=payload,
+                capture_output=True,
+                text=True,
+                env={**env, "GEMINI_SESSION_ID": session_id},
+                cwd=cwd,
+                timeout=CLI_TIMEOUT,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+
+
+def test_a_gemini_cli_clear_continues_the_session(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
+    """Gemini CLI's ``/clear`` (found with the real program, in a terminal):
+    SessionEnd with ``reason: clear``, then SessionStart with ``source:
+    clear`` and a new session id, from the same process -- as Claude Code's.
+    The session goes on in its scope; the new id's prompts and end land there."""
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    old, new = "76b6f81f-8037-4635-8410-d86985d72ba1", "ab9fa930-99cf-499c-bbde-88f20df23b55"
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        try:
+            _fire_gemini("SessionStart", env, old, tmp_path)
+            wait_for(_names_a_session(_scope_file(data_dir, f"gemini-{old}")))
+            sid = read_or_empty(_scope_file(data_dir, f"gemini-{old}")).strip()
+            _fire_gemini("SessionEnd", env, old, tmp_path, reason="clear")
+            _fire_gemini("SessionStart", env, new, tmp_path, source="clear")
+            assert sorted(p.name for p in (data_dir / "scopes").iterdir() if p.is_dir()) == [f"gemini-{old}"]
+            counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
+                seconds=1.1
+            )
+            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
+            before = _session(client, sid)["last_activity_at"]
+            _fire_gemini("BeforeAgent", env, new, tmp_path)
+            wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
+            _fire_gemini("SessionEnd", env, new, tmp_path, reason="exit")
+            wait_for(lambda: _session(client, sid)["status"] == "completed")
+        finally:
+            client.close()

@@ -235,7 +235,7 @@ def test_the_gemini_hooks_survive_gemini_cli_expanding_variables() -> None:
 
     hooks = json.loads((INTEGRATIONS / "gemini-cli" / "settings.json").read_text())["hooks"]
     commands = [hook["command"] for groups in hooks.values() for group in groups for hook in group["hooks"]]
-    assert len(commands) == 6
+    assert len(commands) == 7
     names = ("SESSION_AGENT_DATA_DIR", "XDG_DATA_HOME", "HOME", "PWD", "GEMINI_SESSION_ID", "PPID")
     env = {name: f"/set/{name}" for name in names}
     for command in commands:
