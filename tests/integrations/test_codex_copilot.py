@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -295,10 +296,14 @@ SHIPPED = {
 }
 
 
-def _fire(name: str, event: str, env: dict[str, str], body: str) -> None:
+def _fire(name: str, event: str, env: dict[str, str], body: str, source: str = "startup") -> None:
+    """Run ``event``'s hooks as the host does: a matcher group of a session
+    start chooses by the event's ``source`` (Codex's); Copilot has none."""
     shipped, *_ = SHIPPED[name]
     hooks = json.loads((INTEGRATIONS / shipped).read_text())["hooks"][event]
     for entry in hooks:
+        if "matcher" in entry and "Start" in event and not re.fullmatch(entry["matcher"], source):
+            continue
         for hook in entry.get("hooks", [entry]):
             done = subprocess.run(
                 [program("dash", "sh"), "-c", hook.get("command") or hook["bash"]],
@@ -345,3 +350,43 @@ def test_the_hooks_refuse_bad_ids_and_are_harmless_without_the_agent(
     for event in (start, *heartbeats, end):
         _fire(name, event, bare, json.dumps({field: "abc"}))
     assert not list(tmp_path.rglob("current_session"))
+
+
+def test_a_codex_clear_continues_the_session(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
+    """Codex's ``/clear`` (found with the real program, its terminal UI):
+    SessionStart with ``source: clear`` and a new id, from the same process,
+    and no SessionEnd -- at exit both ids end. The start noted the process's
+    scope; the clear's new id becomes an alias of it: one session throughout."""
+    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
+    old, new = "01a22c6f-970d-7cb0-8a1a-13e4d340159f", "01a22c6f-c422-7101-b201-b7323762b43a"
+
+    def fire(event: str, conversation: str, **more: str) -> None:
+        body = json.dumps({"session_id": conversation, "cwd": str(tmp_path), **more}, separators=(",", ":"))
+        _fire("codex", event, env, body + "\n", source=more.get("source", "startup"))
+
+    current = data_dir / "scopes" / f"codex-{old}" / "current_session"
+    with run_daemon(tmp_path, data_dir, runtime_dir):
+        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+        assert client is not None
+        try:
+            fire("SessionStart", old, source="startup")
+            wait_for(lambda: len(read_or_empty(current)) == 37)
+            sid = read_or_empty(current).strip()
+            fire("SessionStart", new, source="clear")
+            assert sorted(p.name for p in (data_dir / "scopes").iterdir() if p.is_dir()) == [f"codex-{old}"]
+            counts_from = datetime.fromisoformat(_get(client, sid)["last_activity_at"]) + timedelta(
+                seconds=1.1
+            )
+            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
+            before = _get(client, sid)["last_activity_at"]
+            fire("UserPromptSubmit", new)
+            wait_for(lambda: _get(client, sid)["last_activity_at"] != before, timeout=5)
+            fire("SessionEnd", new, reason="other")
+            fire("SessionEnd", old, reason="other")
+            wait_for(lambda: _get(client, sid)["status"] == "completed")
+            assert [s["id"] for s in client.request("list", limit=10, scope=f"codex-{old}")["sessions"]] == [
+                sid
+            ]
+            assert not list((data_dir / "scopes").glob(".codex-pid-*"))
+        finally:
+            client.close()
