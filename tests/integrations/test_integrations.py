@@ -536,48 +536,6 @@ def test_the_claude_code_hooks_take_the_events_own_session_id(
     assert read_or_empty(_scope_file(data_dir, "claude-mine")) == "end\n"
 
 
-def test_a_claude_code_clear_continues_the_session_and_a_compact_does_not_split_it(
-    tmp_path: Path, data_dir: Path, runtime_dir: Path
-) -> None:
-    """``/clear`` (found with the real program, below): SessionEnd with
-    ``reason: clear``, then SessionStart with ``source: clear`` and a new
-    session id, from the same claude process. The session goes on: the new
-    id becomes an alias of the old scope, so its heartbeats and its end land
-    there; no scope is made for it. A compaction (SessionStart ``source:
-    compact``, the same id) runs none of our hooks. A ``clear`` start with no
-    cleared session before it starts one of its own."""
-    env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    old, new = "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f", "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
-    scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            _fire("SessionStart", env, old, tmp_path)
-            wait_for(_names_a_session(_scope_file(data_dir, f"claude-{old}")))
-            sid = read_or_empty(_scope_file(data_dir, f"claude-{old}")).strip()
-            assert _hook_commands("SessionStart", "compact") == []
-            _fire("SessionEnd", env, old, tmp_path, reason="clear")
-            _fire("SessionStart", env, new, tmp_path, source="clear")
-            assert sorted(p.name for p in scopes.iterdir() if p.is_dir()) == [f"claude-{old}"]
-            assert _session(client, sid)["status"] == "active"
-            counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
-                seconds=1.1
-            )
-            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
-            before = _session(client, sid)["last_activity_at"]
-            _fire("UserPromptSubmit", env, new, tmp_path)
-            wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
-            _fire("SessionEnd", env, new, tmp_path, reason="prompt_input_exit")
-            wait_for(lambda: _session(client, sid)["status"] == "completed")
-            assert _session(client, sid)["external_id"] == old
-            fresh = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"  # no cleared session before it
-            _fire("SessionStart", env, fresh, tmp_path, source="clear")
-            wait_for(_names_a_session(_scope_file(data_dir, f"claude-{fresh}")))
-        finally:
-            client.close()
-
-
 def test_the_claude_code_hooks_refuse_an_id_that_is_no_scope_name(tmp_path: Path, data_dir: Path) -> None:
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     for bad in ("../../escape", "a b", "x" * 57, ""):
@@ -1055,31 +1013,55 @@ def _fire_gemini(event: str, env: dict[str, str], session_id: str, cwd: Path, **
             assert done.returncode == 0, done.stderr
 
 
-def test_a_gemini_cli_clear_continues_the_session(tmp_path: Path, data_dir: Path, runtime_dir: Path) -> None:
-    """Gemini CLI's ``/clear`` (found with the real program, in a terminal):
-    SessionEnd with ``reason: clear``, then SessionStart with ``source:
-    clear`` and a new session id, from the same process -- as Claude Code's.
-    The session goes on in its scope; the new id's prompts and end land there."""
+# The hosts whose /clear ends a conversation and starts one with a new id in
+# the same process: (scope prefix, how their hooks run, a heartbeat event, an
+# end's reason at exit).
+CLEARING_HOSTS: dict[str, tuple[str, Callable[..., None], str, str]] = {
+    "claude-code": ("claude", _fire, "UserPromptSubmit", "prompt_input_exit"),
+    "gemini-cli": ("gemini", _fire_gemini, "BeforeAgent", "exit"),
+}
+
+
+@pytest.mark.parametrize("host", sorted(CLEARING_HOSTS))
+def test_a_clear_continues_the_session_and_a_compaction_does_not_split_it(
+    tmp_path: Path, data_dir: Path, runtime_dir: Path, host: str
+) -> None:
+    """``/clear`` in Claude Code and Gemini CLI (found with the real programs;
+    Claude Code's also run for real above): SessionEnd with ``reason: clear``,
+    then SessionStart with ``source: clear`` and a new session id, from the
+    same process. The session goes on: the new id becomes an alias of the old
+    scope, so its heartbeats and its end land there; no scope is made for it.
+    A compaction (SessionStart ``source: compact``, the same id) runs none of
+    our hooks. A ``clear`` start with no cleared session before it starts one
+    of its own."""
+    prefix, fire, heartbeat, reason = CLEARING_HOSTS[host]
+    settings = json.loads((INTEGRATIONS / host / "settings.json").read_text())
+    assert not [g for g in settings["hooks"]["SessionStart"] if re.fullmatch(g["matcher"], "compact")]
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    old, new = "76b6f81f-8037-4635-8410-d86985d72ba1", "ab9fa930-99cf-499c-bbde-88f20df23b55"
+    old, new = "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f", "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+    scopes = data_dir / "scopes"
     with run_daemon(tmp_path, data_dir, runtime_dir):
         client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
         assert client is not None
         try:
-            _fire_gemini("SessionStart", env, old, tmp_path)
-            wait_for(_names_a_session(_scope_file(data_dir, f"gemini-{old}")))
-            sid = read_or_empty(_scope_file(data_dir, f"gemini-{old}")).strip()
-            _fire_gemini("SessionEnd", env, old, tmp_path, reason="clear")
-            _fire_gemini("SessionStart", env, new, tmp_path, source="clear")
-            assert sorted(p.name for p in (data_dir / "scopes").iterdir() if p.is_dir()) == [f"gemini-{old}"]
+            fire("SessionStart", env, old, tmp_path)
+            wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{old}")))
+            sid = read_or_empty(_scope_file(data_dir, f"{prefix}-{old}")).strip()
+            fire("SessionEnd", env, old, tmp_path, reason="clear")
+            fire("SessionStart", env, new, tmp_path, source="clear")
+            assert sorted(p.name for p in scopes.iterdir() if p.is_dir()) == [f"{prefix}-{old}"]
             counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
                 seconds=1.1
             )
             wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
             before = _session(client, sid)["last_activity_at"]
-            _fire_gemini("BeforeAgent", env, new, tmp_path)
+            fire(heartbeat, env, new, tmp_path)
             wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
-            _fire_gemini("SessionEnd", env, new, tmp_path, reason="exit")
+            fire("SessionEnd", env, new, tmp_path, reason=reason)
             wait_for(lambda: _session(client, sid)["status"] == "completed")
+            assert _session(client, sid)["external_id"] == old
+            fresh = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"  # no cleared session before it
+            fire("SessionStart", env, fresh, tmp_path, source="clear")
+            wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{fresh}")))
         finally:
             client.close()
