@@ -28,7 +28,7 @@ import bench_events
 import bench_hooks
 import bench_reports
 
-QUICK = {  # a smoke test (the suite runs it): every figure, none worth quoting
+QUICK = {  # a smoke test (the suite runs it with --run-slow): every figure, none worth quoting
     "rounds": 3,
     "hooks": 3,
     "edits": 6,

@@ -1,5 +1,9 @@
 """``scripts/bench --quick`` as a smoke test: it must run and report every
-figure. No timing is judged here; the bench itself compares with the goals."""
+figure. No timing is judged here; the bench itself compares with the goals.
+
+Marked slow (``scripts/test --run-slow``): 25-35 s of a worker, the most of
+any default test, against a budget the default suite must keep on 2 cores;
+the full bench runs it all at every release's figures."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from ..support.commands import clean_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("install")  # beside the tests that install the wheel: it uses theirs
 def test_the_quick_bench_runs_and_reports_every_figure(tmp_path: Path, venv: Path) -> None:
     done = subprocess.run(
