@@ -31,10 +31,9 @@ from typing import Any
 import pytest
 
 from agent.control.client import DaemonClient
-from agent.paths import Paths
 
 from ..support.commands import SESSION_AGENT, clean_env
-from ..support.daemon_process import run_daemon, wait_for
+from ..support.daemon_process import connected, run_daemon, wait_for
 from ..support.fake_openai import FakeOpenAI, fake_openai
 from ..support.hosts import (
     NPM_TOOLS,
@@ -160,9 +159,11 @@ def test_the_real_host_records_its_session(
     git_repository(project, branch="checkout-flow")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai("Hello there.") as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_openai("Hello there.") as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         proc = _run(host, project, env, api, "Say hello")
         try:
             wait_for(lambda: len(_sessions(client, scopes, host)) == 1, HOST_TIMEOUT)
@@ -188,7 +189,6 @@ def test_the_real_host_records_its_session(
             assert ended["end_reason"] == "file"
             assert ended["active_seconds"] > 1
         finally:
-            client.close()
             _stop(proc)
 
 
@@ -204,9 +204,11 @@ def test_a_real_host_killed_ends_its_session_and_its_neighbour_goes_on(
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai() as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_openai() as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         procs = [_run(host, project, env, api, "Say hello") for _ in range(2)]
         try:
             wait_for(lambda: len(_sessions(client, scopes, host)) == 2, HOST_TIMEOUT)
@@ -225,7 +227,6 @@ def test_a_real_host_killed_ends_its_session_and_its_neighbour_goes_on(
             assert survivor.returncode == 0, err
             wait_for(lambda: _get(client, left["id"])["status"] == "completed", timeout=10)
         finally:
-            client.close()
             for proc in procs:
                 _stop(proc)
 
@@ -242,38 +243,35 @@ def test_a_resumed_real_conversation_continues_its_session(
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_openai() as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            # Each run's model turn waits until the daemon has applied its start: a
-            # start and an end written at once net to nothing (the file protocol).
-            first = _run(host, project, env, api, "Say hello")
-            wait_for(lambda: len(_sessions(client, scopes, host)) == 1, HOST_TIMEOUT)
-            [(scope, older)] = _sessions(client, scopes, host).items()
-            api.release()
-            _, err = first.communicate(timeout=HOST_TIMEOUT)
-            assert first.returncode == 0, err
-            conversation = scope.removeprefix(f"{host.prefix}-")
-            again = _run(host, project, env, api, "Again", resume=conversation)
-            wait_for(
-                lambda: _sessions(client, scopes, host).get(scope, older)["id"] != older["id"], HOST_TIMEOUT
-            )
-            api.release()
-            _, err = again.communicate(timeout=HOST_TIMEOUT)
-            assert again.returncode == 0, err
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_openai() as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
+        # Each run's model turn waits until the daemon has applied its start: a
+        # start and an end written at once net to nothing (the file protocol).
+        first = _run(host, project, env, api, "Say hello")
+        wait_for(lambda: len(_sessions(client, scopes, host)) == 1, HOST_TIMEOUT)
+        [(scope, older)] = _sessions(client, scopes, host).items()
+        api.release()
+        _, err = first.communicate(timeout=HOST_TIMEOUT)
+        assert first.returncode == 0, err
+        conversation = scope.removeprefix(f"{host.prefix}-")
+        again = _run(host, project, env, api, "Again", resume=conversation)
+        wait_for(lambda: _sessions(client, scopes, host).get(scope, older)["id"] != older["id"], HOST_TIMEOUT)
+        api.release()
+        _, err = again.communicate(timeout=HOST_TIMEOUT)
+        assert again.returncode == 0, err
 
-            ended = functools.partial(completed_in_scope, client, scope)
+        ended = functools.partial(completed_in_scope, client, scope)
 
-            wait_for(lambda: len(ended()) == 2, timeout=10)
-            newer, first_session = ended()
-            assert first_session["id"] == older["id"]
-            assert newer["parent"] == older["id"]
-            assert older["parent"] is None
-            assert newer["external_id"] == older["external_id"] == conversation
-            assert [p.name for p in scopes.iterdir()] == [scope]
-        finally:
-            client.close()
+        wait_for(lambda: len(ended()) == 2, timeout=10)
+        newer, first_session = ended()
+        assert first_session["id"] == older["id"]
+        assert newer["parent"] == older["id"]
+        assert older["parent"] is None
+        assert newer["external_id"] == older["external_id"] == conversation
+        assert [p.name for p in scopes.iterdir()] == [scope]
 
 
 # The shipped hook files, read as the hosts read them: (file, the id's field,
@@ -365,28 +363,19 @@ def test_a_codex_clear_continues_the_session(tmp_path: Path, data_dir: Path, run
         _fire("codex", event, env, body + "\n", source=more.get("source", "startup"))
 
     current = data_dir / "scopes" / f"codex-{old}" / "current_session"
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            fire("SessionStart", old, source="startup")
-            wait_for(lambda: len(read_or_empty(current)) == 37)
-            sid = read_or_empty(current).strip()
-            fire("SessionStart", new, source="clear")
-            assert sorted(p.name for p in (data_dir / "scopes").iterdir() if p.is_dir()) == [f"codex-{old}"]
-            counts_from = datetime.fromisoformat(_get(client, sid)["last_activity_at"]) + timedelta(
-                seconds=1.1
-            )
-            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
-            before = _get(client, sid)["last_activity_at"]
-            fire("UserPromptSubmit", new)
-            wait_for(lambda: _get(client, sid)["last_activity_at"] != before, timeout=5)
-            fire("SessionEnd", new, reason="other")
-            fire("SessionEnd", old, reason="other")
-            wait_for(lambda: _get(client, sid)["status"] == "completed")
-            assert [s["id"] for s in client.request("list", limit=10, scope=f"codex-{old}")["sessions"]] == [
-                sid
-            ]
-            assert not list((data_dir / "scopes").glob(".codex-pid-*"))
-        finally:
-            client.close()
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
+        fire("SessionStart", old, source="startup")
+        wait_for(lambda: len(read_or_empty(current)) == 37)
+        sid = read_or_empty(current).strip()
+        fire("SessionStart", new, source="clear")
+        assert sorted(p.name for p in (data_dir / "scopes").iterdir() if p.is_dir()) == [f"codex-{old}"]
+        counts_from = datetime.fromisoformat(_get(client, sid)["last_activity_at"]) + timedelta(seconds=1.1)
+        wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
+        before = _get(client, sid)["last_activity_at"]
+        fire("UserPromptSubmit", new)
+        wait_for(lambda: _get(client, sid)["last_activity_at"] != before, timeout=5)
+        fire("SessionEnd", new, reason="other")
+        fire("SessionEnd", old, reason="other")
+        wait_for(lambda: _get(client, sid)["status"] == "completed")
+        assert [s["id"] for s in client.request("list", limit=10, scope=f"codex-{old}")["sessions"]] == [sid]
+        assert not list((data_dir / "scopes").glob(".codex-pid-*"))

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.control.client import DaemonClient
-from agent.paths import Paths
 
 from ..support.commands import SESSION_AGENT, Cli, clean_env
-from ..support.daemon_process import run_daemon, wait_for
+from ..support.daemon_process import connected, run_daemon, wait_for
 from ..support.hosts import program, read_or_empty
 
 HOOKS = Path(__file__).resolve().parents[2] / "agent" / "integrations" / "cursor" / "hooks.json"
@@ -102,41 +101,36 @@ def test_cursor_conversations_start_heartbeat_and_end_their_sessions(
     workspace.mkdir()
     other = "0f1e2d3c-4b5a-6978-8776-655443322110"
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            ids = {}
-            for conversation in (CONVERSATION, other):
-                _fire("sessionStart", env, conversation, str(workspace))
-                ids[conversation] = _named(_current(data_dir, conversation))
-                session = _get(client, ids[conversation])
-                assert (session["scope"], session["tool"], session["external_id"]) == (
-                    f"cursor-{conversation}",
-                    "cursor",
-                    conversation,
-                )
-                assert (session["cwd"], session["project"], session["owner_pid"]) == (
-                    str(workspace),
-                    "my shop",
-                    None,
-                )
-            sid = ids[CONVERSATION]
-            for event in ("beforeSubmitPrompt", *HEARTBEATS):
-                before = _get(client, sid)["last_activity_at"]
-                counts_from = datetime.fromisoformat(before) + timedelta(seconds=1.1)
-                # A heartbeat counts once a second has passed since the last one.
-                wait_for(lambda at=counts_from: datetime.now(at.tzinfo) > at)  # type: ignore[misc]
-                _fire(event, env, CONVERSATION, str(workspace))
-                wait_for(lambda was=before: _get(client, sid)["last_activity_at"] != was, timeout=5)  # type: ignore[misc]
-                assert read_or_empty(_current(data_dir, CONVERSATION)).strip() == sid  # the same session
-            untouched = _get(client, ids[other])
-            assert untouched["last_activity_at"] == untouched["started_at"]
-            _fire("sessionEnd", env, CONVERSATION, str(workspace))
-            wait_for(lambda: _get(client, sid)["status"] == "completed")
-            assert _get(client, ids[other])["status"] == "active"
-        finally:
-            client.close()
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
+        ids = {}
+        for conversation in (CONVERSATION, other):
+            _fire("sessionStart", env, conversation, str(workspace))
+            ids[conversation] = _named(_current(data_dir, conversation))
+            session = _get(client, ids[conversation])
+            assert (session["scope"], session["tool"], session["external_id"]) == (
+                f"cursor-{conversation}",
+                "cursor",
+                conversation,
+            )
+            assert (session["cwd"], session["project"], session["owner_pid"]) == (
+                str(workspace),
+                "my shop",
+                None,
+            )
+        sid = ids[CONVERSATION]
+        for event in ("beforeSubmitPrompt", *HEARTBEATS):
+            before = _get(client, sid)["last_activity_at"]
+            counts_from = datetime.fromisoformat(before) + timedelta(seconds=1.1)
+            # A heartbeat counts once a second has passed since the last one.
+            wait_for(lambda at=counts_from: datetime.now(at.tzinfo) > at)  # type: ignore[misc]
+            _fire(event, env, CONVERSATION, str(workspace))
+            wait_for(lambda was=before: _get(client, sid)["last_activity_at"] != was, timeout=5)  # type: ignore[misc]
+            assert read_or_empty(_current(data_dir, CONVERSATION)).strip() == sid  # the same session
+        untouched = _get(client, ids[other])
+        assert untouched["last_activity_at"] == untouched["started_at"]
+        _fire("sessionEnd", env, CONVERSATION, str(workspace))
+        wait_for(lambda: _get(client, sid)["status"] == "completed")
+        assert _get(client, ids[other])["status"] == "active"
 
 
 def test_a_prompt_starts_the_session_where_no_session_start_came(
@@ -146,21 +140,16 @@ def test_a_prompt_starts_the_session_where_no_session_start_came(
     again after its session ended): the prompt starts the session; one taken
     up again continues its conversation (``parent``)."""
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            _fire("beforeSubmitPrompt", env, CONVERSATION, str(tmp_path))
-            first = _named(_current(data_dir, CONVERSATION))
-            assert (_get(client, first)["tool"], _get(client, first)["cwd"]) == ("cursor", str(tmp_path))
-            _fire("sessionEnd", env, CONVERSATION, str(tmp_path))
-            wait_for(lambda: _get(client, first)["status"] == "completed")
-            _fire("beforeSubmitPrompt", env, CONVERSATION, str(tmp_path))
-            wait_for(lambda: read_or_empty(_current(data_dir, CONVERSATION)).strip() not in ("", first))
-            second = _named(_current(data_dir, CONVERSATION))
-            assert _get(client, second)["parent"] == first
-        finally:
-            client.close()
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
+        _fire("beforeSubmitPrompt", env, CONVERSATION, str(tmp_path))
+        first = _named(_current(data_dir, CONVERSATION))
+        assert (_get(client, first)["tool"], _get(client, first)["cwd"]) == ("cursor", str(tmp_path))
+        _fire("sessionEnd", env, CONVERSATION, str(tmp_path))
+        wait_for(lambda: _get(client, first)["status"] == "completed")
+        _fire("beforeSubmitPrompt", env, CONVERSATION, str(tmp_path))
+        wait_for(lambda: read_or_empty(_current(data_dir, CONVERSATION)).strip() not in ("", first))
+        second = _named(_current(data_dir, CONVERSATION))
+        assert _get(client, second)["parent"] == first
 
 
 def test_the_cursor_hooks_take_the_events_own_conversation(tmp_path: Path, data_dir: Path, cli: Cli) -> None:

@@ -26,10 +26,9 @@ from typing import Any
 import pytest
 
 from agent.control.client import DaemonClient
-from agent.paths import Paths
 
 from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start_session
-from ..support.daemon_process import run_daemon, wait_for
+from ..support.daemon_process import connected, run_daemon, wait_for
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 from ..support.fake_gemini import FakeGemini, fake_gemini
 from ..support.hosts import alive, completed_in_scope, git_repository, npm_program, program, read_or_empty
@@ -104,16 +103,13 @@ def _editing(
     scenario.mkdir()
     git_repository(scenario, branch="feature-x")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
         proc = _run_editor(editor, env, scenario)
         current = _scope_file(data_dir, f"{editor}-{proc.pid}")  # each editor run its own scope
         try:
             wait_for(lambda: len(read_or_empty(current)) == 37, timeout=20)  # the daemon applied `start`
             yield client, proc, read_or_empty(current).strip(), scenario
         finally:
-            client.close()
             if proc.poll() is None:
                 proc.kill()
 
@@ -483,38 +479,33 @@ def test_the_claude_code_hooks_start_heartbeat_and_end_a_session(
     project = tmp_path / "my project"  # a space: the value is the rest of its line
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            ids = {}
-            for claude in claudes:
-                current = _scope_file(data_dir, f"claude-{claude}")
-                _fire("SessionStart", env, claude, project)
-                wait_for(_names_a_session(current))
-                ids[claude] = read_or_empty(current).strip()
-                session = _session(client, ids[claude])
-                assert session["scope"] == f"claude-{claude}"
-                assert (session["tool"], session["external_id"]) == ("claude-code", claude)
-                assert (session["cwd"], session["project"]) == (str(project), "my project")
-            first, second = claudes
-            sid = ids[first]
-            for event in HEARTBEATS:
-                before = _session(client, sid)["last_activity_at"]
-                counts_from = datetime.fromisoformat(before) + timedelta(seconds=1.1)
-                # A heartbeat counts once a second has passed since the last one.
-                wait_for(lambda at=counts_from: datetime.now(at.tzinfo) > at)  # type: ignore[misc]
-                _fire(event, env, first, project)
-                wait_for(lambda was=before: _session(client, sid)["last_activity_at"] != was, timeout=5)  # type: ignore[misc]
-            untouched = _session(client, ids[second])
-            assert untouched["last_activity_at"] == untouched["started_at"]
-            _fire("SessionEnd", env, first, project)
-            wait_for(lambda: _session(client, sid)["status"] == "completed")
-            assert _session(client, ids[second])["status"] == "active"
-            _fire("SessionEnd", env, "", project)  # no session id: nothing happens
-            assert _session(client, ids[second])["status"] == "active"
-        finally:
-            client.close()
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
+        ids = {}
+        for claude in claudes:
+            current = _scope_file(data_dir, f"claude-{claude}")
+            _fire("SessionStart", env, claude, project)
+            wait_for(_names_a_session(current))
+            ids[claude] = read_or_empty(current).strip()
+            session = _session(client, ids[claude])
+            assert session["scope"] == f"claude-{claude}"
+            assert (session["tool"], session["external_id"]) == ("claude-code", claude)
+            assert (session["cwd"], session["project"]) == (str(project), "my project")
+        first, second = claudes
+        sid = ids[first]
+        for event in HEARTBEATS:
+            before = _session(client, sid)["last_activity_at"]
+            counts_from = datetime.fromisoformat(before) + timedelta(seconds=1.1)
+            # A heartbeat counts once a second has passed since the last one.
+            wait_for(lambda at=counts_from: datetime.now(at.tzinfo) > at)  # type: ignore[misc]
+            _fire(event, env, first, project)
+            wait_for(lambda was=before: _session(client, sid)["last_activity_at"] != was, timeout=5)  # type: ignore[misc]
+        untouched = _session(client, ids[second])
+        assert untouched["last_activity_at"] == untouched["started_at"]
+        _fire("SessionEnd", env, first, project)
+        wait_for(lambda: _session(client, sid)["status"] == "completed")
+        assert _session(client, ids[second])["status"] == "active"
+        _fire("SessionEnd", env, "", project)  # no session id: nothing happens
+        assert _session(client, ids[second])["status"] == "active"
 
 
 @pytest.mark.parametrize("id_in_env", [True, False], ids=["id-in-env", "id-in-json"])
@@ -632,9 +623,11 @@ def test_the_real_claude_code_records_what_its_session_was(
     tool_call = Reply(tool="Bash", tool_input={"command": "echo hello", "description": "Say hello"})
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(tool_call, Reply("All done.")) as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_anthropic(tool_call, Reply("All done.")) as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         claude = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--allowedTools", "Bash")
         try:
             wait_for(lambda: any(_names_a_session(p)() for p in scopes.glob("claude-*/current_session")), 30)
@@ -658,7 +651,6 @@ def test_the_real_claude_code_records_what_its_session_was(
             assert _session(client, sid)["active_seconds"] > 1
             assert api.requests == 2
         finally:
-            client.close()
             if claude.poll() is None:
                 claude.kill()
                 claude.communicate()
@@ -675,9 +667,11 @@ def test_a_real_claude_code_killed_ends_its_session_and_its_neighbour_goes_on(
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one"), Reply("two")) as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_anthropic(Reply("one"), Reply("two")) as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         claudes = [_run_claude(tmp_path, project, env, api, "-p", "Say hello") for _ in range(2)]
         try:
 
@@ -705,7 +699,6 @@ def test_a_real_claude_code_killed_ends_its_session_and_its_neighbour_goes_on(
             assert survivor.returncode == 0, (out, err)
             wait_for(lambda: _session(client, by_owner[survivor.pid]["id"])["status"] == "completed", 10)
         finally:
-            client.close()
             for claude in claudes:
                 if claude.poll() is None:
                     claude.kill()
@@ -722,51 +715,50 @@ def test_a_resumed_real_claude_code_conversation_continues_its_session(
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one"), Reply("two")) as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_anthropic(Reply("one"), Reply("two")) as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
 
         def current() -> str:
             """The id the conversation's scope names (each model turn waits for
             it: a start and an end written at once net to nothing)."""
             return "".join(read_or_empty(p).strip() for p in scopes.glob("claude-*/current_session"))
 
-        try:
-            first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
-            wait_for(lambda: len(current()) == 36, 30)
-            older_id = current()
-            api.release()
-            out, err = first.communicate(timeout=EDITOR_TIMEOUT)
-            assert first.returncode == 0, err
-            conversation = json.loads(out)["session_id"]
-            scope = f"claude-{conversation}"
-            again = _run_claude(
-                tmp_path,
-                project,
-                env,
-                api,
-                "-p",
-                "--resume",
-                conversation,
-                "Again",
-                "--output-format",
-                "json",
-            )
-            wait_for(lambda: len(current()) == 36 and current() != older_id, 30)
-            api.release()
-            _, err = again.communicate(timeout=EDITOR_TIMEOUT)
-            assert again.returncode == 0, err
+        first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
+        wait_for(lambda: len(current()) == 36, 30)
+        older_id = current()
+        api.release()
+        out, err = first.communicate(timeout=EDITOR_TIMEOUT)
+        assert first.returncode == 0, err
+        conversation = json.loads(out)["session_id"]
+        scope = f"claude-{conversation}"
+        again = _run_claude(
+            tmp_path,
+            project,
+            env,
+            api,
+            "-p",
+            "--resume",
+            conversation,
+            "Again",
+            "--output-format",
+            "json",
+        )
+        wait_for(lambda: len(current()) == 36 and current() != older_id, 30)
+        api.release()
+        _, err = again.communicate(timeout=EDITOR_TIMEOUT)
+        assert again.returncode == 0, err
 
-            ended = functools.partial(completed_in_scope, client, scope)
+        ended = functools.partial(completed_in_scope, client, scope)
 
-            wait_for(lambda: len(ended()) == 2, timeout=10)
-            newer, older = ended()
-            assert older["id"] == older_id
-            assert newer["parent"] == older["id"]
-            assert older["parent"] is None
-            assert newer["external_id"] == older["external_id"] == conversation
-        finally:
-            client.close()
+        wait_for(lambda: len(ended()) == 2, timeout=10)
+        newer, older = ended()
+        assert older["id"] == older_id
+        assert newer["parent"] == older["id"]
+        assert older["parent"] is None
+        assert newer["external_id"] == older["external_id"] == conversation
 
 
 def test_a_real_claude_code_clear_goes_on_in_the_same_session(
@@ -794,40 +786,39 @@ def test_a_real_claude_code_clear_goes_on_in_the_same_session(
     barrier = {"matcher": "startup|resume", "hooks": [{"type": "command", "command": applied, "timeout": 30}]}
     settings["hooks"]["SessionStart"].append(barrier)
     settings_file.write_text(json.dumps(settings))
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_anthropic(Reply("one")) as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_anthropic(Reply("one")) as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         api.release()
-        try:
-            first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
-            out, err = first.communicate(timeout=EDITOR_TIMEOUT)
-            assert first.returncode == 0, err
-            conversation = json.loads(out)["session_id"]
-            cleared = _run_claude(
-                tmp_path,
-                project,
-                env,
-                api,
-                "-p",
-                "--resume",
-                conversation,
-                "/clear",
-                "--output-format",
-                "json",
-            )
-            out, err = cleared.communicate(timeout=EDITOR_TIMEOUT)
-            assert cleared.returncode == 0, err
-            assert json.loads(out)["session_id"] != conversation  # the clear's new id
-            scope = f"claude-{conversation}"
+        first = _run_claude(tmp_path, project, env, api, "-p", "Say hello", "--output-format", "json")
+        out, err = first.communicate(timeout=EDITOR_TIMEOUT)
+        assert first.returncode == 0, err
+        conversation = json.loads(out)["session_id"]
+        cleared = _run_claude(
+            tmp_path,
+            project,
+            env,
+            api,
+            "-p",
+            "--resume",
+            conversation,
+            "/clear",
+            "--output-format",
+            "json",
+        )
+        out, err = cleared.communicate(timeout=EDITOR_TIMEOUT)
+        assert cleared.returncode == 0, err
+        assert json.loads(out)["session_id"] != conversation  # the clear's new id
+        scope = f"claude-{conversation}"
 
-            ended = functools.partial(completed_in_scope, client, scope)
+        ended = functools.partial(completed_in_scope, client, scope)
 
-            wait_for(lambda: len(ended()) == 2, timeout=10)  # the first run's, and the cleared one's
-            assert [p.name for p in scopes.iterdir() if p.is_dir()] == [scope]
-            assert (scopes / f".claude-{json.loads(out)['session_id']}").read_text() == f"{scope}\n"
-            assert not list(scopes.glob(".claude-pid-*"))
-        finally:
-            client.close()
+        wait_for(lambda: len(ended()) == 2, timeout=10)  # the first run's, and the cleared one's
+        assert [p.name for p in scopes.iterdir() if p.is_dir()] == [scope]
+        assert (scopes / f".claude-{json.loads(out)['session_id']}").read_text() == f"{scope}\n"
+        assert not list(scopes.glob(".claude-pid-*"))
 
 
 # --- Gemini CLI ---------------------------------------------------------------------
@@ -882,9 +873,11 @@ def test_the_real_gemini_cli_records_its_session(tmp_path: Path, data_dir: Path,
     project.mkdir()
     git_repository(project, branch="main")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini("Hello there.") as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_gemini("Hello there.") as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         gemini = _run_gemini(project, env, api, "Say hello")
         try:
             wait_for(lambda: len(_gemini_sessions(client, data_dir / "scopes")) == 1, 60)
@@ -903,7 +896,6 @@ def test_the_real_gemini_cli_records_its_session(tmp_path: Path, data_dir: Path,
             wait_for(lambda: _session(client, session["id"])["status"] == "completed", timeout=10)
             assert _session(client, session["id"])["end_reason"] == "file"
         finally:
-            client.close()
             if gemini.poll() is None:
                 os.killpg(gemini.pid, signal.SIGKILL)
                 gemini.communicate()
@@ -919,9 +911,11 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
     project = tmp_path / "webshop"
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini() as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_gemini() as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
         geminis = [_run_gemini(project, env, api, "Say hello") for _ in range(2)]
         try:
             wait_for(lambda: len(_gemini_sessions(client, data_dir / "scopes")) == 2, 60)
@@ -940,7 +934,6 @@ def test_a_real_gemini_cli_killed_ends_its_session_and_its_neighbour_goes_on(
             assert survivor.returncode == 0, err
             wait_for(lambda: _session(client, left["id"])["status"] == "completed", timeout=10)
         finally:
-            client.close()
             for gemini in geminis:
                 if gemini.poll() is None:
                     os.killpg(gemini.pid, signal.SIGKILL)
@@ -957,36 +950,35 @@ def test_a_resumed_real_gemini_cli_conversation_continues_its_session(
     project.mkdir()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir), fake_gemini() as api:
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            seen: list[str] = []
+    with (
+        run_daemon(tmp_path, data_dir, runtime_dir),
+        fake_gemini() as api,
+        connected(data_dir, runtime_dir) as client,
+    ):
+        seen: list[str] = []
 
-            def active() -> list[str]:
-                return [s["id"] for s in _gemini_sessions(client, scopes).values()]
+        def active() -> list[str]:
+            return [s["id"] for s in _gemini_sessions(client, scopes).values()]
 
-            for more in ((), ("--resume", "latest")):
-                gemini = _run_gemini(project, env, api, "Say hello", *more)
-                # The model's turn waits until the daemon applied the start (a start
-                # and an end written at once net to nothing).
-                wait_for(lambda last=seen[-1:]: active() not in ([], last), 60)  # type: ignore[misc]
-                seen += active()
-                api.release()
-                _, err = gemini.communicate(timeout=EDITOR_TIMEOUT)
-                assert gemini.returncode == 0, err
-            [scope] = [p.name for p in scopes.iterdir()]
+        for more in ((), ("--resume", "latest")):
+            gemini = _run_gemini(project, env, api, "Say hello", *more)
+            # The model's turn waits until the daemon applied the start (a start
+            # and an end written at once net to nothing).
+            wait_for(lambda last=seen[-1:]: active() not in ([], last), 60)  # type: ignore[misc]
+            seen += active()
+            api.release()
+            _, err = gemini.communicate(timeout=EDITOR_TIMEOUT)
+            assert gemini.returncode == 0, err
+        [scope] = [p.name for p in scopes.iterdir()]
 
-            ended = functools.partial(completed_in_scope, client, scope)
+        ended = functools.partial(completed_in_scope, client, scope)
 
-            wait_for(lambda: len(ended()) == 2, timeout=10)
-            newer, older = ended()
-            assert [older["id"], newer["id"]] == seen
-            assert newer["parent"] == older["id"]
-            assert older["parent"] is None
-            assert newer["external_id"] == older["external_id"] == scope.removeprefix("gemini-")
-        finally:
-            client.close()
+        wait_for(lambda: len(ended()) == 2, timeout=10)
+        newer, older = ended()
+        assert [older["id"], newer["id"]] == seen
+        assert newer["parent"] == older["id"]
+        assert older["parent"] is None
+        assert newer["external_id"] == older["external_id"] == scope.removeprefix("gemini-")
 
 
 def _fire_gemini(event: str, env: dict[str, str], session_id: str, cwd: Path, **more: object) -> None:
@@ -1040,28 +1032,23 @@ def test_a_clear_continues_the_session_and_a_compaction_does_not_split_it(
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     old, new = "0b6c6f3e-1d2a-4c55-9f0e-7a1b2c3d4e5f", "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
     scopes = data_dir / "scopes"
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
-        try:
-            fire("SessionStart", env, old, tmp_path)
-            wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{old}")))
-            sid = read_or_empty(_scope_file(data_dir, f"{prefix}-{old}")).strip()
-            fire("SessionEnd", env, old, tmp_path, reason="clear")
-            fire("SessionStart", env, new, tmp_path, source="clear")
-            assert sorted(p.name for p in scopes.iterdir() if p.is_dir()) == [f"{prefix}-{old}"]
-            counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
-                seconds=1.1
-            )
-            wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
-            before = _session(client, sid)["last_activity_at"]
-            fire(heartbeat, env, new, tmp_path)
-            wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
-            fire("SessionEnd", env, new, tmp_path, reason=reason)
-            wait_for(lambda: _session(client, sid)["status"] == "completed")
-            assert _session(client, sid)["external_id"] == old
-            fresh = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"  # no cleared session before it
-            fire("SessionStart", env, fresh, tmp_path, source="clear")
-            wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{fresh}")))
-        finally:
-            client.close()
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
+        fire("SessionStart", env, old, tmp_path)
+        wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{old}")))
+        sid = read_or_empty(_scope_file(data_dir, f"{prefix}-{old}")).strip()
+        fire("SessionEnd", env, old, tmp_path, reason="clear")
+        fire("SessionStart", env, new, tmp_path, source="clear")
+        assert sorted(p.name for p in scopes.iterdir() if p.is_dir()) == [f"{prefix}-{old}"]
+        counts_from = datetime.fromisoformat(_session(client, sid)["last_activity_at"]) + timedelta(
+            seconds=1.1
+        )
+        wait_for(lambda: datetime.now(counts_from.tzinfo) > counts_from)
+        before = _session(client, sid)["last_activity_at"]
+        fire(heartbeat, env, new, tmp_path)
+        wait_for(lambda: _session(client, sid)["last_activity_at"] != before, timeout=5)
+        fire("SessionEnd", env, new, tmp_path, reason=reason)
+        wait_for(lambda: _session(client, sid)["status"] == "completed")
+        assert _session(client, sid)["external_id"] == old
+        fresh = "5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c"  # no cleared session before it
+        fire("SessionStart", env, fresh, tmp_path, source="clear")
+        wait_for(_names_a_session(_scope_file(data_dir, f"{prefix}-{fresh}")))

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.control.client import DaemonClient
-from agent.paths import Paths
 
 from ..support.commands import SESSION_AGENT, clean_env
-from ..support.daemon_process import run_daemon, wait_for
+from ..support.daemon_process import connected, run_daemon, wait_for
 from ..support.hosts import git_repository, program, read_or_empty
 
 KAK_TIMEOUT = 30
@@ -77,13 +76,10 @@ def _kakoune(
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "config" / "kak" / "kakrc").exists()
     terminal = Terminal(env)
-    with run_daemon(tmp_path, data_dir, runtime_dir):
-        client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
-        assert client is not None
+    with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
         try:
             yield client, terminal, project
         finally:
-            client.close()
             terminal.close()
 
 

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.control.client import DaemonClient
+from agent.paths import Paths
+
 from .commands import SESSION_AGENT, clean_env
 
 READY_TIMEOUT = 20.0
@@ -173,3 +176,14 @@ def run_daemon(
     finally:
         daemon.close()
     assert "Traceback" not in daemon.log(), daemon.log()
+
+
+@contextmanager
+def connected(data_dir: Path, runtime_dir: Path) -> Iterator[DaemonClient]:
+    """A client of the running daemon of ``data_dir``, closed after the block."""
+    client = DaemonClient.connect(Paths(data_dir, runtime_dir).socket, data_dir)
+    assert client is not None, "the daemon does not answer"
+    try:
+        yield client
+    finally:
+        client.close()
