@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from agent.details import DetailsChange, SessionFilter
     from agent.manager import SessionManager
     from agent.report import ReportQuery
+    from agent.sync_settings import SyncSettings
 
     class Backend(Protocol):
         """What the commands need, whoever carries them out."""
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
             self, session_id: str | None, change: DetailsChange, scope: str = DEFAULT_SCOPE
         ) -> Session | None: ...
         def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None: ...
-        def get(self, session_id: str) -> Session | None: ...
+        def get(self, session_id: str, hosts: str | None = None) -> Session | None: ...
         def list_sessions(
             self,
             *,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
             errors: list[str],
             scope: str | None = DEFAULT_SCOPE,
             where: SessionFilter | None = None,
+            hosts: str | None = None,
         ) -> list[Session]: ...
         def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]: ...
         def import_file(self, path: str, form: str) -> dict[str, Any]: ...
@@ -164,12 +166,22 @@ class EmbeddedBackend:
     def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
         return self._manager.count(session_id, n, scope=scope)
 
-    def get(self, session_id: str) -> Session | None:
+    def get(self, session_id: str, hosts: str | None = None) -> Session | None:
+        if hosts is not None:
+            self._take_in()
+            local = self._manager.get(session_id)
+            if local is not None and local.is_active:
+                self._settle(local.scope)
+            return self._manager.get_over_hosts(session_id, hosts)
         session = self._manager.get(session_id)
         if session is not None and session.is_active:  # an edit of its file may have ended it
             self._settle(session.scope)
             session = self._manager.get(session_id)
         return session
+
+    def _take_in(self) -> None:
+        """Before other machines' sessions are read: take in what arrived."""
+        self._manager.take_in_remote()
 
     def list_sessions(
         self,
@@ -180,14 +192,23 @@ class EmbeddedBackend:
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
         where: SessionFilter | None = None,
+        hosts: str | None = None,
     ) -> list[Session]:
         if scope is None:
             self._settle_all()
         else:
             self._settle(scope)
+        if hosts is not None:
+            self._take_in()
         problems: list[StorageError] = []
         sessions = self._manager.list_sessions(
-            statuses=statuses, since=since, limit=limit, errors=problems, scope=scope, where=where
+            statuses=statuses,
+            since=since,
+            limit=limit,
+            errors=problems,
+            scope=scope,
+            where=where,
+            hosts=hosts,
         )
         errors.extend(str(p) for p in problems)
         return sessions
@@ -197,6 +218,8 @@ class EmbeddedBackend:
 
     def report(self, query: ReportQuery, errors: list[str]) -> dict[str, Any]:
         self._settle_all()
+        if query.hosts is not None:
+            self._take_in()
         problems: list[StorageError] = []
         report = self._manager.report(query, problems)
         errors.extend(str(p) for p in problems)
@@ -216,7 +239,39 @@ class EmbeddedBackend:
             self._manager.clock,
             events=events,
             hooks=hooks_status(store, self._paths.data_dir),
+            sync=self._sync_status(),
         )
+
+    def _sync_status(self) -> dict[str, Any] | None:
+        """As the daemon would say it, having shipped and taken in first."""
+        from agent.config import load_settings
+        from agent.errors import SessionError
+
+        try:
+            sync = load_settings(self._paths.data_dir).sync
+        except SessionError:
+            return None
+        if sync is None:
+            return None
+        from agent.sync_status import sync_status
+
+        problem = self._ship(sync)
+        self._take_in()
+        return sync_status(self._manager.store, sync, self._manager.clock.now(), problem)
+
+    def _ship(self, sync: SyncSettings) -> str | None:
+        """Ship what the daemon would have (none runs); the problem, if any."""
+        from agent.errors import SessionError
+        from agent.sync_ship import ship
+
+        try:
+            ship(self._manager.store, sync, self._manager.clock.now())
+        except SessionError as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("sync: nothing shipped: %s", exc)
+            return str(exc)
+        return None
 
     def close(self) -> None:
         """Remove the scopes left empty long enough and take a snapshot if
@@ -232,7 +287,26 @@ class EmbeddedBackend:
         from agent.snapshots import take_snapshot_if_due
 
         take_snapshot_if_due(self._paths.data_dir, self._manager.store, self._manager.clock.now())
+        self._ship_if_due()
         self._manager.close()
+
+    def _ship_if_due(self) -> None:
+        """No daemon runs to ship what this command changed: ship it now, if
+        a sync dir is set (the command's outcome stands whatever happens)."""
+        from agent.config import load_settings
+        from agent.errors import SessionError
+
+        try:
+            sync = load_settings(self._paths.data_dir).sync
+        except SessionError:
+            return
+        if sync is None:
+            return
+        from agent.sync_ship import ship_state
+
+        state = ship_state(self._manager.store)
+        if state is None or state.cursor != self._manager.store.events.last_seq:
+            self._ship(sync)
 
 
 class _ReadsOnly:
@@ -293,7 +367,12 @@ class ReadOnlyBackend(_ReadsOnly, EmbeddedBackend):
 
 
 def _holds_anything(paths: Paths) -> bool:
-    return any(os.path.lexists(p) for p in (paths.db, paths.current_file, paths.scopes_dir))
+    """A store, a current file, scopes -- or a config.toml: a data dir set up
+    on purpose (a new machine set to read the others' sessions)."""
+    from agent.layout import CONFIG_NAME
+
+    places = (paths.db, paths.current_file, paths.scopes_dir, paths.data_dir / CONFIG_NAME)
+    return any(os.path.lexists(p) for p in places)
 
 
 class StorelessBackend(_ReadsOnly):
@@ -316,7 +395,7 @@ class StorelessBackend(_ReadsOnly):
     def touch(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         return None
 
-    def get(self, session_id: str) -> Session | None:
+    def get(self, session_id: str, hosts: str | None = None) -> Session | None:
         return None
 
     def list_sessions(
@@ -328,6 +407,7 @@ class StorelessBackend(_ReadsOnly):
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
         where: SessionFilter | None = None,
+        hosts: str | None = None,
     ) -> list[Session]:
         return []
 

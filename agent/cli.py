@@ -34,6 +34,7 @@ from agent.cli_support import (
     json_option,
     scope_option,
 )
+from agent.cli_sync import SYNC_COMMANDS
 from agent.environment import DATA_DIR_ENV, IDLE_GRACE_ENV, IDLE_TIMEOUT_ENV, RUNTIME_DIR_ENV
 from agent.output import command_place, show_result
 from agent.paths import Paths
@@ -276,6 +277,7 @@ for command in (
     *REPORT_COMMANDS,
     *EXCHANGE_COMMANDS,
     *EVENTS_COMMANDS,
+    *SYNC_COMMANDS,
     *DETAIL_COMMANDS,
     *SETUP_COMMANDS,
     *ADMIN_COMMANDS,

@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_support import SCOPE, Agent, write_whole
+from agent.cli_support import SCOPE, Agent, hosts_option, write_whole
+from agent.errors import SessionError
 from agent.output import note
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from agent.errors import StorageError
     from agent.paths import Paths
+    from agent.session import Session
     from agent.store import SessionStore
 
 __all__ = ["EXCHANGE_COMMANDS"]
@@ -49,9 +54,11 @@ __all__ = ["EXCHANGE_COMMANDS"]
 )
 @click.option("--tool", help="Only sessions of this tool.")
 @click.option("--scope", type=SCOPE, default=None, help="Only this scope's sessions [default: every scope].")
+@hosts_option
 @click.pass_obj
 def export(  # noqa: PLR0917 -- click passes the options by name
     agent: Agent,
+    hosts: str | None,
     form: str,
     output: Path | None,
     since: str | None,
@@ -69,11 +76,11 @@ def export(  # noqa: PLR0917 -- click passes the options by name
       session-agent export --format csv --since last-month -o month.csv
       session-agent export --format ical --project webshop > webshop.ics
       session-agent export --format timewarrior > timew.json
+      session-agent export --all-hosts --since this-month > everywhere.jsonl
     """
     from agent.cli_report import resolve_range
     from agent.clock import default_clock
     from agent.details import SessionFilter
-    from agent.errors import StorageError
     from agent.export import export_lines
     from agent.history import sessions_that_ran
     from agent.periods import Calendar, local_zone, locale_first_weekday
@@ -86,11 +93,46 @@ def export(  # noqa: PLR0917 -- click passes the options by name
     where = SessionFilter(project, frozenset(tags), tool)
     problems: list[StorageError] = []
     with _history(agent.paths) as store:
-        ran = () if store is None else sessions_that_ran(store, start, end, problems)
+        ran: Iterable[Session] = () if store is None else sessions_that_ran(store, start, end, problems)
+        if store is not None and hosts is not None:
+            ran = _over_hosts(store, agent.paths, hosts, ran, span=(start, end), problems=problems)
         kept = (s for s in ran if (scope is None or s.scope == scope) and where.keeps(s))
         _write(export_lines(kept, form, now), output)
     for problem in problems:
         note(f"warning: skipped: {problem}")
+
+
+def _over_hosts(
+    store: SessionStore,
+    paths: Paths,
+    hosts: str,
+    local: Iterable[Session],
+    *,
+    span: tuple[datetime | None, datetime | None],
+    problems: list[StorageError],
+) -> Iterator[Session]:
+    """This machine's sessions (if chosen) and those taken in from the hosts
+    chosen (as the daemon last took them in), oldest first."""
+    import heapq
+
+    from agent.host_choice import HostChoice
+
+    try:
+        choice = HostChoice.resolve(hosts, store, paths.data_dir)
+    except SessionError as exc:
+        raise click.ClickException(str(exc)) from None
+    assert choice is not None
+    since, until = span
+    streams: list[Iterable[Session]] = [(choice.named(s) for s in local)] if choice.local else []
+    if choice.remote:
+        remote = (s for _, s in store.remote.oldest_first(choice.remote_host, problems))
+        streams.append(
+            s
+            for s in remote
+            if (until is None or s.started_at < until)
+            and (since is None or s.ended_at is None or s.ended_at >= since)
+        )
+    return heapq.merge(*streams, key=lambda s: s.id)
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from agent.cli_support import (
     SinceType,
     echo_json,
     exit_with,
+    hosts_option,
     json_option,
     scope_option,
 )
@@ -33,16 +34,22 @@ __all__ = ["QUERY_COMMANDS"]
 @click.command()
 @click.argument("session_id", metavar="[ID]", required=False, type=SESSION_ID)
 @scope_option
+@hosts_option
 @json_option
 @click.pass_obj
-def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> None:
+def show(agent: Agent, session_id: str | None, scope: str, hosts: str | None, as_json: bool) -> None:
     """Show session ID (in whatever scope), or the scope's current session.
 
+    With --host or --all-hosts, ID may be another machine's session.
     Exits 4 if there is no such session, 1 if no ID was given and the scope
     has no active session.
     """
     from agent.render import session_detail
 
+    if session_id is None and hosts is not None:
+        raise click.UsageError(
+            "--host and --all-hosts need a session ID: current sessions are this machine's"
+        )
     if session_id is None:
         session = agent.read(lambda backend: backend.current(scope))
         if session is None:
@@ -52,7 +59,7 @@ def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> Non
                 note(NO_ACTIVE_SESSION)
             exit_with(1)
     else:
-        session = agent.read(lambda backend: backend.get(session_id))
+        session = agent.read(lambda backend: backend.get(session_id, hosts))
     if session is None:
         raise SessionNotFoundError(session_id or "")
     if as_json:
@@ -95,10 +102,12 @@ def show(agent: Agent, session_id: str | None, scope: str, as_json: bool) -> Non
     "--tag", "tags", multiple=True, help="Only sessions with this tag (repeatable: with every one)."
 )
 @click.option("--tool", help="Only sessions of this tool (nvim, claude-code, cli, ...).")
+@hosts_option
 @json_option
 @click.pass_context
 def list_(  # noqa: PLR0917 -- click passes the options by name; the order is click's
     ctx: click.Context,
+    hosts: str | None,
     statuses: tuple[str, ...],
     since: datetime | None,
     limit: int,
@@ -118,6 +127,7 @@ def list_(  # noqa: PLR0917 -- click passes the options by name; the order is cl
       session-agent list --status abandoned --limit 0 --json
       session-agent list --scope nvim-4242
       session-agent list --project engine --tag review --since 7d
+      session-agent list --all-hosts --since 1d
     """
     from agent.details import SessionFilter
     from agent.render import session_table
@@ -135,6 +145,7 @@ def list_(  # noqa: PLR0917 -- click passes the options by name; the order is cl
             errors=errors,
             scope=scope,
             where=SessionFilter(project, frozenset(tags), tool),
+            hosts=hosts,
         )
         return sessions, errors
 
@@ -144,7 +155,9 @@ def list_(  # noqa: PLR0917 -- click passes the options by name; the order is cl
     if as_json:
         echo_json([s.to_dict() for s in sessions])
     else:
-        click.echo(session_table(sessions, datetime.now(UTC), with_scope=scope is None))
+        click.echo(
+            session_table(sessions, datetime.now(UTC), with_scope=scope is None, with_host=hosts is not None)
+        )
 
 
 @click.command()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli_support import SCOPE, Agent, echo_json, json_option, write_whole
+from agent.cli_support import SCOPE, Agent, echo_json, hosts_option, json_option, write_whole
 from agent.output import note
 
 if TYPE_CHECKING:
@@ -95,10 +95,12 @@ def _groupings(text: str) -> tuple[str, ...]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write one self-contained page (charts, timeline, table) to this file.",
 )
+@hosts_option
 @json_option
 @click.pass_obj
 def report(  # noqa: PLR0917 -- click passes the options by name
     agent: Agent,
+    hosts: str | None,
     since: str,
     until: str | None,
     by_text: str,
@@ -125,6 +127,7 @@ def report(  # noqa: PLR0917 -- click passes the options by name
       session-agent report --since 30d --by tag --tool claude-code
       session-agent report --since last-month --csv > month.csv
       session-agent report --since this-month --html month.html
+      session-agent report --since 7d --all-hosts   every machine, per host and in total
     """
     from agent.config import load_settings
     from agent.details import SessionFilter
@@ -148,6 +151,7 @@ def report(  # noqa: PLR0917 -- click passes the options by name
         zone=zone_name,
         first_weekday=calendar.first_weekday,
         timeline=html_file is not None,
+        hosts=hosts,
     )
     errors: list[str] = []
 

@@ -219,6 +219,24 @@ def scope_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def hosts_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--host NAME`` / ``--all-hosts``: which machines' sessions (the
+    ``hosts`` argument: ``None`` this one, ``"*"`` all, or a name)."""
+    import functools
+
+    @click.option("--all-hosts", is_flag=True, help="Sessions of every machine sharing the sync dir too.")
+    @click.option(
+        "--host", "host_name", metavar="NAME", help="Sessions of this machine only (see `sync status`)."
+    )
+    @functools.wraps(f)
+    def wrapper(*args: Any, host_name: str | None, all_hosts: bool, **kwargs: Any) -> Any:
+        if host_name is not None and all_hosts:
+            raise click.UsageError("give --host NAME or --all-hosts, not both")
+        return f(*args, hosts="*" if all_hosts else host_name, **kwargs)
+
+    return wrapper
+
+
 def echo_json(value: object) -> None:
     click.echo(to_json(value))
 

@@ -17,6 +17,11 @@ data dir's ``config.toml``, else the built-in defaults.
     keep = 100000          # the event log keeps at most this many events (the default) ...
     max_age = "30d"        # ... none older than this (the default; 0: no age limit)
 
+    [sync]                 # sessions from several machines: see agent.sync_settings
+    dir = "~/Sync/session-agent"
+    host = "laptop"        # the name this machine ships as; default: its hostname
+    omit = ["cwd", "title"]
+
     [[hooks]]              # commands run for session events: see agent.hooks
     on = ["ended"]
     command = ["notify-send", "session ended"]
@@ -49,6 +54,7 @@ from agent.values import Value
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.hooks import Hook
+    from agent.sync_settings import SyncSettings
 
 __all__ = ["Retention", "Settings", "StartRequest", "StartRules", "load_settings", "parse_seconds"]
 
@@ -191,6 +197,7 @@ class Settings(Value):
         "retention",
         "snapshot_every",
         "snapshot_keep",
+        "sync",
         "week_start",
     )
     idle_timeout: int
@@ -202,6 +209,7 @@ class Settings(Value):
     week_start: int | None  # 0 Monday ... 6 Sunday; None: the locale's
     retention: Retention  # the event log's
     hooks: tuple[Hook, ...]
+    sync: SyncSettings | None  # None: nothing is shipped or read
 
     def __init__(
         self,
@@ -215,8 +223,10 @@ class Settings(Value):
         week_start: int | None = None,
         retention: Retention | None = None,
         hooks: tuple[Hook, ...] = (),
+        sync: SyncSettings | None = None,
     ) -> None:
         self._set(
+            sync=sync,
             week_start=week_start,
             retention=retention or Retention(),
             hooks=hooks,
@@ -273,6 +283,7 @@ _KNOWN = {
     "snapshots": ("every", "keep"),
     "report": ("week_start",),
     "events": ("keep", "max_age"),
+    "sync": ("dir", "host", "omit"),
 }
 _ARRAYS = ("hooks",)
 
@@ -303,6 +314,11 @@ def _parse(path: Path, raw: bytes) -> Settings:
         from agent.hooks import parse_hooks
 
         hooks = parse_hooks(path, document["hooks"])
+    sync = None
+    if "sync" in document:
+        from agent.sync_settings import parse_sync
+
+        sync = parse_sync(path, tables["sync"])
     keep = snapshots.get("keep", SNAPSHOT_KEEP)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= _MAX_SNAPSHOT_KEEP:
         raise ConfigError(f"{path}: snapshots.keep must be a whole number from 1 to {_MAX_SNAPSHOT_KEEP}")
@@ -319,6 +335,7 @@ def _parse(path: Path, raw: bytes) -> Settings:
             week_start=week_start,
             retention=retention,
             hooks=hooks,
+            sync=sync,
         )
     except InvalidArgumentError as exc:
         raise ConfigError(f"{path}: {exc}") from None

@@ -69,6 +69,7 @@ from agent.reconciler import Reconciler
 from agent.rule_watch import RuleWatch
 from agent.session import EndReason
 from agent.signal_inbox import SignalInbox
+from agent.sync_service import SyncService
 from agent.systemd import Notifier, listen_fds
 from agent.upkeep import SnapshotTimer, Sweeper
 from agent.watcher import FileWatcher, WatchSettings
@@ -213,8 +214,12 @@ class Daemon:
         hooks = HookRunner(manager.store, paths.data_dir, self._clock)
         hooks.start()  # each first runs what it missed
         stack.push_async_callback(hooks.stop)
+        sync = SyncService(manager.store, paths.data_dir, self._clock)
+        sync.start()  # first ships what it has not, takes in what it has not
+        stack.push_async_callback(sync.stop)
         events.add(stream.deliver)
         events.add(hooks.on_events)
+        events.add(sync.on_events)
 
         sock, socket_path, activated = self._control_socket()
         if socket_path is not None:
@@ -228,7 +233,7 @@ class Daemon:
             server,
             socket_activated=activated,
             started=self._started,
-            followers=(stream, hooks),
+            followers=(stream, hooks, sync),
         )
         self._handler = RequestHandler(manager, status.report)
         for listener in (rules.on_change, sweeper.on_change, snapshots.on_change, status.on_change):

@@ -64,8 +64,9 @@ class DaemonBackend:
     def count(self, session_id: str | None, n: int, scope: str = DEFAULT_SCOPE) -> Session | None:
         return _maybe_session(self._client.request("count", id=session_id, n=n, **scope_args(scope)))
 
-    def get(self, session_id: str) -> Session | None:
-        return _maybe_session(self._client.request("get", id=session_id))
+    def get(self, session_id: str, hosts: str | None = None) -> Session | None:
+        which = {} if hosts is None else {"hosts": hosts}
+        return _maybe_session(self._client.request("get", id=session_id, **which))
 
     def list_sessions(
         self,
@@ -76,10 +77,13 @@ class DaemonBackend:
         errors: list[str],
         scope: str | None = DEFAULT_SCOPE,
         where: SessionFilter | None = None,
+        hosts: str | None = None,
     ) -> list[Session]:
         found: list[Session] = []
         before: str | None = None
-        which = {"all_scopes": True} if scope is None else scope_args(scope)
+        which: dict[str, object] = {"all_scopes": True} if scope is None else dict(scope_args(scope))
+        if hosts is not None:
+            which["hosts"] = hosts
         while limit is None or len(found) < limit:
             page = min(MAX_PAGE, limit - len(found)) if limit is not None else MAX_PAGE
             reply = self._client.request(

@@ -27,6 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agent.event_stream import EventStream
     from agent.hook_runner import HookRunner
+    from agent.sync_service import SyncService
 
 __all__ = ["DaemonStatus"]
 
@@ -42,7 +43,7 @@ class DaemonStatus:
         *,
         socket_activated: bool,
         started: tuple[datetime, float],
-        followers: tuple[EventStream, HookRunner],
+        followers: tuple[EventStream, HookRunner, SyncService],
     ) -> None:
         """``started``: when the daemon started, in wall time and on the monotonic clock."""
         self._paths = paths
@@ -50,7 +51,7 @@ class DaemonStatus:
         self._notifier = notifier
         self._manager = manager
         self._server = server
-        self._stream, self._hooks = followers
+        self._stream, self._hooks, self._sync = followers
         self._socket_activated = socket_activated
         self._started_at, self._started_monotonic = started
         self._ready_at: tuple[float, float] | None = None  # (monotonic, CPU seconds) when start-up ended
@@ -116,9 +117,15 @@ class DaemonStatus:
             "first": log.first_seq(),
             "subscribers": self._stream.subscriber_count,
         }
-        hooks = self._hooks.status()
         return status_report(
-            daemon, self._paths, states, self._manager.clock, watcher=watcher, events=events, hooks=hooks
+            daemon,
+            self._paths,
+            states,
+            self._manager.clock,
+            watcher=watcher,
+            events=events,
+            hooks=self._hooks.status(),
+            sync=self._sync.status(),
         )
 
 

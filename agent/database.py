@@ -24,6 +24,7 @@ from agent.errors import StorageError, StoreDamagedError, StoreLockedError
 __all__ = [
     "CF_EVENTS",
     "CF_META",
+    "CF_REMOTE",
     "CF_SCOPES",
     "CF_SESSIONS",
     "MAX_SMALL_FILES",
@@ -44,6 +45,7 @@ CF_SESSIONS = "sessions"
 CF_META = "meta"
 CF_SCOPES = "scopes"
 CF_EVENTS = "events"
+CF_REMOTE = "remote"  # other machines' sessions (agent.remote_view)
 
 MAX_SMALL_FILES = 16  # per column family, before a close merges them
 _MERGE_ALL_BELOW = 4 << 20  # bytes: a family this small is merged whole (about 100,000 sessions)
@@ -83,7 +85,7 @@ def options(*, create: bool) -> Options:
 def column_families(present: list[str] | None = None) -> dict[str, Options]:
     """Every family, or of those the ``present`` ones (a read-only open of a
     store written before a family existed cannot create it)."""
-    names = (CF_SESSIONS, CF_META, CF_SCOPES, CF_EVENTS)
+    names = (CF_SESSIONS, CF_META, CF_SCOPES, CF_EVENTS, CF_REMOTE)
     return {name: Options(raw_mode=True) for name in names if present is None or name in present}
 
 

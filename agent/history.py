@@ -20,6 +20,10 @@ from agent.session import EndReason, Session, SessionStatus, to_micros
 from agent.session_id import parse_session_id, session_id_floor
 from agent.store import SessionStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent.host_choice import HostChoice
+
 __all__ = ["ORPHAN_SCAN", "abandon_strays", "list_sessions", "sessions_that_ran", "summaries_overlapping"]
 
 log = logging.getLogger(__name__)
@@ -41,13 +45,27 @@ def list_sessions(
     errors: list[StorageError] | None = None,
     scope: str | None = None,
     where: SessionFilter = ANY,
+    hosts: HostChoice | None = None,
 ) -> list[Session]:
     """Sessions of ``scope`` (``None``: of every scope) newest first; corrupt
     records go to ``errors`` if given (else raise). ``actives``: the active
     session of each scope listed, which answer a listing of active sessions
-    without a scan. ``before`` (a session id) continues after a page."""
+    without a scan. ``before`` (a session id) continues after a page.
+    ``hosts``: of other machines too, or instead (``agent.host_choice``)."""
     if limit is not None and limit <= 0:
         return []
+    if hosts is not None and hosts.remote:
+        return _over_hosts(
+            store,
+            hosts,
+            statuses=statuses,
+            since=since,
+            limit=limit,
+            before=before,
+            errors=errors,
+            scope=scope,
+            where=where,
+        )
     if statuses == frozenset({SessionStatus.ACTIVE}):  # no scan: the pointers know
         ordered = sorted(actives.values(), key=lambda s: s.id, reverse=True)
         return [
@@ -76,12 +94,56 @@ def list_sessions(
     return found
 
 
+def _over_hosts(
+    store: SessionStore,
+    hosts: HostChoice,
+    *,
+    statuses: frozenset[SessionStatus] | None,
+    since: datetime | None,
+    limit: int | None,
+    before: str | None,
+    errors: list[StorageError] | None,
+    scope: str | None,
+    where: SessionFilter,
+) -> list[Session]:
+    """``list_sessions`` over this machine's sessions (if chosen) and the
+    remote ones, merged newest first."""
+    import heapq
+
+    floor = session_id_floor(since) if since else None
+    ceiling = parse_session_id(before) if before is not None else None
+    streams: list[Iterator[Session]] = []
+    if hosts.local:
+        local = store.newest_first(
+            scope=scope, floor=floor, before=ceiling, errors=errors, project=where.project
+        )
+        streams.append(hosts.named(s) for s in local)
+    streams.append(hosts.remote_sessions(store, ceiling, errors))
+    found: list[Session] = []
+    for session in heapq.merge(*streams, key=lambda s: s.id, reverse=True):
+        if floor is not None and session.id < floor:
+            break
+        if (
+            (since is not None and session.started_at < since)
+            or (statuses is not None and session.status not in statuses)
+            or (scope is not None and session.scope != scope)
+            or not where.keeps(session)
+        ):
+            continue
+        found.append(session)
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
 def summaries_overlapping(
     store: SessionStore,
     actives: dict[str, Session],
     since: datetime,
     until: datetime,
     errors: list[StorageError] | None = None,
+    *,
+    hosts: HostChoice | None = None,
 ) -> Iterator[Summary]:
     """What a report reads: the sessions that ran at some moment of
     ``[since, until)`` -- started before ``until``, not ended before
@@ -89,18 +151,29 @@ def summaries_overlapping(
     read: ids are ordered by start time, and no session that overlaps it
     started more than the store's longest ended session before ``since``;
     the active ones, which may be older, the pointers know."""
+    start, end = to_micros(since), to_micros(until)
+    if hosts is not None and hosts.remote:
+        for host, summary in store.remote.summaries(hosts.remote_host, errors):
+            if summary.start < end and (summary.end is None or summary.end >= start):
+                summary.host = host
+                yield summary
+        if not hosts.local:
+            return
+    own = None if hosts is None else hosts.own
     floor = session_id_floor(since - store.longest_ended())
     ceiling = session_id_floor(until + _ID_AHEAD)
-    start, end = to_micros(since), to_micros(until)
     seen: set[str] = set()
     for summary in store.summaries(floor=floor, before=ceiling, errors=errors):
         if summary.start >= end or (summary.end is not None and summary.end < start):
             continue
         seen.add(summary.id)
+        summary.host = own
         yield summary
     for session in actives.values():
         if session.id not in seen and session.started_at < until:
-            yield Summary.of(session)
+            summary = Summary.of(session)
+            summary.host = own
+            yield summary
 
 
 def sessions_that_ran(

@@ -201,6 +201,32 @@ class SessionManager(SeedAPI):
     def get(self, session_id: str) -> Session | None:
         return self.store.get(parse_session_id(session_id))
 
+    def get_over_hosts(self, session_id: str, hosts: str | None) -> Session | None:
+        """A session of this machine, or of the hosts chosen (``agent.host_choice``)."""
+        from agent.host_choice import HostChoice
+
+        choice = HostChoice.resolve(hosts, self.store, self.data_dir)
+        key = parse_session_id(session_id)
+        if choice is None:
+            return self.store.get(key)
+        if choice.local and (session := self.store.get(key)) is not None:
+            return choice.named(session)
+        found = self.store.remote.get(key) if choice.remote else None
+        if found is None or choice.remote_host not in (None, found[0]):
+            return None
+        return found[1]
+
+    def take_in_remote(self) -> None:
+        """Take in the other machines' new segments, if a sync dir is set
+        (a command that opened the store itself, before it reads them)."""
+        sync = load_settings(self.data_dir).sync
+        if sync is None:
+            return
+        from agent.sync_intake import take_in_quietly
+        from agent.sync_ship import own_host
+
+        take_in_quietly(self.store, sync, own_host(self.store, sync), self.clock.now())
+
     def active(self, scope: str = DEFAULT_SCOPE) -> Session | None:
         """The active session of ``scope`` as the store has it (the file not looked at)."""
         with self._lock:
@@ -260,7 +286,12 @@ class SessionManager(SeedAPI):
         with self._lock:
             actives = self.active_sessions()
             self.store.longest_ended()  # a store from before the bound: found out once, under the lock
-        read = summaries_overlapping(self.store, actives, query.since, query.until, errors)
+        choice = None
+        if query.hosts is not None:
+            from agent.host_choice import HostChoice
+
+            choice = HostChoice.resolve(query.hosts, self.store, self.data_dir)
+        read = summaries_overlapping(self.store, actives, query.since, query.until, errors, hosts=choice)
         return build(read, query, self.clock.now())
 
     def list_sessions(
@@ -273,8 +304,16 @@ class SessionManager(SeedAPI):
         errors: list[StorageError] | None = None,
         scope: str | None = DEFAULT_SCOPE,
         where: SessionFilter | None = None,
+        hosts: str | None = None,
     ) -> list[Session]:
-        """Sessions of ``scope`` (``None``: of every scope) newest first (``agent.history``)."""
+        """Sessions of ``scope`` (``None``: of every scope) newest first
+        (``agent.history``); of other machines too, or instead, by ``hosts``
+        (``agent.host_choice``)."""
+        choice = None
+        if hosts is not None:
+            from agent.host_choice import HostChoice
+
+            choice = HostChoice.resolve(hosts, self.store, self.data_dir)
         named = None if scope is None else self._lane(scope).scope
         with self._lock:
             actives = {s: a for s, a in self.active_sessions().items() if named in (None, s)}
@@ -288,6 +327,7 @@ class SessionManager(SeedAPI):
             errors=errors,
             scope=named,
             where=where or ANY,
+            hosts=choice,
         )
 
     # --- upkeep --------------------------------------------------------------------

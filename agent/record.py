@@ -170,7 +170,7 @@ class Summary:
     over years of history reads this, several times faster. Times are
     microseconds since the epoch; ``end`` is ``None`` while active."""
 
-    __slots__ = ("end", "id", "project", "scope", "spans", "start", "tags", "tool")
+    __slots__ = ("end", "host", "id", "project", "scope", "spans", "start", "tags", "tool")
 
     def __init__(  # noqa: PLR0917 -- a record's fields
         self,
@@ -185,6 +185,7 @@ class Summary:
     ) -> None:
         self.id, self.scope, self.start, self.end = id, scope, start, end
         self.project, self.tool, self.tags, self.spans = project, tool, tags, spans
+        self.host: str | None = None  # the machine's, in a report over several (agent.host_choice)
 
     @classmethod
     def of(cls, session: Session) -> Summary:

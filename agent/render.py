@@ -76,10 +76,20 @@ def _idle_rule(session: Session) -> str:
     return text
 
 
-def session_table(sessions: Iterable[Session], now: datetime, *, with_scope: bool = False) -> str:
-    """A table; ``with_scope`` adds a SCOPE column (listings of every scope).
-    The last columns say how much of it was worked and on what."""
+def session_table(
+    sessions: Iterable[Session], now: datetime, *, with_scope: bool = False, with_host: bool = False
+) -> str:
+    """A table; ``with_scope`` adds a SCOPE column (listings of every scope),
+    ``with_host`` a HOST column (listings over machines). The last columns
+    say how much of it was worked and on what."""
     sessions = list(sessions)
+    if with_host:
+        named = [("-" if s.details.host is None else s.details.host.hostname) for s in sessions]
+        hosts_width = max([len("HOST"), *map(len, named)])
+        table = session_table(sessions, now, with_scope=with_scope).split("\n")
+        lines = [f"{'HOST':<{hosts_width}}  {table[0]}"]
+        lines += [f"{host:<{hosts_width}}  {row}" for host, row in zip(named, table[1:], strict=True)]
+        return "\n".join(lines)
     width = max([len("SCOPE"), *(len(s.scope) for s in sessions)]) if with_scope else 0
     scope_head = f"{'SCOPE':<{width}}  " if with_scope else ""
     durations = [_duration(s, now) for s in sessions]
@@ -169,6 +179,8 @@ def _event_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         if events.get("subscribers") is not None:
             line += f"; {events['subscribers']} subscriber(s)"
         rows.append(("events", line))
+    if "sync" in report:
+        rows.append(("sync", sync_line(report["sync"])))
     hooks = report.get("hooks")
     if not isinstance(hooks, dict):
         return rows
@@ -189,6 +201,80 @@ def _event_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
             line += f"; last failure {failure['at']} (seq {failure['seq']}): {failure['message']}"
         rows.append((f"hook {hook['name']}", line))
     return rows
+
+
+def sync_line(sync: dict[str, Any] | None) -> str:
+    """``status``'s one line on sync (``agent.sync_status``'s report)."""
+    if not sync:
+        return "off (no [sync] dir in config.toml)"
+    ship = sync.get("ship") or {}
+    hosts = sync.get("hosts") or []
+    if ship.get("problem"):
+        shipping = f"not shipping: {ship['problem']}"
+    elif ship.get("behind") is None:
+        shipping = "nothing shipped yet"
+    elif ship["behind"]:
+        shipping = f"{ship['behind']} event(s) to ship"
+    else:
+        shipping = "all shipped"
+    pending = sum(h.get("pending") or 0 for h in hosts)
+    others = f"{len(hosts)} other host(s)" + (f", {pending} segment(s) to take in" if pending else "")
+    return f"as {sync.get('host')} in {sync.get('dir')}: {shipping}; {others} (see `sync status`)"
+
+
+def sync_text(sync: dict[str, Any], now: datetime) -> str:
+    """``sync status`` for people."""
+    ship = sync.get("ship") or {}
+    if ship.get("problem"):
+        shipping = f"nothing shipped: {ship['problem']}"
+    elif ship.get("cursor") is None:
+        shipping = "nothing shipped yet"
+    else:
+        shipping = (
+            f"shipped up to event {ship['cursor']} of {ship['last_event']}"
+            + (f" ({ship['behind']} to ship)" if ship.get("behind") else "")
+            + (
+                f"; segment {ship['segment']} written {_ago(ship.get('written_at'), now)}"
+                if ship.get("segment")
+                else ""
+            )
+        )
+    rows = [
+        ("sync dir", str(sync.get("dir"))),
+        ("this host", f"{sync.get('host')}: {shipping}"),
+        ("left out", ", ".join(sync.get("omit") or ()) or "nothing"),
+    ]
+    lines = [_rows(rows, 11)]
+    hosts = sync.get("hosts") or []
+    lines.append(f"other hosts: {len(hosts) or 'none yet'}")
+    for host in hosts:
+        if host.get("newest_segment") is None:
+            newest = "nothing taken in yet"
+        else:
+            written = _ago(host.get("newest_written_at"), now)
+            newest = f"newest segment {host['newest_segment']} (written {written})"
+        line = f"  {host['host']}: {newest}; {host.get('taken_in', 0)} segment(s) taken in"
+        if host.get("folder") is None:
+            line += "; its folder is gone"
+        elif host.get("pending"):
+            line += f", {host['pending']} to take in"
+        lines.append(line)
+        if host.get("conflict_copies"):
+            lines.append(f"    conflict copies passed over: {', '.join(host['conflict_copies'])}")
+        if host.get("stray_files"):
+            lines.append(f"    other files passed over: {', '.join(host['stray_files'])}")
+        if host.get("claimed_elsewhere"):
+            lines.append(f"    {host['claimed_elsewhere']} session(s) left out: another host had them first")
+        lines.extend(f"    skipped: {problem}" for problem in host.get("problems") or ())
+    lines.extend(f"note: {note}" for note in sync.get("notes") or ())
+    return "\n".join(lines)
+
+
+def _ago(moment: object, now: datetime) -> str:
+    if not isinstance(moment, str):
+        return "-"
+    when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return f"{format_local(when)}, {format_duration(max(timedelta(0), now - when))} ago"
 
 
 def _active_text(session: dict[str, Any], now: datetime) -> str:

@@ -32,7 +32,7 @@ from agent.values import Value
 __all__ = ["GROUPINGS", "REPORT_VERSION", "ReportQuery", "build"]
 
 REPORT_VERSION = 1
-GROUPINGS = ("project", "tag", "scope", "tool", "day", "week", "month")
+GROUPINGS = ("project", "tag", "scope", "tool", "host", "day", "week", "month")
 _TIME_GROUPINGS = ("day", "week", "month")
 _NONE = {"project": "(no project)", "tag": "(untagged)", "tool": "(no tool)"}
 _MICROS = 1_000_000
@@ -43,7 +43,7 @@ class ReportQuery(Value):
     groupings, the filters, and the calendar (a zone's name, the week's
     first day)."""
 
-    __slots__ = ("by", "first_weekday", "scope", "since", "timeline", "until", "where", "zone")
+    __slots__ = ("by", "first_weekday", "hosts", "scope", "since", "timeline", "until", "where", "zone")
 
     since: datetime
     until: datetime
@@ -53,6 +53,7 @@ class ReportQuery(Value):
     zone: str
     first_weekday: int
     timeline: bool  # also each day's active time by project, and the sessions' pieces per day
+    hosts: str | None  # None: this machine; "*": every host; else one host (agent.host_choice)
 
     def __init__(
         self,
@@ -65,6 +66,7 @@ class ReportQuery(Value):
         zone: str = "UTC",
         first_weekday: int = 0,
         timeline: bool = False,
+        hosts: str | None = None,
     ) -> None:
         if since.tzinfo is None or until.tzinfo is None:
             raise InvalidArgumentError("a report's range needs aware times")
@@ -91,6 +93,7 @@ class ReportQuery(Value):
             zone=zone,
             first_weekday=first_weekday,
             timeline=bool(timeline),
+            hosts=hosts,
         )
 
     def to_wire(self) -> dict[str, object]:
@@ -105,6 +108,7 @@ class ReportQuery(Value):
             "zone": self.zone,
             "first_weekday": self.first_weekday,
             "timeline": self.timeline,
+            "hosts": self.hosts,
         }
 
     @classmethod
@@ -119,6 +123,9 @@ class ReportQuery(Value):
             weekday = args.get("first_weekday", 0)
             if isinstance(weekday, bool) or not isinstance(weekday, int):
                 raise InvalidArgumentError("first_weekday must be a number")
+            hosts = args.get("hosts")
+            if hosts is not None and not isinstance(hosts, str):
+                raise InvalidArgumentError('hosts must be a host\'s name or "*"')
             zone = args.get("zone", "UTC")
             if not isinstance(zone, str):
                 raise InvalidArgumentError("zone must be a string")
@@ -131,6 +138,7 @@ class ReportQuery(Value):
                 zone=zone,
                 first_weekday=weekday,
                 timeline=args.get("timeline") is True,
+                hosts=hosts,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"bad report query: {exc}") from None
@@ -213,6 +221,8 @@ def _session_keys(session: Summary, grouping: str) -> list[str]:
         return list(session.tags) or [_NONE["tag"]]
     if grouping == "tool":
         return [session.tool or _NONE["tool"]]
+    if grouping == "host":
+        return [session.host or "(this host)"]
     return [session.scope]
 
 
@@ -265,6 +275,7 @@ def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: dateti
     unknown_active = 0
     walls: list[tuple[int, int]] = []
     actives: list[tuple[int, int]] = []
+    hosts: dict[str, _HostTally] = {}
     for given in sessions:
         session = given if isinstance(given, Summary) else Summary.of(given)
         running = session.end is None
@@ -274,6 +285,7 @@ def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: dateti
             continue
         lo, hi = max(start, since), min(end, until)
         walls.append((lo, hi))
+        host = _HostTally.of(hosts, session, (lo, hi), running) if query.hosts else None
         tally = _Tally(root, calendar, query.by, session, running)
         daily = _Tally(days, calendar, ("day", "project"), session, running) if query.timeline else None
         offset = lo
@@ -290,6 +302,8 @@ def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: dateti
                 a, b = max(span_start, since), min(span_end, until)
                 if b > a:
                     actives.append((a, b))
+                    if host is not None:
+                        host.actives.append((a, b))
                     for day, amount in clock.split(a, b):
                         tally.add(day, amount, "active")
                         if daily is not None:
@@ -305,23 +319,63 @@ def build(sessions: Iterable[Summary | Session], query: ReportQuery, now: dateti
         covered_active_seconds=round(_covered(actives) / _MICROS, 3),
         unknown_active_sessions=unknown_active,
     )
-    return {
-        "version": REPORT_VERSION,
-        "since": query.since.isoformat(),
-        "until": query.until.isoformat(),
-        "now": now.astimezone(UTC).isoformat(),
-        "zone": query.zone,
-        "first_weekday": WEEKDAYS[query.first_weekday],
-        "by": list(query.by),
-        "filters": {
-            "project": query.where.project,
-            "tags": sorted(query.where.tags),
-            "tool": query.where.tool,
-            "scope": query.scope,
-        },
-        "total": total,
-        "groups": root.to_dict(None, time_keyed).get("groups", []),
-    } | ({"timeline": _timeline(days, pieces, clock, since, until)} if query.timeline else {})
+    return (
+        {
+            "version": REPORT_VERSION,
+            "since": query.since.isoformat(),
+            "until": query.until.isoformat(),
+            "now": now.astimezone(UTC).isoformat(),
+            "zone": query.zone,
+            "first_weekday": WEEKDAYS[query.first_weekday],
+            "by": list(query.by),
+            "filters": {
+                "project": query.where.project,
+                "tags": sorted(query.where.tags),
+                "tool": query.where.tool,
+                "scope": query.scope,
+                "hosts": query.hosts,
+            },
+            "total": total,
+            "groups": root.to_dict(None, time_keyed).get("groups", []),
+        }
+        | ({"hosts": [tally.to_dict(name) for name, tally in sorted(hosts.items())]} if query.hosts else {})
+        | ({"timeline": _timeline(days, pieces, clock, since, until)} if query.timeline else {})
+    )
+
+
+class _HostTally:
+    """One host's part of a report over several: its sessions' wall time
+    and active time, summed and as covered (side by side counted once)."""
+
+    def __init__(self) -> None:
+        self.walls: list[tuple[int, int]] = []
+        self.actives: list[tuple[int, int]] = []
+        self.sessions: set[str] = set()
+        self.running = False
+
+    @classmethod
+    def of(
+        cls, hosts: dict[str, _HostTally], session: Summary, wall: tuple[int, int], running: bool
+    ) -> _HostTally:
+        """``session``'s host's tally (made if new), with its wall time added."""
+        tally = hosts.get(session.host or "")
+        if tally is None:
+            tally = hosts[session.host or ""] = cls()
+        tally.walls.append(wall)
+        tally.sessions.add(session.id)
+        tally.running |= running
+        return tally
+
+    def to_dict(self, name: str) -> dict[str, Any]:
+        return {
+            "host": name,
+            "wall_seconds": round(sum(b - a for a, b in self.walls) / _MICROS, 3),
+            "active_seconds": round(sum(b - a for a, b in self.actives) / _MICROS, 3),
+            "covered_wall_seconds": round(_covered(self.walls) / _MICROS, 3),
+            "covered_active_seconds": round(_covered(self.actives) / _MICROS, 3),
+            "sessions": len(self.sessions),
+            "running": self.running,
+        }
 
 
 def _piece(

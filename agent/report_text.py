@@ -70,9 +70,20 @@ def report_table(report: dict[str, Any], *, color: bool | None = None, width: in
         for child in children:
             _row(table, child, inner, "  ", "")
     total = report["total"]
+    hosts = report.get("hosts")
+    if hosts:
+        table.add_section()
+        most_on_host = max((h["active_seconds"] for h in hosts), default=0.0)
+        for host in hosts:
+            _row(table, {"key": f"host {host['host'] or '(this host)'}", **host}, most_on_host, "", "")
     table.add_section()
     _row(table, {"key": "total", **total}, 0.0, "", "bold")
     notes = []
+    if hosts and len(hosts) > 1:
+        notes.append(
+            f"time on several machines at once is counted once: {hours(total['covered_wall_seconds'])} "
+            f"wall, {hours(total['covered_active_seconds'])} active"
+        )
     if total["covered_wall_seconds"] < total["wall_seconds"]:
         notes.append(
             f"sessions ran side by side: at least one ran for {hours(total['covered_wall_seconds'])} "

@@ -38,6 +38,7 @@ from agent.clock import Clock, default_clock
 from agent.database import (
     CF_EVENTS,
     CF_META,
+    CF_REMOTE,
     CF_SCOPES,
     CF_SESSIONS,
     close_db,
@@ -49,6 +50,7 @@ from agent.errors import OutcomeUnknownError, StorageError
 from agent.event_log import EventLog
 from agent.events import EventKind
 from agent.record import Summary, decode_record, encode_record, ended_span, summarize_record
+from agent.remote_view import RemoteView
 from agent.scope import DEFAULT_SCOPE, scope_problem
 from agent.session import Session
 from agent.store_keys import META_INDEX_FLOOR, META_LONGEST, ScopeKeys, project_index_key, scope_index_key
@@ -71,6 +73,7 @@ class SessionStore:
         # from its loop and, for imports, from a thread).
         self._commit_lock = threading.Lock()
         self.events = EventLog((clock or default_clock()).now)
+        self.remote = RemoteView()  # other machines' sessions
         self._attach(db)
         self._sync = WriteOptions()
         self._sync.sync = True
@@ -146,12 +149,19 @@ class SessionStore:
             if not self._read_only:
                 raise StorageError("the store has no events column family") from None
             self.events.attach(None, None)  # read only, written before the log existed: none yet
+        try:
+            self.remote.attach(db, db.get_column_family(CF_REMOTE), db.get_column_family_handle(CF_REMOTE))
+        except Exception:
+            if not self._read_only:
+                raise StorageError("the store has no remote column family") from None
+            self.remote.attach(None, None, None)  # read only, from before sync: nothing taken in
         self._db = db
 
     def _detach(self) -> Rdict | None:
         """Drop every handle (RocksDB keeps its LOCK while any is alive)."""
         db, self._db = self._db, None
         self.events.detach()
+        self.remote.detach()
         for name in ("_sessions", "_meta", "_index", "_sessions_handle", "_meta_handle", "_index_handle"):
             self.__dict__.pop(name, None)
         return db

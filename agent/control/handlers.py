@@ -48,7 +48,7 @@ class RequestHandler:
             "abandon": lambda args: _dump(self._manager.abandon(_optional_id(args), scope=_scope(args))),
             "current": lambda args: _dump(self._manager.current(_scope(args))),
             "touch": lambda args: _dump(self._manager.touch(_scope(args))),
-            "get": lambda args: _dump(self._manager.get(_required_id(args))),
+            "get": lambda args: _dump(self._manager.get_over_hosts(_required_id(args), _hosts(args))),
             "update": lambda args: _dump(
                 self._manager.update(_optional_id(args), DetailsChange.from_args(args), scope=_scope(args))
             ),
@@ -98,6 +98,7 @@ class RequestHandler:
             before=_optional_id(args, "before"),
             errors=errors,
             where=SessionFilter.from_args(args),
+            hosts=_hosts(args),
         )
         return {"sessions": [s.to_dict() for s in sessions], "errors": [str(e) for e in errors]}
 
@@ -127,6 +128,14 @@ def _start_request(args: dict[str, Any]) -> StartRequest:
 def _scope(args: dict[str, Any]) -> str:
     """The scope a request names (the default one when it names none)."""
     return parse_scope(args.get("scope"))
+
+
+def _hosts(args: dict[str, Any]) -> str | None:
+    """Which machines' sessions (``agent.host_choice``): checked there."""
+    raw = args.get("hosts")
+    if raw is not None and (not isinstance(raw, str) or len(raw) > 64):
+        raise ProtocolError('hosts must be a host\'s name or "*"')
+    return raw
 
 
 def _optional_id(args: dict[str, Any], key: str = "id") -> str | None:
