@@ -80,7 +80,7 @@ def _groupings(text: str) -> tuple[str, ...]:
     "by_text",
     default="project",
     show_default=True,
-    help="Group by one or two of project, tag, scope, tool, day, week, month (e.g. day,project).",
+    help="Group by one or two of project, tag, scope, tool, host, day, week, month (e.g. day,project).",
 )
 @click.option("--project", help="Only this project's sessions.")
 @click.option(

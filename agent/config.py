@@ -283,7 +283,7 @@ _KNOWN = {
     "snapshots": ("every", "keep"),
     "report": ("week_start",),
     "events": ("keep", "max_age"),
-    "sync": ("dir", "host", "omit"),
+    "sync": ("dir", "host", "omit", "rescan"),
 }
 _ARRAYS = ("hooks",)
 

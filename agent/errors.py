@@ -15,6 +15,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidSessionIdError",
     "OutcomeUnknownError",
+    "RemoteSessionError",
     "SessionAlreadyActiveError",
     "SessionError",
     "SessionIOError",
@@ -63,6 +64,20 @@ class SessionNotFoundError(SessionError):
 
     def __init__(self, session_id: str) -> None:
         super().__init__(f"no session {session_id}; `session-agent list` shows the known ones")
+        self.session_id = session_id
+
+
+class RemoteSessionError(SessionError):
+    """The session is another machine's (taken in through the sync dir):
+    read-only here."""
+
+    exit_code = 4
+
+    def __init__(self, session_id: str, host: str) -> None:
+        super().__init__(
+            f"session {session_id} is host {host}'s: other machines' sessions are read-only here "
+            f"(change it on {host})"
+        )
         self.session_id = session_id
 
 

@@ -53,6 +53,8 @@ POINTS = (
     "file.before_dir_fsync",
     "file.after_dir_fsync",
     "manager.after_file",  # the file is written, its stamp not yet in the store
+    "sync.before_rename",  # a segment is written and synced under its temp name
+    "sync.after_rename",  # it has its name; the shipping cursor is not yet moved
 )
 _ERRNOS = {"enospc": errno.ENOSPC, "eio": errno.EIO, "eacces": errno.EACCES}
 _ACTIONS = ("crash", "kill", *_ERRNOS)

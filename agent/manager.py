@@ -27,6 +27,7 @@ from agent.config import Retention, Settings, StartRequest, load_settings
 from agent.details import ANY, DetailsChange, SessionFilter
 from agent.errors import (
     InvalidArgumentError,
+    RemoteSessionError,
     SessionError,
     SessionIOError,
     SessionNotFoundError,
@@ -157,11 +158,18 @@ class SessionManager(SeedAPI):
             if wanted is not None:
                 record = self.store.get(wanted)
                 if record is None:
+                    self._refuse_remote(wanted)
                     raise SessionNotFoundError(wanted)
                 return self._lane(record.scope).rewrite(record, transform)
             lane = self._lane(scope)
             target = lane.settle_for_answer() or (lane.recently_ended(late) if late else None)
             return None if target is None else lane.rewrite(target, transform)
+
+    def _refuse_remote(self, session_id: str) -> None:
+        """``RemoteSessionError`` if ``session_id`` is another machine's."""
+        found = self.store.remote.get(session_id)
+        if found is not None:
+            raise RemoteSessionError(session_id, found[0])
 
     def _terminate(
         self, scope: str, session_id: str | None, status: SessionStatus, reason: EndReason
@@ -171,6 +179,7 @@ class SessionManager(SeedAPI):
             if wanted is not None:  # an id names one session, in whatever scope
                 record = self.store.get(wanted)
                 if record is None:
+                    self._refuse_remote(wanted)
                     return None
                 scope = record.scope
             return self._lane(scope).terminate(wanted, status, reason)

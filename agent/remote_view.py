@@ -20,20 +20,22 @@ them: they are read again), and never a source of truth for anything local.
 
 from __future__ import annotations
 
-import heapq
-import json
 import struct
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
 
 from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
 from agent.details import Host
 from agent.errors import StorageError
 from agent.record import Summary, decode_record, encode_record, summarize_record
-from agent.segments import Segment
 from agent.session import Session, format_time
+
+TYPE_CHECKING = False  # every store opens this module: nothing it does not need at once
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
+    from agent.segments import Segment
 
 __all__ = ["HostIntake", "RemoteView"]
 
@@ -152,6 +154,8 @@ class RemoteView:
                 "written_at": format_time(segment.written_at),
             }
         intake.taken_at = format_time(taken_at)
+        import json
+
         batch.put(_HOST + segment.host.encode("ascii"), json.dumps(intake.to_dict()).encode(), handle)
         try:
             db.write(batch)
@@ -160,11 +164,15 @@ class RemoteView:
         return changed
 
     def intake(self, host: str) -> HostIntake:
+        import json
+
         raw = self._get(_HOST + host.encode("ascii"))
         return HostIntake(json.loads(raw) if raw else None)
 
     def intakes(self) -> dict[str, HostIntake]:
         """Every host something was taken in from."""
+        import json
+
         found = {}
         for key, value in self._items(_HOST, backwards=False):
             found[key[1:].decode("ascii")] = HostIntake(json.loads(value))
@@ -271,9 +279,3 @@ def _as_of(session: Session, host: str) -> Session:
     (whatever its record says, or if it left its host out)."""
     machine = session.details.host.machine_id if session.details.host else None
     return session.replace(details=session.details.replace(host=Host(host, machine)))
-
-
-def merge_newest_first(*streams: Iterator[tuple[str, Session]]) -> Iterator[tuple[str, Session]]:
-    """Several newest-first streams as one (ids are UUIDv7: their order is
-    their start's)."""
-    return heapq.merge(*streams, key=lambda item: item[1].id, reverse=True)

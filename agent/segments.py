@@ -49,6 +49,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
+from agent import faults
 from agent.session import Session, format_time, parse_time
 from agent.values import Value
 
@@ -173,6 +174,7 @@ def write_segment(folder: Path, number: int, data: bytes) -> Path:
             os.fsync(fd)
         finally:
             os.close(fd)
+        faults.point("sync.before_rename")
         os.rename(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):

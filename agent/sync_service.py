@@ -4,7 +4,7 @@ It ships this machine's events (``agent.sync_ship``) a moment after they
 are committed (``SHIP_DELAY``: the events of one burst go out as one
 segment), and takes in the other machines' segments (``agent.sync_intake``)
 when their folders change (watched with ``watchfiles``) -- and, in any
-case, every ``RESCAN`` seconds: a network file system reports no changes
+case, every ``[sync] rescan`` seconds: a network file system reports no changes
 made on another machine, a sync folder comes back after an unmount, a
 full disk gets room again. Both run in a worker thread, off the loop;
 neither is on a transition's path (the service hears of events after
@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ __all__ = ["RESCAN", "SyncService"]
 
 log = logging.getLogger(__name__)
 
-RESCAN = 30.0  # seconds between two looks when nothing was heard
+RESCAN = 30.0  # seconds between two looks at config.toml while no sync dir is set
 SHIP_DELAY = 0.05  # seconds: a burst's events go out together
 
 
@@ -49,7 +51,7 @@ class SyncService:
         self._intake = Intake()
         self._task: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._watched: Path | None = None
+        self._watched: tuple[Path | None, tuple[int, int] | None] = (None, None)
         self._ship_problem: str | None = None
         self._last_problem_said: str | None = None
 
@@ -91,7 +93,7 @@ class SyncService:
                 await self._turn(sync)
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), RESCAN)
+                await asyncio.wait_for(self._wake.wait(), RESCAN if sync is None else sync.rescan)
             except TimeoutError:  # the rescan: both
                 self._ship_due = self._intake_due = True
             if self._ship_due:
@@ -127,14 +129,17 @@ class SyncService:
                 log.exception("sync: unexpected error while taking segments in; trying again later")
 
     def _follow_folder(self, sync: SyncSettings | None) -> None:
+        """Watch the sync dir -- again when it is another directory now (it
+        was removed and made anew, unmounted, mounted: a watch goes silent)."""
         folder = None if sync is None else sync.dir
-        if folder == self._watched and self._watch is not None and not self._watch.done():
+        identity = _identity(folder)
+        if (folder, identity) == self._watched and self._watch is not None and not self._watch.done():
             return
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
-        self._watched = folder
-        if folder is not None and folder.is_dir():
+        self._watched = (folder, identity)
+        if folder is not None and identity is not None:
             self._watch = asyncio.create_task(self._watch_folder(folder), name="sync watch")
 
     async def _watch_folder(self, folder: Path) -> None:
@@ -149,4 +154,15 @@ class SyncService:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # gone, unmounted: the rescan looks again
-            log.info("sync: stopped watching %s (%s); looking every %d s", folder, exc, RESCAN)
+            log.info("sync: stopped watching %s (%s); looking at it every [sync] rescan", folder, exc)
+
+
+def _identity(folder: Path | None) -> tuple[int, int] | None:
+    """The directory's device and inode (``None``: none is there)."""
+    if folder is None:
+        return None
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None

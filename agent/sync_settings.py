@@ -7,6 +7,7 @@ what name, and what is left out of it.
     dir = "~/Sync/session-agent"   # a folder a sync engine replicates (required)
     host = "laptop"                # the name this machine ships as
     omit = ["cwd", "title"]        # fields never shipped
+    rescan = "30s"                 # how often the folder is looked at unasked
 
 Nothing is shipped or read until ``dir`` is set. ``host`` names this
 machine's subfolder of ``dir``; unset, it is the hostname -- but a store
@@ -14,6 +15,10 @@ that shipped from another machine (a restored backup, a copied data dir)
 does not go on under that machine's name until ``host`` says so
 (``agent.sync_ship``). A host name is a folder name every file system and
 sync engine keeps as it is: letters, digits, ``.``, ``_``, ``-``.
+
+``rescan``: the daemon watches the folder, but a network file system tells
+it nothing of files another machine wrote, and a folder that was unmounted
+or full tells nothing when it is back: every ``rescan`` it looks anyway.
 """
 
 from __future__ import annotations
@@ -50,15 +55,25 @@ def default_host_name() -> str:
     return name or "localhost"
 
 
+DEFAULT_RESCAN = 30  # seconds
+
+
 class SyncSettings(Value):
-    __slots__ = ("dir", "host", "omit")
+    __slots__ = ("dir", "host", "omit", "rescan")
 
     dir: Path
     host: str | None  # named in the config; None: the hostname
     omit: frozenset[str]
+    rescan: int  # seconds
 
-    def __init__(self, dir: Path, host: str | None = None, omit: frozenset[str] = frozenset()) -> None:
-        self._set(dir=dir, host=host, omit=omit)
+    def __init__(
+        self,
+        dir: Path,
+        host: str | None = None,
+        omit: frozenset[str] = frozenset(),
+        rescan: int = DEFAULT_RESCAN,
+    ) -> None:
+        self._set(dir=dir, host=host, omit=omit, rescan=rescan)
 
     @property
     def identity(self) -> str:
@@ -90,4 +105,13 @@ def parse_sync(path: Path, table: dict[str, object]) -> SyncSettings:
             f"{path}: sync.omit: {', '.join(unknown)} cannot be left out; "
             f"fields that can: {', '.join(OMITTABLE)}"
         )
-    return SyncSettings(folder, host, frozenset(omit))
+    from agent.config import parse_seconds
+    from agent.errors import InvalidArgumentError
+
+    try:
+        rescan = parse_seconds(table.get("rescan", DEFAULT_RESCAN), "sync.rescan")
+    except InvalidArgumentError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not 1 <= rescan <= 86400:
+        raise ConfigError(f"{path}: sync.rescan must be from 1 second to 1 day")
+    return SyncSettings(folder, host, frozenset(omit), rescan)

@@ -36,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent import faults
 from agent.errors import SessionError
 from agent.segments import FileKind, Segment, classify, encode_segment, segment_name, write_segment
 from agent.session import Session, format_time
@@ -125,7 +126,8 @@ def ship(store: SessionStore, sync: SyncSettings, now: datetime) -> int:
     folder = _own_folder(sync, state)
     _remove_own_temp_files(folder)
     present = _segment_numbers(folder)
-    state.segment = max([state.segment, *present])
+    if present and present[-1] > state.segment:
+        _resume_from(folder, present[-1], state, store, now)
     written = 0
     last = store.events.last_seq
     cursor = state.cursor
@@ -160,6 +162,24 @@ def ship(store: SessionStore, sync: SyncSettings, now: datetime) -> int:
         cursor = state.cursor = final
         _save(store, state, now)
     return written
+
+
+def _resume_from(folder: Path, newest: int, state: ShipState, store: SessionStore, now: datetime) -> None:
+    """The folder holds a segment the state does not know of: the process
+    that wrote it was killed before it moved the cursor. Go on after it,
+    not ship its events again (if it is whole and of this epoch)."""
+    from agent.segments import SegmentError, read_segment
+
+    try:
+        segment = read_segment(folder / segment_name(newest), state.host, newest)
+    except (SegmentError, OSError) as exc:
+        log.warning("sync: %s; writing after it", exc)
+        state.segment = newest
+        return
+    state.segment = newest
+    if segment.epoch == state.epoch and state.cursor is not None and segment.last > state.cursor:
+        state.cursor = segment.last
+    _save(store, state, now)
 
 
 def _identity(store: SessionStore, sync: SyncSettings) -> ShipState:
@@ -312,6 +332,7 @@ def _write(
         write_segment(folder, number, encode_segment(header, part))
     except OSError as exc:
         raise SyncUnavailable(f"cannot write {folder / segment_name(number)}: {exc.strerror}") from None
+    faults.point("sync.after_rename")
     state.segment = number
     state.written_at = format_time(now)
 

@@ -312,7 +312,7 @@ def test_the_table_shows_each_group_with_a_bar(data_dir: Path, cli: Cli) -> None
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--by", "colour"), "give one or two of project, tag, scope, tool, day, week, month"),
+        (("--by", "colour"), "give one or two of project, tag, scope, tool, host, day, week, month"),
         (("--by", "day,project,tag"), "give one or two of"),
         (("--since", "someday"), "'someday' is neither a duration"),
         (("--since", "today", "--until", "yesterday"), "is not after --since"),
