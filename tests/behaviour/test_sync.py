@@ -85,7 +85,8 @@ def test_a_machine_s_history_reaches_the_other_with_its_host_and_newest_versions
     host, ended = held[second.id]
     assert host == "alpha"
     local = a.get(second.id)
-    assert local is not None and local.details.host is not None
+    assert local is not None
+    assert local.details.host is not None
     assert ended == local.replace(owner_pid=None, details=local.details.replace(host=ended.details.host))
     assert ended.details.host == Host("alpha", local.details.host.machine_id)
     assert held[first.id][1].details.tags == ("review",)
@@ -94,7 +95,8 @@ def test_a_machine_s_history_reaches_the_other_with_its_host_and_newest_versions
     # beta's own folder is never read as another host's
     ship(b.store, b_sync, _now())
     Intake().take_in(a.store, a_sync, "alpha", _now())
-    assert a.store.remote.hosts() == ["beta"] and _remote(a) == {}
+    assert a.store.remote.hosts() == ["beta"]
+    assert _remote(a) == {}
 
 
 def test_segments_taken_in_any_order_or_twice_keep_the_newest_version(
@@ -118,10 +120,11 @@ def test_segments_taken_in_any_order_or_twice_keep_the_newest_version(
         shutil.copy(aside / segment.name, shared / "alpha" / segment.name)
         Intake().take_in(b.store, b_sync, "beta", _now())
     Intake().take_in(b.store, b_sync, "beta", _now())  # and again: nothing changes
-    host, held = _remote(b)[session.id]
+    _host, held = _remote(b)[session.id]
     assert held.status.value == "completed"
     local = a.get(session.id)
-    assert local is not None and (held.memory_count, held.ended_at) == (6, local.ended_at)
+    assert local is not None
+    assert (held.memory_count, held.ended_at) == (6, local.ended_at)
 
 
 def test_omitted_fields_and_owner_pids_never_leave_the_machine(
@@ -137,7 +140,8 @@ def test_omitted_fields_and_owner_pids_never_leave_the_machine(
         started = a.start(StartRequest(owner_pid=os.getpid(), details=details))
         ship(a.store, _sync(data), _now())
     text = "".join(p.read_text() for p in segments_of(shared, "private"))
-    assert "secret plan" not in text and str(tmp_path) not in text
+    assert "secret plan" not in text
+    assert str(tmp_path) not in text
     Intake().take_in(b.store, b_sync, "beta", _now())
     _, held = _remote(b)[started.id]
     d = held.details
@@ -210,7 +214,8 @@ def test_many_segments_are_replaced_by_a_baseline(
     assert len(segments_of(shared, "alpha")) <= 5
     Intake().take_in(b.store, b_sync, "beta", _now())  # a newcomer: the baseline tells all
     held = _remote(b)
-    assert set(held) == set(ids) and all(s.status.value == "completed" for _, s in held.values())
+    assert set(held) == set(ids)
+    assert all(s.status.value == "completed" for _, s in held.values())
 
 
 def test_bad_files_are_skipped_with_a_warning_naming_them_and_nothing_local_changes(
@@ -246,14 +251,17 @@ def test_bad_files_are_skipped_with_a_warning_naming_them_and_nothing_local_chan
     intake = Intake()  # the daemon's: it says each bad file once per version of it
     intake.take_in(b.store, b_sync, "beta", _now())
     said = caplog.text
-    assert "seg-000000000003.jsonl" in said and "checksum" in said
-    assert "gamma/seg-000000000001.jsonl" in said and "'alpha'" in said
+    assert "seg-000000000003.jsonl" in said
+    assert "checksum" in said
+    assert "gamma/seg-000000000001.jsonl" in said
+    assert "'alpha'" in said
     assert "delta/seg-000000000001.jsonl" in said
     assert "bad name!" in said
     assert "conflict" not in said  # passed over quietly: sync status lists them
     assert set(_remote(b)) == {good.id}
     assert _remote(b)[good.id][1].status.value == "completed"
-    assert b.current() == local and b.list_sessions(scope=None) == [local]
+    assert b.current() == local
+    assert b.list_sessions(scope=None) == [local]
     caplog.clear()
     intake.take_in(b.store, b_sync, "beta", _now())
     assert caplog.text == ""
@@ -262,7 +270,8 @@ def test_bad_files_are_skipped_with_a_warning_naming_them_and_nothing_local_chan
     status = sync_status(b.store, b_sync, _now())
     alpha_status = next(h for h in status["hosts"] if h["host"] == "alpha")
     assert alpha_status["pending"] == 1  # the truncated one: read again when it changes
-    assert alpha_status["conflict_copies"] and alpha_status["stray_files"] == ["notes.txt"]
+    assert alpha_status["conflict_copies"]
+    assert alpha_status["stray_files"] == ["notes.txt"]
     # the sync engine finishes the file: it is taken in
     third.write_bytes(whole)
     intake.take_in(b.store, b_sync, "beta", _now())
@@ -320,9 +329,11 @@ def test_remote_sessions_through_the_cli_read_only(cli: Cli, tmp_path: Path, sha
     listed = cli("list", "--all-hosts", "--json", data=b)
     assert listed.returncode == 0, listed.stderr
     hosts = {item["id"]: item["host"]["hostname"] for item in json.loads(listed.stdout)}
-    assert hosts[session_id] == "alpha" and sorted(hosts.values()) == ["alpha", "beta"]
+    assert hosts[session_id] == "alpha"
+    assert sorted(hosts.values()) == ["alpha", "beta"]
     table = cli("list", "--all-hosts", data=b).stdout
-    assert table.splitlines()[0].startswith("HOST") and "alpha" in table
+    assert table.splitlines()[0].startswith("HOST")
+    assert "alpha" in table
     assert remote_ids(cli("list", "--host", "alpha", "--json", data=b).stdout) == [session_id]
     assert cli("list", "--json", data=b).stdout.count('"id"') == 1  # this machine's alone by default
     shown = cli("show", session_id, "--all-hosts", "--json", data=b)
@@ -332,7 +343,9 @@ def test_remote_sessions_through_the_cli_read_only(cli: Cli, tmp_path: Path, sha
         refused = cli(*change, data=b)
         assert refused.returncode == 4, (change, refused.stdout, refused.stderr)
     unknown = cli("list", "--host", "nowhere", data=b)
-    assert unknown.returncode == 2 and "nowhere" in unknown.stderr and "alpha" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "nowhere" in unknown.stderr
+    assert "alpha" in unknown.stderr
     assert "not both" in cli("list", "--host", "alpha", "--all-hosts", data=b).stderr
     report = json.loads(cli("report", "--all-hosts", "--since", "1h", "--json", data=b).stdout)
     assert sorted(h["host"] for h in report["hosts"]) == ["alpha", "beta"]
@@ -340,7 +353,8 @@ def test_remote_sessions_through_the_cli_read_only(cli: Cli, tmp_path: Path, sha
     exported = cli("export", "--all-hosts", data=b).stdout.splitlines()
     assert sorted(json.loads(line)["host"]["hostname"] for line in exported) == ["alpha", "beta"]
     status = json.loads(cli("sync", "status", "--json", data=b).stdout)
-    assert status["host"] == "beta" and [h["host"] for h in status["hosts"]] == ["alpha"]
+    assert status["host"] == "beta"
+    assert [h["host"] for h in status["hosts"]] == ["alpha"]
     assert "as beta in" in cli("status", data=b).stdout
     assert cli("sync", "status", data=tmp_path / "nowhere").returncode == 1
 
@@ -371,7 +385,9 @@ def test_two_daemons_share_their_sessions(tmp_path: Path, shared: Path) -> None:
             ).stdout
         )
         (host,) = status["hosts"]
-        assert host["host"] == "alpha" and host["pending"] == 0 and host["taken_in"] >= 1
+        assert host["host"] == "alpha"
+        assert host["pending"] == 0
+        assert host["taken_in"] >= 1
 
 
 def _run(tmp_path: Path, data: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

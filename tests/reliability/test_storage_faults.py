@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 
 from ..support.commands import SESSION_AGENT, Cli, clean_env, start_session
 from ..support.daemon_process import refused_daemon, run_daemon, wait_for
+from ..support.disks import fill, small_tmpfs
 
 pytestmark = pytest.mark.reliability
 
@@ -348,31 +347,9 @@ def test_a_failed_sync_is_answered_truthfully_and_the_daemon_keeps_serving(
 
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
-    """A 8 MiB tmpfs of its own (we run as root): a disk that really fills."""
-    mount, umount = shutil.which("mount"), shutil.which("umount")
-    assert mount is not None
-    assert umount is not None
-    mountpoint = Path(tempfile.mkdtemp(prefix="sa-full-", dir="/tmp"))
-    subprocess.run([mount, "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mountpoint)], check=True)
-    yield mountpoint
-    subprocess.run([umount, "-l", str(mountpoint)], check=False)
-    mountpoint.rmdir()
-
-
-def _fill(disk: Path) -> Path:
-    """Fill ``disk`` to the last byte; the filler is removed to free it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 4096, 512, 1):  # then the last scraps
-            try:
-                while True:
-                    os.write(fd, b"\0" * size)
-            except OSError:
-                continue
-    finally:
-        os.close(fd)
-    return filler
+    """A 8 MiB tmpfs of its own: a disk that really fills."""
+    with small_tmpfs("8m") as disk:
+        yield disk
 
 
 def test_on_a_full_disk_reads_answer_from_the_store_and_the_file_is_mended_after(
@@ -386,7 +363,7 @@ def test_on_a_full_disk_reads_answer_from_the_store_and_the_file_is_mended_after
     with run_daemon(tmp_path, data_dir, runtime_dir) as daemon:
         run = functools.partial(cli, data=data_dir)
         sid = run("start").stdout.strip()
-        filler = _fill(small_disk)
+        filler = fill(small_disk)
         (data_dir / "current_session").write_text("garbage\n")  # in place: no new block needed
         for args in (["current"], ["show", "--json"], ["list", "--json"], ["status"]):
             done = run(*args)
@@ -407,7 +384,7 @@ def test_on_a_full_disk_reads_without_a_daemon_answer_from_the_store(small_disk:
     first = run("start").stdout.strip()
     run("end")
     sid = run("start").stdout.strip()
-    filler = _fill(small_disk)
+    filler = fill(small_disk)
     try:
         for args in (["current"], ["list", "--json"], ["show", first, "--json"], ["status"]):
             done = run(*args)
