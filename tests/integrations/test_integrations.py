@@ -29,45 +29,13 @@ from agent.control.client import DaemonClient
 
 from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, Cli, clean_env, start_session
 from ..support.daemon_process import connected, run_daemon, wait_for
+from ..support.editors import EDITORS, INTEGRATIONS, run_editor
 from ..support.fake_anthropic import FakeAnthropic, Reply, fake_anthropic
 from ..support.fake_gemini import FakeGemini, fake_gemini
 from ..support.hosts import alive, completed_in_scope, git_repository, npm_program, program, read_or_empty
 
 ROOT = Path(__file__).resolve().parents[2]
-INTEGRATIONS = ROOT / "agent" / "integrations"
-SCENARIOS = Path(__file__).resolve().parent / "editor_scenarios"
 EDITOR_TIMEOUT = 60
-
-
-EDITORS: dict[str, Callable[[], list[str]]] = {
-    "nvim": lambda: [
-        program("nvim"), "--headless", "-u", "NONE", "-i", "NONE", "-n",
-        "-c", f"luafile {INTEGRATIONS / 'nvim/session-agent.lua'}",
-        "-c", f"luafile {SCENARIOS / 'scenario.lua'}",
-    ],
-    "vim": lambda: [
-        program("vim.nox", "vim"), "-Nu", "NONE", "-i", "NONE", "-n", "-es",
-        "-S", str(INTEGRATIONS / "vim/session-agent.vim"),
-        "-S", str(SCENARIOS / "scenario.vim"),
-    ],
-    "emacs": lambda: [
-        program("emacs-nox", "emacs"), "--batch", "-Q",
-        "-l", str(INTEGRATIONS / "emacs/session-agent.el"),
-        "-l", str(SCENARIOS / "scenario.el"),
-    ],
-}  # fmt: skip
-
-
-def _run_editor(editor: str, env: dict[str, str], scenario: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        EDITORS[editor](),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env, "SCENARIO_DIR": str(scenario)},
-        cwd=scenario,
-    )
 
 
 def _scope_file(data_dir: Path, scope: str) -> Path:
@@ -104,7 +72,7 @@ def _editing(
     git_repository(scenario, branch="feature-x")
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     with run_daemon(tmp_path, data_dir, runtime_dir), connected(data_dir, runtime_dir) as client:
-        proc = _run_editor(editor, env, scenario)
+        proc = run_editor(editor, env, scenario)
         current = _scope_file(data_dir, f"{editor}-{proc.pid}")  # each editor run its own scope
         try:
             wait_for(lambda: len(read_or_empty(current)) == 37, timeout=20)  # the daemon applied `start`
@@ -180,7 +148,7 @@ def test_an_editor_is_never_held_up_when_no_daemon_runs(tmp_path: Path, data_dir
         (scenario / marker).touch()
     env = clean_env(tmp_path, SESSION_AGENT_DATA_DIR=str(data_dir))
     began = time.monotonic()
-    proc = _run_editor(editor, env, scenario)
+    proc = run_editor(editor, env, scenario)
     _finished(proc)
     assert time.monotonic() - began < 20
     assert read_or_empty(_scope_file(data_dir, f"{editor}-{proc.pid}")) == "end\n"
@@ -197,7 +165,7 @@ def test_editors_side_by_side_keep_their_own_sessions(
         for n, editor in enumerate(("nvim", "nvim", "vim")):
             scenario = tmp_path / f"scenario-{n}"
             scenario.mkdir()
-            proc = _run_editor(editor, env, scenario)
+            proc = run_editor(editor, env, scenario)
             procs[f"{editor}-{proc.pid}"] = (proc, scenario)
         try:
             for scope in procs:
@@ -227,7 +195,7 @@ def test_an_editor_writes_nothing_when_the_agent_was_never_run(tmp_path: Path, e
     for marker in ("go-save", "go-quit"):
         (scenario / marker).touch()
     env = clean_env(tmp_path)  # the default data dir, under a fresh HOME: absent
-    _finished(_run_editor(editor, env, scenario))
+    _finished(run_editor(editor, env, scenario))
     assert not (tmp_path / "home" / ".local" / "share" / "session-agent").exists()
 
 
