@@ -57,6 +57,10 @@ def _problem(value: object, limit: int) -> str | None:
         return f"must be a string, not {type(value).__name__}"
     if not value:
         return "must not be empty"
+    if value.isascii():  # the common case, without a regex (taking in 100,000 sessions checks 2 million)
+        if len(value) > limit:
+            return f"is longer than {limit} bytes"
+        return None if value.isprintable() else "must be one line of printable text (no control characters)"
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:

@@ -153,8 +153,18 @@ def summaries_overlapping(
     the active ones, which may be older, the pointers know."""
     start, end = to_micros(since), to_micros(until)
     if hosts is not None and hosts.remote:
-        for host, summary in store.remote.summaries(hosts.remote_host, errors):
+        remote_floor = session_id_floor(since - timedelta(microseconds=store.remote.longest()) - _ID_AHEAD)
+        remote = store.remote.summaries(
+            hosts.remote_host, errors, floor=remote_floor, before=session_id_floor(until + _ID_AHEAD)
+        )
+        seen: set[str] = set()
+        for host, summary in remote:
             if summary.start < end and (summary.end is None or summary.end >= start):
+                seen.add(summary.id)
+                summary.host = host
+                yield summary
+        for host, summary in store.remote.active_summaries(hosts.remote_host):
+            if summary.id not in seen and summary.start < end:
                 summary.host = host
                 yield summary
         if not hosts.local:
@@ -162,7 +172,7 @@ def summaries_overlapping(
     own = None if hosts is None else hosts.own
     floor = session_id_floor(since - store.longest_ended())
     ceiling = session_id_floor(until + _ID_AHEAD)
-    seen: set[str] = set()
+    seen = set()
     for summary in store.summaries(floor=floor, before=ceiling, errors=errors):
         if summary.start >= end or (summary.end is not None and summary.end < start):
             continue

@@ -18,7 +18,15 @@ from agent.errors import InvalidArgumentError, StorageError
 from agent.layout import DEFAULT_SCOPE
 from agent.session import EndReason, Session, SessionStatus, from_micros, to_micros
 
-__all__ = ["RECORD_VERSION", "Summary", "decode_record", "encode_record", "ended_span", "summarize_record"]
+__all__ = [
+    "RECORD_VERSION",
+    "Summary",
+    "decode_record",
+    "encode_record",
+    "ended_span",
+    "is_active_record",
+    "summarize_record",
+]
 
 RECORD_VERSION = 4
 # v1: version, status code, started_at, ended_at (-1 = none), last_activity_at
@@ -289,6 +297,14 @@ def decode_record(key: bytes, value: bytes) -> Session:
         )
     except (ValueError, OverflowError, UnicodeDecodeError, struct.error, InvalidArgumentError) as exc:
         raise StorageError(f"session record {shown_key} is corrupt: {exc}") from None
+
+
+def is_active_record(value: bytes) -> bool:
+    """Whether a record is of an active session, from its fixed header."""
+    layout = _LAYOUTS.get(value[0]) if value else None
+    if layout is None or len(value) < _RECORD_V1.size:
+        return False
+    return bool(_RECORD_V1.unpack_from(value)[3] == -1)
 
 
 def ended_span(value: bytes) -> int:

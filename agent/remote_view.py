@@ -10,6 +10,10 @@ ended, tagged or counted here, and never collides with a local id:
   ``(epoch, seq)`` is kept, whatever order its segments arrived in. An id
   already held for another host stays that host's (a copied store ships
   the same sessions under two names; the first is kept, the other counted).
+* ``a<id>`` -> empty: the sessions active as last heard (a report over a
+  range finds them without reading older history);
+* ``m/longest`` -> the longest ended remote session (microseconds): a
+  report reads only the ids that can overlap its range;
 * ``h<host>`` -> what was taken in from that host (``HostIntake``, JSON):
   which of its segments, the newest one's header, when.
 
@@ -25,9 +29,8 @@ from collections.abc import Iterator
 
 from rocksdict import ColumnFamily, Rdict, ReadOptions, WriteBatch
 
-from agent.details import Host
 from agent.errors import StorageError
-from agent.record import Summary, decode_record, encode_record, summarize_record
+from agent.record import Summary, decode_record, ended_span, is_active_record, summarize_record
 from agent.session import Session, format_time
 
 TYPE_CHECKING = False  # every store opens this module: nothing it does not need at once
@@ -43,6 +46,8 @@ _HEADER = struct.Struct(">BIQB")  # version, epoch, seq, host length
 _VERSION = 1
 _SESSION = b"s"
 _HOST = b"h"
+_LONGEST = b"m/longest"
+_ACTIVE = b"a"  # + id: the remote sessions active as last heard (a report finds them without a scan)
 
 
 class HostIntake:
@@ -83,9 +88,9 @@ class HostIntake:
         }
 
 
-def _encode(host: str, epoch: int, seq: int, session: Session) -> bytes:
+def _encode(host: str, epoch: int, seq: int, record: bytes) -> bytes:
     name = host.encode("ascii")
-    return _HEADER.pack(_VERSION, epoch, seq, len(name)) + name + encode_record(session)
+    return _HEADER.pack(_VERSION, epoch, seq, len(name)) + name + record
 
 
 def _split(value: bytes) -> tuple[str, tuple[int, int], int]:
@@ -123,9 +128,9 @@ class RemoteView:
         if db is None or family is None or handle is None:
             raise StorageError("the store has no remote column family (opened read only)")
         intake = self.intake(segment.host)
-        newest: dict[bytes, tuple[int, Session]] = {}
-        for seq, session in segment.records:  # in order: the last of each id is its newest here
-            newest[_SESSION + session.id.encode("ascii")] = (seq, session)
+        newest: dict[bytes, tuple[int, bytes]] = {}
+        for seq, session_id, record in segment.records:  # in order: the last of each is its newest here
+            newest[_SESSION + session_id.encode("ascii")] = (seq, record)
         keys: list[str | int | float | bytes | bool] = list(newest)
         try:
             held: list[object] = family.get(keys) or [] if keys else []
@@ -133,8 +138,9 @@ class RemoteView:
             raise StorageError(f"cannot read the remote sessions: {exc}") from None
         batch = WriteBatch(raw_mode=True)
         changed = 0
+        longest = self.longest()
         for key, value in zip(newest, held, strict=True):
-            seq, session = newest[key]
+            seq, record = newest[key]
             if isinstance(value, bytes):
                 host, version, _ = _split(value)
                 if host != segment.host:
@@ -142,7 +148,12 @@ class RemoteView:
                     continue
                 if version >= (segment.epoch, seq):
                     continue
-            batch.put(key, _encode(segment.host, segment.epoch, seq, _as_of(session, segment.host)), handle)
+            batch.put(key, _encode(segment.host, segment.epoch, seq, record), handle)
+            if is_active_record(record):
+                batch.put(_ACTIVE + key[1:], b"", handle)
+            else:
+                batch.delete(_ACTIVE + key[1:], handle)
+            longest = max(longest, ended_span(record))
             changed += 1
         intake.add(segment.number)
         if intake.newest is None or segment.number >= int(intake.newest.get("segment", -1)):
@@ -157,11 +168,28 @@ class RemoteView:
         import json
 
         batch.put(_HOST + segment.host.encode("ascii"), json.dumps(intake.to_dict()).encode(), handle)
+        batch.put(_LONGEST, str(longest).encode("ascii"), handle)
         try:
             db.write(batch)
         except Exception as exc:
             raise StorageError(f"cannot write the remote sessions: {exc}") from None
         return changed
+
+    def settle(self) -> None:
+        """After a large intake: write the family's memtable out (its memory
+        back; the daemon stays small once the first big intake is done)."""
+        family = self._family
+        if family is not None:
+            try:
+                family.flush(True)
+            except Exception as exc:
+                raise StorageError(f"cannot flush the remote sessions: {exc}") from None
+
+    def longest(self) -> int:
+        """The longest wall time of any ended remote session (microseconds):
+        a report reads only the ids that can overlap its range."""
+        raw = self._get(_LONGEST)
+        return int(raw) if raw is not None and raw.isdigit() else 0
 
     def intake(self, host: str) -> HostIntake:
         import json
@@ -224,19 +252,39 @@ class RemoteView:
                 errors.append(problem)
 
     def summaries(
-        self, host: str | None = None, errors: list[StorageError] | None = None
+        self,
+        host: str | None = None,
+        errors: list[StorageError] | None = None,
+        *,
+        floor: str = "",
+        before: str | None = None,
     ) -> Iterator[tuple[str, Summary]]:
-        """Every remote session in brief (of ``host`` alone if given)."""
-        for key, value in self._items(_SESSION, backwards=True):
+        """The remote sessions in brief (of ``host`` alone if given), newest
+        first, from below the id ``before`` down to the id ``floor``."""
+        start = _SESSION + (before.encode("ascii") if before else b"\x7f")
+        lowest = _SESSION + floor.encode("ascii")
+        for key, value in self._items(_SESSION, backwards=True, start=start):
+            if key < lowest:
+                return
             try:
-                owner, _, start = _split(value)
+                owner, _, begins = _split(value)
                 if host is None or owner == host:
-                    yield owner, summarize_record(key[1:], value[start:])
+                    yield owner, summarize_record(key[1:], value[begins:])
             except (StorageError, ValueError, struct.error) as exc:
                 problem = StorageError(f"remote session {key[1:].decode('ascii', 'replace')}: {exc}")
                 if errors is None:
                     raise problem from None
                 errors.append(problem)
+
+    def active_summaries(self, host: str | None = None) -> Iterator[tuple[str, Summary]]:
+        """The remote sessions active as last heard, in brief."""
+        for key, _ in self._items(_ACTIVE, backwards=False):
+            value = self._get(_SESSION + key[1:])
+            if value is None:
+                continue
+            owner, _, begins = _split(value)
+            if host is None or owner == host:
+                yield owner, summarize_record(key[1:], value[begins:])
 
     def hosts(self) -> list[str]:
         return sorted(self.intakes())
@@ -272,10 +320,3 @@ class RemoteView:
                 yield key, value
         except Exception as exc:
             raise StorageError(f"cannot read the remote sessions: {exc}") from None
-
-
-def _as_of(session: Session, host: str) -> Session:
-    """The session as kept here: its host named by the folder it came from
-    (whatever its record says, or if it left its host out)."""
-    machine = session.details.host.machine_id if session.details.host else None
-    return session.replace(details=session.details.replace(host=Host(host, machine)))

@@ -16,7 +16,8 @@ The first line describes the file::
      "sha256": "<of every byte after this line>"}
 
 and each further line is one session as a change left it, with the event
-number (``seq``) of that change::
+number (``seq``) of that change (a reader names its host by the folder it
+came from, whatever the record says)::
 
     {"seq": 150, "session": {... as `session-agent show --json` ...}}
 
@@ -45,11 +46,11 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
 from agent import faults
+from agent.record import encode_record
 from agent.session import Session, format_time, parse_time
 from agent.values import Value
 
@@ -61,6 +62,7 @@ __all__ = [
     "SegmentError",
     "classify",
     "read_segment",
+    "record_line",
     "segment_name",
     "write_segment",
 ]
@@ -101,7 +103,9 @@ class SegmentError(Exception):
 
 
 class Segment(Value):
-    """One segment's content: ``records`` are ``(seq, session)``, in order."""
+    """One segment's content: ``records`` are ``(seq, session id, the
+    session's record)`` (``agent.record``: checked whole, as a session), in
+    order."""
 
     __slots__ = ("epoch", "first", "host", "kind", "last", "number", "records", "written_at")
 
@@ -112,7 +116,7 @@ class Segment(Value):
     first: int
     last: int
     written_at: datetime
-    records: tuple[tuple[int, Session], ...]
+    records: tuple[tuple[int, str, bytes], ...]
 
     def __init__(  # noqa: PLR0917 -- a header's fields
         self,
@@ -123,7 +127,7 @@ class Segment(Value):
         first: int,
         last: int,
         written_at: datetime,
-        records: tuple[tuple[int, Session], ...],
+        records: tuple[tuple[int, str, bytes], ...],
     ) -> None:
         self._set(
             host=host,
@@ -137,12 +141,15 @@ class Segment(Value):
         )
 
 
-def encode_segment(segment: Segment, shipped: Iterable[tuple[int, dict[str, object]]]) -> bytes:
-    """The file's bytes; ``shipped``: each record as it is to be shipped."""
-    body = b"".join(
-        json.dumps({"seq": seq, "session": data}, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-        for seq, data in shipped
-    )
+def record_line(seq: int, session: dict[str, object]) -> bytes:
+    """One record's line, as a segment holds it."""
+    line = json.dumps({"seq": seq, "session": session}, separators=(",", ":"), ensure_ascii=False)
+    return line.encode() + b"\n"
+
+
+def encode_segment(segment: Segment, lines: list[bytes]) -> bytes:
+    """The file's bytes: ``segment``'s header, then ``lines`` (``record_line``)."""
+    body = b"".join(lines)
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -152,7 +159,7 @@ def encode_segment(segment: Segment, shipped: Iterable[tuple[int, dict[str, obje
         "kind": segment.kind,
         "first": segment.first,
         "last": segment.last,
-        "records": body.count(b"\n"),
+        "records": len(lines),
         "written_at": format_time(segment.written_at),
         "sha256": hashlib.sha256(body).hexdigest(),
     }
@@ -248,12 +255,19 @@ def _parse(data: bytes, host: str, number: int) -> Segment:
     lines = body.split(b"\n")
     if lines.pop() != b"" or len(lines) != header.get("records"):
         raise ValueError(f"it holds {len(lines)} records, its header says {header.get('records')!r}")
-    records = []
+    records: list[tuple[int, str, bytes]] = []
     for number_in_file, line in enumerate(lines, 2):
         item = json.loads(line)
         if not isinstance(item, dict) or not _whole(item.get("seq")) or not first <= item["seq"] <= last:
             raise ValueError(f"line {number_in_file} is not a record of events {first} to {last}")
-        records.append((item["seq"], Session.from_dict(item.get("session"))))
+        shipped = item.get("session")
+        if not isinstance(shipped, dict):
+            raise ValueError(f"line {number_in_file} holds no session")
+        said = shipped.get("host")
+        machine = said.get("machine_id") if isinstance(said, dict) else None
+        shipped["host"] = {"hostname": host, "machine_id": machine}  # named by its folder, whatever it says
+        session = Session.from_dict(shipped)
+        records.append((item["seq"], session.id, encode_record(session)))
     return Segment(
         host, number, epoch, kind, first, last, parse_time(header.get("written_at")), tuple(records)
     )

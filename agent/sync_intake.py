@@ -17,17 +17,21 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from agent.errors import StorageError
-from agent.segments import FileKind, SegmentError, classify, read_segment
+from agent.segments import FileKind, Segment, SegmentError, classify, read_segment, segment_name
 from agent.store import SessionStore
 from agent.sync_settings import SyncSettings, host_name_problem
 
 __all__ = ["HostFolder", "Intake", "list_hosts", "take_in_quietly"]
 
 log = logging.getLogger(__name__)
+
+MAX_WORKERS = 4  # processes reading segments at once, for a large intake
+SETTLE_AFTER = 10_000  # sessions taken in at once, after which the memtable is written out
 
 
 class HostFolder:
@@ -99,31 +103,25 @@ class Intake:
         hosts, notes = list_hosts(sync, own)
         for note in notes:
             self._once(Path(note.split(":", 1)[0]), note)
-        changed = 0
+        pending: list[tuple[HostFolder, int]] = []
         for folder in hosts:
-            problems = self.problems.setdefault(folder.host, [])
+            self.problems.setdefault(folder.host, [])
             if folder.problem:
                 self._once(folder.path, folder.problem)
                 continue
             intake = store.remote.intake(folder.host)
-            for number in folder.segments:
-                if intake.has(number):
-                    continue
-                path = folder.path / f"seg-{number:012d}.jsonl"
-                try:
-                    segment = read_segment(path, folder.host, number)
-                except FileNotFoundError:
-                    continue  # replaced by a baseline while we looked
-                except (SegmentError, OSError) as exc:
-                    message = (
-                        str(exc) if isinstance(exc, SegmentError) else f"cannot read {path}: {exc.strerror}"
-                    )
-                    if self._once(path, f"sync: skipped: {message}"):
-                        problems[:] = [*problems[-7:], message]
-                    continue
-                changed += store.remote.take(segment, now)
-                intake = store.remote.intake(folder.host)
+            pending += [(folder, n) for n in folder.segments if not intake.has(n)]
+        changed = 0
+        for (folder, number), outcome in _read_all(pending):
+            path = folder.path / segment_name(number)
+            if isinstance(outcome, Segment):
+                changed += store.remote.take(outcome, now)
                 self._warned.pop(path, None)
+            elif outcome is not None and self._once(path, f"sync: skipped: {outcome}"):
+                problems = self.problems[folder.host]
+                problems[:] = [*problems[-7:], outcome]
+        if changed >= SETTLE_AFTER:
+            store.remote.settle()
         return changed
 
     def _once(self, path: Path, message: str) -> bool:
@@ -137,6 +135,39 @@ class Intake:
         self._warned[path] = version
         log.warning("%s", message)
         return True
+
+
+def _read(path: str, host: str, number: int) -> Segment | str | None:
+    """A segment, or what is wrong with its file (``None``: gone)."""
+    try:
+        return read_segment(Path(path), host, number)
+    except FileNotFoundError:
+        return None  # replaced by a baseline while we looked
+    except SegmentError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror}"
+
+
+def _read_all(
+    pending: list[tuple[HostFolder, int]],
+) -> Iterator[tuple[tuple[HostFolder, int], Segment | str | None]]:
+    """Each pending segment read and checked, in order: many of them (a new
+    machine's first intake, a week of another's) by worker processes beside
+    this one, each segment's sessions checked and encoded there."""
+    jobs = [(str(folder.path / segment_name(n)), folder.host, n) for folder, n in pending]
+    workers = min(os.cpu_count() or 1, MAX_WORKERS, len(pending) // 2)
+    if workers < 2:
+        for item, job in zip(pending, jobs, strict=True):
+            yield item, _read(*job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fork of the daemon would copy its threads' locks (RocksDB's, the watcher's)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = pool.map(_read, *zip(*jobs, strict=True))
+        yield from zip(pending, outcomes, strict=True)
 
 
 def take_in_quietly(store: SessionStore, sync: SyncSettings, own: str, now: datetime) -> None:

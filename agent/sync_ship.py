@@ -31,14 +31,22 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from agent import faults
 from agent.errors import SessionError
-from agent.segments import FileKind, Segment, classify, encode_segment, segment_name, write_segment
+from agent.segments import (
+    FileKind,
+    Segment,
+    classify,
+    encode_segment,
+    record_line,
+    segment_name,
+    write_segment,
+)
 from agent.session import Session, format_time
 from agent.store import SessionStore
 from agent.sync_settings import SyncSettings
@@ -289,14 +297,14 @@ def _baseline(
     return written
 
 
-def _cut(records: Any, sync: SyncSettings, host: str) -> Iterator[list[tuple[int, dict[str, object]]]]:
+def _cut(records: Iterable[tuple[int, Session]], sync: SyncSettings, host: str) -> Iterator[list[bytes]]:
     """``records`` (``(seq, session)``) as shipped, in parts of a segment's size."""
-    part: list[tuple[int, dict[str, object]]] = []
+    part: list[bytes] = []
     size = 0
     for seq, session in records:
-        data = shipped(session, sync, host)
-        part.append((seq, data))
-        size += len(json.dumps(data))
+        line = record_line(seq, shipped(session, sync, host))
+        part.append(line)
+        size += len(line)
         if len(part) >= _SESSIONS_PER_SEGMENT or size >= _SEGMENT_BYTES:
             yield part
             part, size = [], 0
@@ -323,7 +331,7 @@ def _write(
     kind: str,
     *,
     span: tuple[int, int],
-    part: list[tuple[int, dict[str, object]]],
+    part: list[bytes],
     now: datetime,
 ) -> None:
     number = state.segment + 1

@@ -43,3 +43,13 @@ class Value:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled field by field (a worker process hands values back)."""
+        return (_rebuild, (type(self), dict(zip(self.__slots__, self._values(), strict=True))))
+
+
+def _rebuild(cls: type[Value], fields: dict[str, object]) -> Value:
+    value = object.__new__(cls)
+    value._set(**fields)
+    return value

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from agent.environment import FAULTS_FILE_ENV
+from agent.testing_sync import Syncthing, syncthing_pair
 
 from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, clean_env
 from ..support.daemon_process import run_daemon, spawn_daemon, wait_for, wait_ready
 from ..support.editors import run_editor
 from ..support.hosts import git_repository, read_or_empty
 from ..support.machines import machine, remote_ids, segments_of
-from ..support.syncthing import Syncthing, syncthing_pair
 
 SYNC_TIMEOUT = 60  # Syncthing's first connection; each file after it takes about a second
 

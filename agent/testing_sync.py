@@ -1,6 +1,7 @@
-"""Two real Syncthings on loopback sharing one folder: discovery, relays,
-NAT traversal, usage reports and upgrades off; each with its own home,
-listen address and GUI port, the other as its one device."""
+"""Helpers for tests and benchmarks (as ``agent.testing``): two real
+Syncthings on loopback sharing one folder -- discovery, relays, NAT
+traversal, usage reports and upgrades off; each with its own home, listen
+address and GUI port, the other as its one device. Not used by the agent."""
 
 from __future__ import annotations
 
