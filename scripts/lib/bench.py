@@ -27,6 +27,7 @@ import bench_daemon
 import bench_events
 import bench_hooks
 import bench_reports
+import bench_sync
 
 QUICK = {  # a smoke test (the suite runs it with --run-slow): every figure, none worth quoting
     "rounds": 3,
@@ -40,6 +41,10 @@ QUICK = {  # a smoke test (the suite runs it with --run-slow): every figure, non
     "peers_history": 1_000,
     "events": 10,
     "idle_subscribers": 0.5,
+    "sync_sessions": 3,
+    "sync_files": 2,
+    "sync_intake": 2_000,
+    "sync_idle": 1.0,
 }
 FULL = {
     "rounds": 31,
@@ -53,6 +58,10 @@ FULL = {
     "peers_history": 100_000,
     "events": 300,
     "idle_subscribers": 60.0,
+    "sync_sessions": 50,
+    "sync_files": 20,
+    "sync_intake": 100_000,
+    "sync_idle": 60.0,
 }
 CURVE_STEPS = [10, 20, 30, 40, 50]
 
@@ -94,6 +103,10 @@ def run(quick: bool, with_curve: bool) -> dict[str, Any]:
     results["reports"] = bench_reports.peers(
         int(size["peers_history"]), int(size["repeats"]), watson, with_peers=not quick
     )
+    results["sync"] = {
+        "latency": bench_sync.latency(int(size["sync_sessions"]), int(size["sync_files"])),
+        "intake": bench_sync.intake(int(size["sync_intake"]), size["sync_idle"]),
+    }
     if with_curve:
         results["watcher_curve"] = bench_daemon.watcher_curve(CURVE_STEPS, 50, 20.0)
     results["goals"] = goals(results)
@@ -191,6 +204,7 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
             idle["idle_cpu_pct"] <= 0.5 and idle["rss_mb"] <= 60,
         )
     )
+    rows += _sync_goals(r["sync"])
     if bench_reports.WATSON in reports:
         theirs = reports[bench_reports.WATSON]["median"]
         rows.append(
@@ -214,6 +228,37 @@ def goals(r: dict[str, Any]) -> list[dict[str, object]]:
         ours = max(cli["installed daemon start"]["median"], cli["installed daemon end"]["median"])
         rows.append(("≥ 1.5 × faster than watson start/stop", f"{watson / ours:.2f} ×", watson / ours >= 1.5))
     return [{"goal": goal, "measured": measured, "met": met} for goal, measured, met in rows]
+
+
+def _sync_goals(sync: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    rows: list[tuple[str, str, bool]] = []
+    latency = sync["latency"]
+    if "skipped" not in latency:
+        engine, visible = latency["engine_file_ms"]["median"], latency["session_visible_ms"]["median"]
+        rows.append(
+            (
+                f"a session started on A in B's list --all-hosts ≤ the engine's latency + 1 s "
+                f"(p50 of {latency['sessions']}, Syncthing)",
+                f"{visible:.0f} ms (a plain file: {engine:.0f} ms)",
+                visible <= engine + 1000,
+            )
+        )
+    intake = sync["intake"]
+    rows.append(
+        (
+            f"{intake['sessions']:,} remote sessions taken in at start-up ≤ 5 s",
+            f"{intake['startup_to_taken_in_ms'] / 1000:.2f} s",
+            intake["startup_to_taken_in_ms"] <= 5000,
+        )
+    )
+    rows.append(
+        (
+            "with a sync dir set (and them): idle CPU ≤ 0.5 %, RSS ≤ 60 MB",
+            f"{intake['idle_cpu_pct']} %, {intake['rss_mb']} MB",
+            intake["idle_cpu_pct"] <= 0.5 and intake["rss_mb"] <= 60,
+        )
+    )
+    return rows
 
 
 def print_tables(r: dict[str, Any]) -> None:
@@ -273,6 +318,7 @@ def print_tables(r: dict[str, Any]) -> None:
         f"\nthroughput (no longer a goal: see the design): {t['pairs_per_second']:,} start+end pairs/s "
         f"with {t['clients']} clients in a scope each ({t['refused_per_second']:,}/s starts refused)"
     )
+    _print_sync(r["sync"])
     if "watcher_curve" in r:
         print("\n| watcher step | edit → durable p50 | p99 | idle CPU |")
         print("| ---: | ---: | ---: | ---: |")
@@ -283,6 +329,35 @@ def print_tables(r: dict[str, Any]) -> None:
     print("| --- | ---: | :---: |")
     for g in r["goals"]:
         print(f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else '**no**'} |")
+
+
+def _print_sync(sync: dict[str, Any]) -> None:
+    latency, intake = sync["latency"], sync["intake"]
+    print("\n| several machines (sync dir) | median ms | p99 ms |")
+    print("| --- | ---: | ---: |")
+    if "skipped" in latency:
+        print(f"| through Syncthing | skipped: {latency['skipped']} | |")
+    else:
+        for name, key in (
+            ("a plain file, A's folder → B's (Syncthing)", "engine_file_ms"),
+            ("a session started on A → in B's list --all-hosts", "session_visible_ms"),
+        ):
+            print(f"| {name} | {latency[key]['median']} | {latency[key]['p99']} |")
+    n = f"{intake['sessions']:,}"
+    print(
+        f"| B's list --all-hosts --limit 20, {n} remote | {intake['list_all_hosts_ms']['median']} | "
+        f"{intake['list_all_hosts_ms']['p99']} |"
+    )
+    print(
+        f"| B's report --all-hosts --since 7d, {n} remote | {intake['report_all_hosts_7d_ms']['median']} | "
+        f"{intake['report_all_hosts_7d_ms']['p99']} |"
+    )
+    print(
+        f"{n} sessions of A ({intake['segments']} segments): baseline shipped in "
+        f"{intake['baseline_shipped_ms'] / 1000:.2f} s; B's daemon spawned → all taken in: "
+        f"{intake['startup_to_taken_in_ms'] / 1000:.2f} s; then idle {intake['idle_cpu_pct']} % of a core "
+        f"over {intake['idle_seconds']:g} s, RSS {intake['rss_mb']} MB"
+    )
 
 
 def main() -> None:

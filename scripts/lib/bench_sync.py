@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,19 +51,19 @@ def _client(data: Path, env: dict[str, str]) -> DaemonClient:
     return client
 
 
-def _listed(client: DaemonClient) -> set[str]:
+def _is_listed(client: DaemonClient, session_id: str) -> bool:
     reply = client.request("list", all_scopes=True, hosts="*", limit=5)
-    return {item["id"] for item in reply["sessions"]}
+    return any(item["id"] == session_id for item in reply["sessions"])
 
 
-def _status_of(client: DaemonClient, session_id: str) -> str | None:
+def _is_completed(client: DaemonClient, session_id: str) -> bool:
     reply = client.request("get", id=session_id, hosts="*")
-    return None if reply is None else str(reply["status"])
+    return reply is not None and reply["status"] == "completed"
 
 
-def _until(predicate: object, timeout: float = 60.0) -> float:
+def _until(predicate: Callable[[], bool], timeout: float = 60.0) -> float:
     began = time.perf_counter()
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.perf_counter() - began > timeout:
             raise RuntimeError("the other machine never saw it")
         time.sleep(_POLL)
@@ -74,15 +76,14 @@ def latency(sessions: int, files: int) -> dict[str, object]:
     with private_home("sync-latency") as home:
         folder_a, folder_b = home.root / "sync-a", home.root / "sync-b"
         with syncthing_pair(home.root, folder_a, folder_b):
-            data_a, env_a = _machine(home, "alpha", folder_a)
+            _, env_a = _machine(home, "alpha", folder_a)
             data_b, env_b = _machine(home, "beta", folder_b)
             with daemon(Home(home.root, env_a)), daemon(Home(home.root, env_b)):
                 client = _client(data_b, env_b)
                 engine = []
-                _until(lambda: (folder_a / ".stfolder").exists())
                 for n in range(files + 1):
                     (folder_a / f"probe-{n}.txt").write_text("probe")
-                    took = _until(lambda n=n: (folder_b / f"probe-{n}.txt").exists())
+                    took = _until((folder_b / f"probe-{n}.txt").exists)
                     if n:  # the first waits for the two to connect
                         engine.append(took)
                 visible = []
@@ -92,10 +93,10 @@ def latency(sessions: int, files: int) -> dict[str, object]:
                         [str(SESSION_AGENT), "start"], env=env_a, capture_output=True, text=True, check=True
                     )
                     sid = done.stdout.strip()
-                    _until(lambda sid=sid: sid in _listed(client))
+                    _until(functools.partial(_is_listed, client, sid))
                     visible.append(time.perf_counter() - began)
                     subprocess.run([str(SESSION_AGENT), "end"], env=env_a, capture_output=True, check=True)
-                    _until(lambda sid=sid: _status_of(client, sid) == "completed")
+                    _until(functools.partial(_is_completed, client, sid))
                 client.close()
     return {
         "engine_file_ms": summary(engine),
@@ -126,8 +127,12 @@ def intake(count: int, idle: float) -> dict[str, object]:
             _until(all_taken_in, timeout=600)
             taken_in = time.perf_counter() - began
             client.close()
-            listing = [wall([str(SESSION_AGENT), "list", "--all-hosts", "--limit", "20"], env_b) for _ in range(3)]
-            report = [wall([str(SESSION_AGENT), "report", "--all-hosts", "--since", "7d"], env_b) for _ in range(3)]
+            listing = [
+                wall([str(SESSION_AGENT), "list", "--all-hosts", "--limit", "20"], env_b) for _ in range(3)
+            ]
+            report = [
+                wall([str(SESSION_AGENT), "report", "--all-hosts", "--since", "7d"], env_b) for _ in range(3)
+            ]
             time.sleep(1.0)
             cpu, began = running.cpu_seconds(), time.monotonic()
             time.sleep(idle)
