@@ -54,8 +54,11 @@ class Syncthing:
         )
         return done.stdout
 
-    def share_with(self, peer: Syncthing) -> None:
-        """Write the config: this folder shared with ``peer`` at its loopback address."""
+    def share_with(self, peer: Syncthing, *, dials: bool) -> None:
+        """Write the config: this folder shared with ``peer``, which this one
+        dials at its loopback address if ``dials`` (only one of two may: two
+        Syncthings dialling each other at once can stall in their Hello
+        exchange for 20 s, measured with 1.19)."""
         path = self.home / "config.xml"
         tree = ElementTree.parse(path)  # noqa: S314 -- the file `syncthing generate` just wrote
         root = tree.getroot()
@@ -73,6 +76,7 @@ class Syncthing:
             ("urAccepted", "-1"),
             ("autoUpgradeIntervalH", "0"),
             ("crashReportingEnabled", "false"),
+            ("reconnectionIntervalS", "1"),  # not 60: a dial made before the peer listened is retried at once
         ):
             element = options.find(flag)
             if element is None:
@@ -101,7 +105,9 @@ class Syncthing:
         device = ElementTree.SubElement(
             root, "device", id=peer.device_id, name=peer.name, compression="metadata", introducer="false"
         )
-        ElementTree.SubElement(device, "address").text = f"tcp://127.0.0.1:{peer.port}"
+        ElementTree.SubElement(device, "address").text = (
+            f"tcp://127.0.0.1:{peer.port}" if dials else "dynamic"
+        )
         tree.write(path)
 
     def start(self) -> None:
@@ -140,8 +146,8 @@ def syncthing_pair(root: Path, folder_a: Path, folder_b: Path) -> Iterator[tuple
     """Two running Syncthings sharing ``folder_a`` and ``folder_b``, stopped after."""
     a = Syncthing("a", root / "syncthing-a", folder_a)
     b = Syncthing("b", root / "syncthing-b", folder_b)
-    a.share_with(b)
-    b.share_with(a)
+    a.share_with(b, dials=True)
+    b.share_with(a, dials=False)
     try:
         a.start()
         b.start()

@@ -153,12 +153,13 @@ def test_two_machines_share_their_sessions_through_syncthing(
                 wait_for(lambda: set(during) <= set(b.everywhere()), timeout=SYNC_TIMEOUT)
                 # --- A's daemon killed mid-segment --------------------------------
                 faults.write_text("sync.after_rename=kill")
-                killed_mid = a.run("start").strip()
+                (a.data / "current_session").write_text("start\n")  # a file edit: no reply to race the kill
                 assert daemon_a.proc.wait(timeout=CLI_TIMEOUT) == -9
                 daemon_a.close()
                 faults.write_text("")
                 daemon_a = spawn_daemon(tmp_path, a.data, a.runtime)
                 wait_ready(daemon_a)
+                killed_mid = a.run("current").strip()
                 a.run("end")
                 wait_for(lambda: b.status_of(killed_mid) == "completed", timeout=SYNC_TIMEOUT)
                 everywhere = b.everywhere()

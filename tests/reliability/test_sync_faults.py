@@ -140,7 +140,7 @@ def test_a_daemon_killed_mid_segment_ships_everything_once_after_its_restart(
         first = _work(tmp_path, data, runtime, 1)
         wait_for(lambda: {i for _, i, _ in _shipped(shared, "alpha")} == set(first))
         faults.write_text(f"{point}=kill")  # the next segment's write is killed midway
-        second = _cli(tmp_path, data, runtime, "start").stdout.strip()
+        (data / "current_session").write_text("start\n")  # a file edit: no reply to race with the kill
         assert daemon.proc.wait(timeout=CLI_TIMEOUT) == -9
     finally:
         daemon.close()
@@ -148,6 +148,8 @@ def test_a_daemon_killed_mid_segment_ships_everything_once_after_its_restart(
     assert bool(leftovers) == (point == "sync.before_rename")  # killed before the rename: a temp file
     faults.write_text("")
     with run_daemon(tmp_path, data, runtime):
+        second = _cli(tmp_path, data, runtime, "current").stdout.strip()  # started before the kill
+        assert second not in first
         _cli(tmp_path, data, runtime, "end")
         wait_for(lambda: [(i, s) for _, i, s in _shipped(shared, "alpha")][-1:] == [(second, "completed")])
     assert not [p for p in (shared / "alpha").iterdir() if p.name.startswith(".")]  # the temp file removed
