@@ -21,8 +21,9 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.clock import Clock
 from agent.config import load_settings
@@ -35,6 +36,8 @@ from agent.sync_settings import SyncSettings
 __all__ = ["RESCAN", "SyncService"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RESCAN = 30.0  # seconds between two looks at config.toml while no sync dir is set
 SHIP_DELAY = 0.05  # seconds: a burst's events go out together
@@ -53,6 +56,7 @@ class SyncService:
         self._watch: asyncio.Task[None] | None = None
         self._watched: tuple[Path | None, tuple[int, int] | None] = (None, None)
         self._ship_problem: str | None = None
+        self._working: asyncio.Future[Any] | None = None  # the thread's work under way
         self._last_problem_said: str | None = None
 
     def start(self) -> None:
@@ -73,11 +77,16 @@ class SyncService:
         return sync_status(self._store, sync, self._clock.now(), self._ship_problem, self._intake.problems)
 
     async def stop(self) -> None:
+        """Stop looking; wait for a shipment or intake under way in its thread
+        (a thread cannot be cancelled: the store must outlive what it does)."""
         for task in (self._watch, self._task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self._working is not None:
+            with contextlib.suppress(Exception):
+                await self._working
 
     def _settings(self) -> SyncSettings | None:
         try:
@@ -105,7 +114,7 @@ class SyncService:
         if self._ship_due:
             self._ship_due = False
             try:
-                await asyncio.to_thread(ship, self._store, sync, self._clock.now())
+                await self._in_thread(ship, self._store, sync, self._clock.now())
                 self._ship_problem = None
             except (SyncUnavailable, SessionError) as exc:
                 self._ship_problem = str(exc)
@@ -118,7 +127,7 @@ class SyncService:
             self._intake_due = False
             try:
                 own = own_host(self._store, sync)
-                changed = await asyncio.to_thread(
+                changed = await self._in_thread(
                     self._intake.take_in, self._store, sync, own, self._clock.now()
                 )
                 if changed:
@@ -127,6 +136,12 @@ class SyncService:
                 log.warning("sync: could not take in other machines' segments: %s", exc)
             except Exception:
                 log.exception("sync: unexpected error while taking segments in; trying again later")
+
+    async def _in_thread(self, work: Callable[..., T], *args: object) -> T:
+        """``work`` in a worker thread, known to ``stop`` until it is over."""
+        working = asyncio.ensure_future(asyncio.to_thread(work, *args))
+        self._working = working
+        return await asyncio.shield(working)
 
     def _follow_folder(self, sync: SyncSettings | None) -> None:
         """Watch the sync dir -- again when it is another directory now (it

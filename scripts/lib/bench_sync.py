@@ -79,7 +79,6 @@ def latency(sessions: int, files: int) -> dict[str, object]:
             _, env_a = _machine(home, "alpha", folder_a)
             data_b, env_b = _machine(home, "beta", folder_b)
             with daemon(Home(home.root, env_a)), daemon(Home(home.root, env_b)):
-                client = _client(data_b, env_b)
                 engine = []
                 for n in range(files + 1):
                     (folder_a / f"probe-{n}.txt").write_text("probe")
@@ -87,6 +86,7 @@ def latency(sessions: int, files: int) -> dict[str, object]:
                     if n:  # the first waits for the two to connect
                         engine.append(took)
                 visible = []
+                client = _client(data_b, env_b)  # now: an idle connection is closed by the daemon
                 for _ in range(sessions):
                     began = time.perf_counter()
                     done = subprocess.run(
