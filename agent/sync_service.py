@@ -41,6 +41,12 @@ T = TypeVar("T")
 
 RESCAN = 30.0  # seconds between two looks at config.toml while no sync dir is set
 SHIP_DELAY = 0.05  # seconds: a burst's events go out together
+# The watch's wake-ups while nothing happens (ms): watchfiles looks for
+# changes every step, even when there are none. Measured with 100,000 remote
+# sessions held: 20 ms cost 0.55 % of a core idle, 100 ms 0.35 % (as without
+# a sync dir), and a session still reaches another machine 5 ms after the
+# engine's own latency (250 ms made it a whole second more).
+WATCH_STEP = 100
 
 
 class SyncService:
@@ -163,7 +169,7 @@ class SyncService:
         import watchfiles
 
         try:
-            async for _ in watchfiles.awatch(folder, debounce=50, step=20, recursive=True):
+            async for _ in watchfiles.awatch(folder, debounce=50, step=WATCH_STEP, recursive=True):
                 self._intake_due = True
                 self._wake.set()
         except asyncio.CancelledError:
