@@ -22,7 +22,10 @@ Identity: the state names the host it shipped as and the machine (its
 machine id) it shipped from. A store that turns up on another machine
 (restored, copied) ships nothing until ``[sync] host`` is set -- to the
 same name to go on as that host, or to a new one. A hostname changed on
-the same machine keeps the name already shipped under.
+the same machine keeps the name already shipped under. A store that never
+shipped under a name does not write into a folder of that name that holds
+segments already (another store's: two machines named alike, a data dir
+made anew): it says so and waits to be given another name.
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ class ShipState:
         self.cursor: int | None = data.get("cursor")  # None: a baseline first
         self.segment: int = int(data.get("segment", 0))  # the newest written
         self.written_at: str | None = data.get("written_at")
+        self.fresh = False  # not shipped under this name yet: its folder must hold nothing
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -134,6 +138,12 @@ def ship(store: SessionStore, sync: SyncSettings, now: datetime) -> int:
     folder = _own_folder(sync, state)
     _remove_own_temp_files(folder)
     present = _segment_numbers(folder)
+    if present and state.fresh:
+        raise SyncUnavailable(
+            f"{folder} already holds {len(present)} segments of host {state.host!r} that this store did "
+            "not write (another store ships as that host): set another [sync] host in config.toml, or "
+            "move that folder away if this store is to take its place"
+        )
     if present and present[-1] > state.segment:
         _resume_from(folder, present[-1], state, store, now)
     written = 0
@@ -195,7 +205,7 @@ def _identity(store: SessionStore, sync: SyncSettings) -> ShipState:
     state = ship_state(store)
     name = sync.identity
     if state is None:
-        return ShipState({"host": name, "machine": machine, "epoch": 1, "cursor": None})
+        return _fresh(name, machine)
     if state.machine != machine and sync.host is None:
         raise SyncUnavailable(
             f"this store shipped as host {state.host!r} from another machine: set [sync] host in "
@@ -206,8 +216,14 @@ def _identity(store: SessionStore, sync: SyncSettings) -> ShipState:
         if sync.host is None:  # the hostname changed on the same machine: the name shipped under stays
             return state
         log.warning("sync: shipping as host %r (was %r): everything is shipped again", name, state.host)
-        return ShipState({"host": name, "machine": machine, "epoch": 1, "cursor": None})
+        return _fresh(name, machine)
     state.machine = machine
+    return state
+
+
+def _fresh(host: str, machine: str) -> ShipState:
+    state = ShipState({"host": host, "machine": machine, "epoch": 1, "cursor": None})
+    state.fresh = True
     return state
 
 

@@ -408,3 +408,25 @@ def _run(tmp_path: Path, data: Path, env: dict[str, str], *args: str) -> subproc
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def test_a_second_store_named_like_a_host_that_ships_writes_nothing_into_its_folder(
+    tmp_path: Path, shared: Path, alpha: tuple[SessionManager, SyncSettings]
+) -> None:
+    """Two machines given one name (or a data dir made anew): the newcomer
+    never writes into the folder another store ships to, nor deletes its
+    segments with a baseline of its own."""
+    a, a_sync = alpha
+    a.start()
+    ship(a.store, a_sync, _now())
+    before = {p.name: p.read_bytes() for p in segments_of(shared, "alpha")}
+    twin = machine(tmp_path / "twin", "alpha", shared)
+    with open_manager(twin) as other:
+        other.start()
+        with pytest.raises(
+            SyncUnavailable, match=r"already holds 1 segments of host 'alpha'.*another \[sync\] host"
+        ):
+            ship(other.store, _sync(twin), _now())
+    assert {p.name: p.read_bytes() for p in segments_of(shared, "alpha")} == before
+    a.end()
+    assert ship(a.store, a_sync, _now()) == 1  # the one that shipped there goes on
