@@ -105,6 +105,14 @@ def runtime_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
+def runtimes() -> Iterator[tuple[Path, Path]]:
+    """Two short runtime dirs, for two daemons (two machines) in one test."""
+    base = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
+    yield base / "a", base / "b"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
 def owner() -> Iterator[subprocess.Popen[bytes]]:
     """A live process to bind sessions to; killed (if still alive) after the test."""
     proc = subprocess.Popen([SLEEP, "600"])

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,13 +67,6 @@ class Machine:
     def sync_status(self) -> dict[str, object]:
         found: dict[str, object] = json.loads(self.run("sync", "status", "--json"))
         return found
-
-
-@pytest.fixture
-def runtimes() -> Iterator[tuple[Path, Path]]:
-    base = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
-    yield base / "a", base / "b"
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _engine_latency(a: Syncthing, b: Syncthing) -> float:

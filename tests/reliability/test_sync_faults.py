@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,13 +57,6 @@ def _work(tmp_path: Path, data: Path, runtime: Path, n: int) -> list[str]:
         ids.append(_cli(tmp_path, data, runtime, "start").stdout.strip())
         _cli(tmp_path, data, runtime, "end")
     return ids
-
-
-@pytest.fixture
-def runtimes() -> Iterator[tuple[Path, Path]]:
-    base = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
-    yield base / "a", base / "b"
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def _status(tmp_path: Path, data: Path, runtime: Path) -> dict[str, object]:
