@@ -19,7 +19,8 @@ whenever it changes (checked at every point, so only tests pay for it): a
 test can inject a fault into a running daemon and lift it again. Pass
 counts start over whenever the plan changes.
 
-``POINTS`` lists every point, in the order a transition passes them.
+``POINTS`` lists every point of a transition, in the order it passes them;
+``SYNC_POINTS`` those of shipping to the sync dir.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from agent.environment import FAULTS_ENV, FAULTS_FILE_ENV
 __all__ = [
     "CRASH_EXIT_CODE",
     "POINTS",
+    "SYNC_POINTS",
     "configure",
     "install_from_environment",
     "point",
@@ -53,6 +55,10 @@ POINTS = (
     "file.before_dir_fsync",
     "file.after_dir_fsync",
     "manager.after_file",  # the file is written, its stamp not yet in the store
+)
+# Shipping to the sync dir (agent.sync_ship), off every transition's path
+# (tests/reliability/test_sync_faults.py crashes the daemon at each).
+SYNC_POINTS = (
     "sync.before_rename",  # a segment is written and synced under its temp name
     "sync.after_rename",  # it has its name; the shipping cursor is not yet moved
 )
@@ -82,8 +88,9 @@ def parse(spec: str) -> dict[str, _Fault]:
         name, _, action = item.partition("=")
         action, _, nth = action.partition("@")
         name, action = name.strip(), action.strip().lower()
-        if name not in POINTS:
-            raise ValueError(f"faults: unknown point {name!r} in {item!r}; points: {', '.join(POINTS)}")
+        if name not in POINTS + SYNC_POINTS:
+            known = ", ".join(POINTS + SYNC_POINTS)
+            raise ValueError(f"faults: unknown point {name!r} in {item!r}; points: {known}")
         if action not in _ACTIONS:
             raise ValueError(f"faults: unknown action {action!r} in {item!r}; actions: {', '.join(_ACTIONS)}")
         sticky = nth.endswith("+")

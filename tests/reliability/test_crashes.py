@@ -25,25 +25,32 @@ pytestmark = pytest.mark.reliability
 Report = Callable[[str], None]
 
 
+@pytest.fixture
+def cycles(request: pytest.FixtureRequest) -> int:
+    """Crashes per point: one in the default suite (its wall time on two
+    cores), two with --run-slow (each at a pass and an action of its own)."""
+    return 2 if request.config.getoption("--run-slow") else 1
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_a_daemon_crash_at_each_point_loses_nothing(
-    tmp_path: Path, runtime_dir: Path, seed: int, point: str
+    tmp_path: Path, runtime_dir: Path, seed: int, point: str, cycles: int
 ) -> None:
     # Pauses (for idle timeouts to expire) serve only the point where a rule ends a session.
     pauses = point == "manager.end_by_rule"
     with crash_run(tmp_path, runtime_dir, seed + POINTS.index(point), pauses=pauses) as run:
-        for _ in range(2):
+        for _ in range(cycles):
             run.cycle(f"point:{point}")
         run.final_check()
-    assert run.crashes == 2
+    assert run.crashes == cycles
 
 
 @pytest.mark.parametrize("point", POINTS)
 def test_an_embedded_crash_at_each_point_loses_nothing(
-    tmp_path: Path, runtime_dir: Path, seed: int, point: str
+    tmp_path: Path, runtime_dir: Path, seed: int, point: str, cycles: int
 ) -> None:
     with crash_run(tmp_path, runtime_dir, seed + 100 + POINTS.index(point)) as run:
-        for _ in range(2):
+        for _ in range(cycles):
             run.cycle(f"embedded:{point}")
         run.final_check()
 

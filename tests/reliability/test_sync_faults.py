@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.environment import FAULTS_FILE_ENV
+from agent.faults import SYNC_POINTS
 
 from ..support.commands import CLI_TIMEOUT, SESSION_AGENT, clean_env
 from ..support.daemon_process import run_daemon, spawn_daemon, wait_for, wait_ready
@@ -113,7 +114,7 @@ def test_an_unmounted_sync_folder_is_not_written_and_catches_up_when_back(
         unmount(shared, check=False)
 
 
-@pytest.mark.parametrize("point", ["sync.before_rename", "sync.after_rename"])
+@pytest.mark.parametrize("point", SYNC_POINTS)
 def test_a_daemon_killed_mid_segment_ships_everything_once_after_its_restart(
     tmp_path: Path, runtimes: tuple[Path, Path], point: str
 ) -> None:
