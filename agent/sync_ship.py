@@ -169,6 +169,14 @@ def ship(store: SessionStore, sync: SyncSettings, now: datetime) -> int:
         batch = list(store.events.after(cursor, _EVENTS_PER_SEGMENT))
         if not batch:
             break
+        if batch[0].seq > cursor + 1:  # trimmed while this shipment ran: the sessions as they stand
+            log.info(
+                "sync: events after %d were trimmed before they were shipped: shipping a baseline", cursor
+            )
+            written += _baseline(store, sync, state, folder, present=_segment_numbers(folder), now=now)
+            cursor = state.cursor
+            assert cursor is not None
+            continue
         newest: dict[str, tuple[int, Session]] = {}
         for event in batch:
             newest.pop(event.session.id, None)  # re-inserted: the order is the newest change's
