@@ -21,6 +21,7 @@ from agent.cli_support import (
 )
 from agent.environment import SCOPE_ENV
 from agent.errors import SessionNotFoundError
+from agent.host_choice import ALL_HOSTS
 from agent.output import NO_ACTIVE_SESSION, note
 from agent.session import SessionStatus
 
@@ -60,6 +61,10 @@ def show(agent: Agent, session_id: str | None, scope: str, hosts: str | None, as
             exit_with(1)
     else:
         session = agent.read(lambda backend: backend.get(session_id, hosts))
+    if session is None and session_id is not None and hosts is None:
+        elsewhere = agent.read(lambda backend: backend.get(session_id, ALL_HOSTS))  # only when not found
+        if elsewhere is not None and elsewhere.details.host is not None:
+            raise SessionNotFoundError(session_id, elsewhere.details.host.hostname)
     if session is None:
         raise SessionNotFoundError(session_id or "")
     if as_json:

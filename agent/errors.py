@@ -62,8 +62,15 @@ class ConfigError(SessionError):
 class SessionNotFoundError(SessionError):
     exit_code = 4
 
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"no session {session_id}; `session-agent list` shows the known ones")
+    def __init__(self, session_id: str, elsewhere: str | None = None) -> None:
+        """``elsewhere``: the host whose session it is (taken in through the sync dir)."""
+        if elsewhere is None:
+            super().__init__(f"no session {session_id}; `session-agent list` shows the known ones")
+        else:
+            super().__init__(
+                f"no session {session_id} on this machine: it is host {elsewhere}'s; "
+                f"add --host {elsewhere} (or --all-hosts)"
+            )
         self.session_id = session_id
 
 

@@ -338,7 +338,9 @@ def test_remote_sessions_through_the_cli_read_only(cli: Cli, tmp_path: Path, sha
     assert cli("list", "--json", data=b).stdout.count('"id"') == 1  # this machine's alone by default
     shown = cli("show", session_id, "--all-hosts", "--json", data=b)
     assert json.loads(shown.stdout)["project"] == "engine"
-    assert cli("show", session_id, data=b).returncode == 4  # not one of this machine's
+    not_here = cli("show", session_id, data=b)  # not one of this machine's: it says whose
+    assert not_here.returncode == 4
+    assert "it is host alpha's; add --host alpha" in not_here.stderr
     for change in (("end", session_id), ("tag", session_id, "+x"), ("count", session_id, "1")):
         refused = cli(*change, data=b)
         assert refused.returncode == 4, (change, refused.stdout, refused.stderr)
